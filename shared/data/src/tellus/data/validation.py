@@ -149,7 +149,12 @@ def check_grid(ds: xr.Dataset, source: str) -> None:
                           f"got {lat[:3].tolist()}...")
     if lat.min() < -90 or lat.max() > 90:
         raise SchemaError(f"{source}: latitude outside [-90, 90]: {lat.min()}..{lat.max()}")
-    if lon.size > 1 and not np.all(np.diff(lon) > 0):
+    steps = np.diff(lon)
+    # A regional box across 0 deg keeps its columns contiguous (see tellus.data.conventions):
+    # one wrap 359.x -> 0 is allowed when the ACDD bounds say the box crosses the meridian.
+    crosses = ds.attrs.get("geospatial_lon_min", 0) > ds.attrs.get("geospatial_lon_max", 360)
+    wraps = int(np.sum(steps <= 0))
+    if lon.size > 1 and wraps and not (crosses and wraps == 1 and np.sum(steps < 0) == 1):
         raise SchemaError(f"{source}: longitude must be strictly ascending; got "
                           f"{lon[:3].tolist()}...")
     if lon.min() < 0 or lon.max() >= 360:

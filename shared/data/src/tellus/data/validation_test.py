@@ -147,3 +147,15 @@ def test_missing_store(tmp_path):
 def test_time_step_is_the_mode():
     times = pd.date_range("2020", periods=5, freq="1h").append(pd.DatetimeIndex(["2020-01-02"]))
     assert validation.time_step(times.values) == pd.Timedelta("1h")
+
+
+def test_regional_box_across_greenwich_may_wrap_once(good):
+    box = good.isel(longitude=[6, 7, 0, 1, 2])  # 270, 315, 0, 45, 90
+    with pytest.raises(SchemaError, match="longitude must be strictly ascending"):
+        validation.validate(box)
+    box.attrs.update(geospatial_lon_min=270.0, geospatial_lon_max=90.0)
+    validation.validate(box)
+    twice = good.isel(longitude=[6, 0, 7, 1])
+    twice.attrs.update(geospatial_lon_min=270.0, geospatial_lon_max=45.0)
+    with pytest.raises(SchemaError, match="longitude must be strictly ascending"):
+        validation.validate(twice)
