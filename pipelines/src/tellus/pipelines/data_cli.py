@@ -1,0 +1,116 @@
+"""``tellus data ...``: build, ingest, validate, describe and summarize stores.
+
+Each command parses its options and calls :mod:`tellus.data`; no logic lives here.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tellus.pipelines import paths
+
+app = typer.Typer(help="Build, ingest, check and describe Zarr stores in the Tellus schema.",
+                  no_args_is_help=True)
+
+
+class Embedded(StrEnum):
+    atmosphere = "atmosphere"
+
+
+def build_atmosphere(out: Path, preset: str = "default", *, stats: bool = True,
+                     progress: bool = True) -> Path:
+    """Builds (or resumes, or finds cached) the embedded Held-Suarez atmosphere dataset."""
+    from tellus.data import held_suarez, statistics, validation
+
+    if preset not in held_suarez.PRESETS:
+        raise typer.BadParameter(f"unknown preset '{preset}'; choose from "
+                                 f"{sorted(held_suarez.PRESETS)}", param_hint="--preset")
+    config = held_suarez.PRESETS[preset]
+    start = time.perf_counter()
+    held_suarez.build(out, config, progress=progress)
+    if stats and not Path(statistics.stats_path(out)).exists():
+        ds = validation.open_dataset(out)
+        statistics.write_statistics(ds, out, step=f"{config.output_interval_hours}h")
+    typer.echo(f"{out}: ready in {time.perf_counter() - start:.1f} s")
+    return out
+
+
+@app.command()
+def build(
+    dataset: Annotated[Embedded, typer.Argument(help="Which embedded dataset to build.")],
+    out: Annotated[Path | None, typer.Option(help="Store path (default $TELLUS_DATA/NAME.zarr).")
+                   ] = None,
+    preset: Annotated[str, typer.Option(help="Size preset: 'default' or 'tiny'.")] = "default",
+    stats: Annotated[bool, typer.Option(help="Also write normalization statistics.")] = True,
+) -> None:
+    """Build an embedded dataset from real physics (cached; resumes after a kill)."""
+    from tellus.data import describe as describe_
+
+    out = out or paths.default_store(dataset.value if preset == "default"
+                                     else f"{dataset.value}-{preset}")
+    build_atmosphere(out, preset, stats=stats)
+    describe_.render(describe_.summarize(out))
+
+
+@app.command()
+def describe(path: Annotated[Path, typer.Argument(help="A Zarr store.")]) -> None:
+    """Print a summary of a store: grid, time span, variables, units, ranges."""
+    from tellus.data import describe as describe_
+
+    describe_.render(describe_.summarize(path))
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[Path], typer.Argument(help="GRIB, NetCDF or Zarr inputs.")],
+    to: Annotated[Path, typer.Option("--to", help="Destination Zarr store.")],
+    time_chunk: Annotated[int, typer.Option(help="Time steps per Zarr chunk.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+) -> None:
+    """Convert real files into the schema (out of core, all-or-nothing)."""
+    from tellus.data import ingest as ingest_
+
+    ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
+    typer.echo(f"wrote {to}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
+
+
+@app.command()
+def validate(
+    store: Annotated[str, typer.Argument(help="A Zarr store (path or fsspec URL).")],
+    full: Annotated[bool, typer.Option(help="Scan every value, not a sample.")] = False,
+    allow_gaps: Annotated[bool, typer.Option(help="Accept gaps in time.")] = False,
+) -> None:
+    """Check a store against the schema; exits 1 with the reason if it fails."""
+    from tellus.data import validation
+    from tellus.data.errors import SchemaError
+
+    try:
+        validation.open_dataset(store, check_values="full" if full else "sample",
+                                allow_gaps=allow_gaps)
+    except SchemaError as e:
+        typer.echo(f"invalid: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"{store}: valid")
+
+
+@app.command()
+def stats(
+    store: Annotated[str, typer.Argument(help="A Zarr store.")],
+    step: Annotated[str, typer.Option(help="Model time step for difference statistics.")] = "6h",
+    start: Annotated[str | None, typer.Option(help="First date used (training split).")] = None,
+    stop: Annotated[str | None, typer.Option(help="Last date used (training split).")] = None,
+    climatology: Annotated[bool, typer.Option(help="Also compute the climatology.")] = True,
+) -> None:
+    """Compute normalization statistics (and climatology) next to the store."""
+    from tellus.data import statistics, validation
+
+    ds = validation.open_dataset(store, allow_gaps=True)
+    time_range = (start or str(ds.time.values[0]), stop or str(ds.time.values[-1]))
+    out = statistics.write_statistics(ds, store, step=step, time_range=time_range,
+                                      climatology=climatology)
+    typer.echo(f"wrote {out}")
