@@ -19,14 +19,15 @@ Safety rules:
   differ (several months of files, hPa and Pa levels); pieces that overlap (the same variable
   at the same time and level twice) are an error that says whether the values agree. All
   variables that share a dim (``time``, ``level``, ...) must share its coordinate values.
-* **Atomic writes.** The store is written to a hidden sibling directory and renamed into
-  place only after the whole write succeeded; on any failure the partial copy is removed.
-  An existing store is replaced only with ``overwrite=True``.
+* **All-or-nothing, resumable writes.** The store is written time chunk by time chunk with
+  :mod:`tellus.data.writing` into a hidden sibling ``.NAME.partial`` and renamed into place
+  only once every chunk is on disk. A bad input (an error) removes the partial copy; a kill
+  leaves it, and running the same ingest again resumes it where it stopped. An existing
+  store is replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import itertools
 import os
@@ -38,13 +39,11 @@ from pathlib import Path
 
 import eccodes
 import numpy as np
-import rich.progress
 import xarray as xr
 import zarr.errors
-from dask.callbacks import Callback
 
-from tellus.data import conventions, schema
-from tellus.data.errors import IngestError
+from tellus.data import conventions, schema, writing
+from tellus.data.errors import IngestError, SchemaError
 
 GRIB = "grib"
 NETCDF = "netcdf"
@@ -120,7 +119,8 @@ def ingest(
                 pieces.append((label, conventions.canonicalize(ds, source=label)))
         ds = combine(pieces)
         ds = _prepare_for_write(ds, [Path(s) for s in sources], time_chunk)
-        _write_atomically(ds, store, overwrite=overwrite, progress=progress)
+        _write_atomically(ds, store, overwrite=overwrite, progress=progress,
+                          time_chunk=time_chunk)
     finally:
         for ds in opened:
             ds.close()
@@ -461,29 +461,31 @@ def _prepare_for_write(ds: xr.Dataset, sources: list[Path], time_chunk: int) -> 
     return ds
 
 
-def _write_atomically(ds: xr.Dataset, store: Path, *, overwrite: bool, progress: bool) -> None:
-    """Writes ``ds`` to a hidden sibling of ``store`` and renames it into place on success."""
+def _write_atomically(ds: xr.Dataset, store: Path, *, overwrite: bool, progress: bool,
+                      time_chunk: int) -> None:
+    """Writes ``ds`` to ``.NAME.partial`` beside ``store``, resumably, then renames it."""
     store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.parent / f".{store.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = store.parent / f".{store.name}.partial"
     try:
-        with warnings.catch_warnings():
-            # zarr-python 3 warns that consolidated metadata is not in the v3 spec yet; we
-            # want it anyway so that readers open the store in one request and silently.
-            warnings.filterwarnings(
-                "ignore", message="Consolidated metadata", category=zarr.errors.ZarrUserWarning
-            )
-            delayed = ds.to_zarr(tmp, mode="w-", compute=False, consolidated=True)
-            with _progress_bar(f"Writing {store.name}", enabled=progress):
-                delayed.compute()
+        if schema.TIME in ds.dims:
+            try:
+                writing.write_dataset(ds, tmp, time_chunk=time_chunk, progress=progress,
+                                      description=f"Writing {store.name}")
+            except SchemaError:
+                # A partial copy left by a killed run of *other* sources: start afresh.
+                shutil.rmtree(tmp, ignore_errors=True)
+                writing.write_dataset(ds, tmp, time_chunk=time_chunk, progress=progress,
+                                      description=f"Writing {store.name}")
+        else:  # Static fields only: small, written in one go.
+            shutil.rmtree(tmp, ignore_errors=True)
+            ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
+            zarr.consolidate_metadata(str(tmp))
         _move_into_place(tmp, store, overwrite=overwrite)
     except Exception as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, IngestError):
             raise
         raise IngestError(f"writing {store} failed, nothing was written: {e}") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _move_into_place(tmp: Path, store: Path, *, overwrite: bool) -> None:
@@ -501,44 +503,3 @@ def _move_into_place(tmp: Path, store: Path, *, overwrite: bool) -> None:
         os.rename(old, store)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-class _RichProgress(Callback):
-    """A dask callback that advances a rich progress bar once per finished task."""
-
-    def __init__(self, progress: rich.progress.Progress, description: str):
-        super().__init__()
-        self._progress = progress
-        self._description = description
-        self._task: rich.progress.TaskID | None = None
-        self._total = 0
-
-    def _start_state(self, dsk, state) -> None:
-        self._total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self._task = self._progress.add_task(self._description, total=self._total)
-
-    def _posttask(self, key, result, dsk, state, worker_id) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task)
-
-    def _finish(self, dsk, state, errored) -> None:
-        if self._task is not None and not errored:
-            self._progress.update(self._task, completed=self._total)
-
-
-@contextlib.contextmanager
-def _progress_bar(description: str, *, enabled: bool) -> Iterator[None]:
-    """Shows a rich progress bar over the dask computations inside the block."""
-    if not enabled:
-        yield
-        return
-    columns = (
-        rich.progress.TextColumn("{task.description}"),
-        rich.progress.BarColumn(),
-        rich.progress.MofNCompleteColumn(),
-        rich.progress.TextColumn("tasks"),
-        rich.progress.TimeElapsedColumn(),
-        rich.progress.TimeRemainingColumn(),
-    )
-    with rich.progress.Progress(*columns) as bar, _RichProgress(bar, description):
-        yield

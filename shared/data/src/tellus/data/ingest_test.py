@@ -367,7 +367,25 @@ def test_progress_bar_is_shown(tmp_path, capsys):
     mock.mock_era5(n_lat=5, n_lon=8, static=()).to_netcdf(src)
     ingest([src], tmp_path / "shown.zarr", progress=True)
     out = capsys.readouterr().out
-    assert "Writing shown.zarr" in out and "tasks" in out
+    assert "Writing shown.zarr" in out and "16/16" in out  # one step per time chunk
+
+
+def test_killed_ingest_resumes_from_its_partial_copy(tmp_path):
+    """A kill leaves .NAME.partial; the same ingest again finishes it without rewriting."""
+    from tellus.data import writing
+
+    src = tmp_path / "src.nc"
+    truth = mock.mock_era5(n_lat=5, n_lon=8)
+    truth.to_netcdf(src)
+    ds = ingest_module.combine([("src", ingest_module.open_source(src))])
+    ds = ingest_module._prepare_for_write(ds, [src], 4)
+    partial = tmp_path / ".era5.zarr.partial"
+    writing.create_store(partial, ds, time_chunk=4)  # as a killed run leaves it:
+    writing.write_chunk(partial, 0, ds.isel(time=slice(0, 4)).compute())
+    writing.write_chunk(partial, 2, ds.isel(time=slice(8, 12)).compute())
+    out = ingest([src], tmp_path / "era5.zarr", time_chunk=4, progress=False)
+    assert not partial.exists()
+    xr.testing.assert_allclose(out.load(), _expected(truth, out), rtol=1e-6)
 
 
 def test_bad_arguments(tmp_path):

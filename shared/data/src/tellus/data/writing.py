@@ -112,6 +112,10 @@ def create_store(
             chunks = tuple(time_chunk if d == schema.TIME else var.sizes[d] for d in var.dims)
             ds[name] = var.copy(data=da.zeros(var.shape, dtype=var.dtype, chunks=chunks))
             encoding[name] = {"chunks": chunks}
+        else:
+            # Static fields are written now, with the metadata, so they must be in memory:
+            # to_zarr(compute=False) would otherwise defer (and here never run) a dask write.
+            ds[name] = var.compute()
     # Build under a temporary name so a kill during creation leaves nothing that looks valid.
     tmp = f"{root}.creating"
     if fs.exists(tmp):
