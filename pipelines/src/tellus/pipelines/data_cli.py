@@ -74,8 +74,13 @@ def ingest(
 ) -> None:
     """Convert real files into the schema (out of core, all-or-nothing)."""
     from tellus.data import ingest as ingest_
+    from tellus.data.errors import IngestError, SchemaError
 
-    ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
+    try:
+        ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
+    except (IngestError, SchemaError) as e:
+        typer.echo(f"ingest failed, nothing written: {e}", err=True)
+        raise typer.Exit(1) from e
     typer.echo(f"wrote {to}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
 
 

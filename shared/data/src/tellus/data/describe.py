@@ -118,7 +118,7 @@ def render(summary: StoreSummary) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 120)
     status = {True: "complete", False: "INCOMPLETE (resume the build)", None: "external store"}
     console.print(f"[bold]{summary.path}[/bold]  ({summary.nbytes / 2**20:,.1f} MiB "
                   f"uncompressed, {status[summary.complete]})")

@@ -1,0 +1,78 @@
+"""End to end through the `tellus` command: build, describe, validate, stats, ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from tellus.data import held_suarez, statistics
+from tellus.pipelines.cli import app
+
+SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "era5-samples"
+runner = CliRunner()
+
+
+def _run(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "atmosphere-tiny.zarr"
+    _run("data", "build", "atmosphere", "--preset", "tiny", "--out", str(out))
+    return out
+
+
+def test_build_writes_a_valid_store_with_statistics(tiny_store):
+    ds = xr.open_zarr(tiny_store)
+    assert ds.sizes["time"] == held_suarez.TINY.n_times
+    assert list(ds.level.values) == list(held_suarez.TINY.pressure_levels)
+    stats = statistics.read_statistics(statistics.stats_path(tiny_store))
+    # The stats file holds the numbers of the store itself.
+    np.testing.assert_allclose(stats["mean"]["temperature"].values,
+                               ds.temperature.mean(("time", "latitude", "longitude")).values,
+                               rtol=1e-5)
+    assert "valid" in _run("data", "validate", str(tiny_store), "--full")
+
+
+def test_build_again_is_cached(tiny_store):
+    before = {p: p.stat().st_mtime_ns for p in tiny_store.rglob("*") if p.is_file()}
+    _run("data", "build", "atmosphere", "--preset", "tiny", "--out", str(tiny_store))
+    after = {p: p.stat().st_mtime_ns for p in tiny_store.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_describe_prints_the_summary(tiny_store):
+    out = _run("data", "describe", str(tiny_store))
+    assert "complete" in out and "geopotential" in out and "m2 s-2" in out
+    assert "step 0 days 06:00:00" in out
+
+
+def test_validate_reports_a_bad_store(tmp_path):
+    from tellus.data import mock
+
+    bad = mock.mock_era5(n_lat=4, n_lon=8)
+    bad["geopotential"].attrs["units"] = "m"
+    bad.to_zarr(tmp_path / "bad.zarr")
+    result = runner.invoke(app, ["data", "validate", str(tmp_path / "bad.zarr")])
+    assert result.exit_code == 1
+    assert "variable 'geopotential' has units 'm'" in result.output
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"ERA5 samples not found at {SAMPLES}")
+def test_ingest_real_grib_then_validate(tmp_path):
+    store = tmp_path / "era5.zarr"
+    out = _run("data", "ingest", str(SAMPLES / "era5-levels-members.grib"), "--to", str(store))
+    assert "geopotential" in out
+    assert "valid" in _run("data", "validate", str(store), "--full")
+    result = runner.invoke(app, ["data", "ingest", str(SAMPLES / "era5-levels-corrupted.grib"),
+                                 "--to", str(tmp_path / "bad.zarr")])
+    assert result.exit_code == 1 and not (tmp_path / "bad.zarr").exists()
+    assert "ingest failed, nothing written" in result.output
+    assert "corrupt or truncated" in result.output
