@@ -112,6 +112,10 @@ def test_written_statistics_are_reproducible(tmp_path):
     for group in statistics.GROUPS:
         for name in sa[group].data_vars:
             assert sa[group][name].values.tobytes() == sb[group][name].values.tobytes()
+    from tellus.data.normalization import NormalizationStats
+
+    loaded = NormalizationStats.from_store(b)
+    np.testing.assert_array_equal(loaded.std["temperature"].values, sb["std"]["temperature"].values)
     clim = statistics.read_climatology(b)
     assert clim.sizes["dayofyear"] == 366 and set(clim["hour"].values) == {0, 6, 12, 18}
     with pytest.raises(FileNotFoundError, match="run `tellus data stats STORE` first"):

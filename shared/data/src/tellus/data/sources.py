@@ -1,0 +1,434 @@
+"""Random-access training windows from a Zarr store (a grain ``RandomAccessDataSource``).
+
+A window is one sample of a :class:`~tellus.data.tasks.TaskConfig`: the inputs at the history
+times ending at the init time ``t0``, the targets at ``t0 + lead`` for every lead, the forcings
+at all of those times and the static fields. :class:`WindowSource` yields it as a dict of
+plain numpy arrays (``SAMPLE_KEYS``) in the channel order of its :class:`ChannelLayout`s::
+
+    inputs     float32 [history, lat, lon, C_in]
+    targets    float32 [n_leads, lat, lon, C_out]
+    forcings   float32 [history + n_leads, lat, lon, C_f]   (input times, then target times)
+    statics    float32 [lat, lon, C_s]
+    init_time  int64   nanoseconds since 1970 of t0
+
+Which windows exist: times are counted in steps of ``task.time_step`` (hours, or calendar
+months, via :func:`step_ordinals`); a window exists only if every one of its times is in the
+store, so a gap in the time axis removes the windows that would straddle it instead of
+silently joining data across it. A :class:`DateRange` keeps a window only if *all* its input
+and target times lie inside it, so disjoint ranges (train/validation/test) share no data.
+
+Read path: xarray reads only metadata (the edge). Each sample then reads, per variable, just
+the time indices (and levels) it needs straight from the Zarr array with tensorstore, issuing
+all variables' reads before waiting on any. Measured on this machine (64x128, 13 levels,
+9 variables, 6 times per window, time chunk 1, warm page cache, 2 shared cores): tensorstore
+~22-55 samples/s, zarr-python ``oindex`` ~12-18, per-time zarr ~11, xarray ``isel`` ~4.6.
+``backend="zarr"`` remains for stores tensorstore cannot open (fsspec URLs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from tellus.data import schema, stacking, tasks
+
+INPUTS = "inputs"
+TARGETS = "targets"
+FORCINGS = "forcings"
+STATICS = "statics"
+INIT_TIME = "init_time"
+SAMPLE_KEYS = (INPUTS, TARGETS, FORCINGS, STATICS, INIT_TIME)
+
+Backend = Literal["auto", "tensorstore", "zarr"]
+
+# GraphCast's constants for the progress features.
+_SECONDS_PER_DAY = 86400.0
+_DAYS_PER_YEAR = 365.24219  # Mean tropical year.
+
+
+@dataclasses.dataclass(frozen=True)
+class DateRange:
+    """A half-open interval of times ``[start, stop)``.
+
+    Half-open so that adjacent splits (train up to 2016, validation from 2016) meet without
+    overlapping.
+    """
+
+    start: pd.Timestamp
+    stop: pd.Timestamp
+
+    def __post_init__(self):
+        object.__setattr__(self, "start", pd.Timestamp(self.start))
+        object.__setattr__(self, "stop", pd.Timestamp(self.stop))
+        if not self.start < self.stop:
+            raise ValueError(f"empty date range [{self.start}, {self.stop})")
+
+    def overlaps(self, other: DateRange) -> bool:
+        return self.start < other.stop and other.start < self.stop
+
+
+def check_disjoint(ranges: Mapping[str, DateRange]) -> None:
+    """Raises ValueError if any two named ranges overlap (which would leak data)."""
+    items = list(ranges.items())
+    for i, (a, ra) in enumerate(items):
+        for b, rb in items[i + 1:]:
+            if ra.overlaps(rb):
+                raise ValueError(f"splits {a!r} {ra} and {b!r} {rb} overlap")
+
+
+def step_ordinals(times: pd.DatetimeIndex, time_step: str) -> np.ndarray:
+    """Numbers each time by its step on the ``time_step`` grid: equal spacing -> consecutive.
+
+    Fixed steps count from the first time; monthly (yearly) steps count calendar months
+    (years), whatever the day within the month, so mid-month labels work too.
+
+    Args:
+      times: the store's time coordinate.
+      time_step: pandas frequency alias.
+
+    Returns:
+      int64 ordinals, strictly increasing.
+
+    Raises:
+      ValueError: if a time is off the grid, or times are not strictly increasing (duplicates
+        within one step included).
+    """
+    times = pd.DatetimeIndex(times)
+    if len(times) == 0:
+        raise ValueError("empty time coordinate")
+    offset = tasks.time_offset(time_step)
+    if isinstance(offset, pd.offsets.Tick):
+        step = pd.Timedelta(offset).value
+        ns = times.as_unit("ns").asi8
+        units, rem = np.divmod(ns - ns[0], step)
+    elif isinstance(offset, pd.offsets.MonthBegin | pd.offsets.MonthEnd):
+        months = np.asarray(times.year * 12 + times.month - 1, dtype=np.int64)
+        units, rem = np.divmod(months - months[0], offset.n)
+    elif isinstance(offset, pd.offsets.YearBegin | pd.offsets.YearEnd):
+        years = np.asarray(times.year, dtype=np.int64)
+        units, rem = np.divmod(years - years[0], offset.n)
+    else:
+        raise ValueError(f"unsupported time_step {time_step!r}: use a fixed step or months")
+    if np.any(rem != 0):
+        raise ValueError(f"times {list(times[rem != 0][:3])} are not on the {time_step!r} grid "
+                         f"starting at {times[0]}")
+    if np.any(np.diff(units) <= 0):
+        bad = np.flatnonzero(np.diff(units) <= 0)[:3]
+        raise ValueError(f"time coordinate must have one time per {time_step!r} step, "
+                         f"increasing; see {list(times[bad])} -> {list(times[bad + 1])}")
+    return units.astype(np.int64)
+
+
+def window_indices(
+    times: pd.DatetimeIndex,
+    task: tasks.TaskConfig,
+    dates: DateRange | None = None,
+) -> np.ndarray:
+    """Time indices of every complete window, ``[n_windows, len(task.window_offsets)]``.
+
+    Row ``w`` lists the store time indices of window ``w`` in the order of
+    ``task.window_offsets`` (inputs, then leads). A window is kept only if all its times exist
+    at the expected spacing and, given ``dates``, all lie in ``[dates.start, dates.stop)``.
+    """
+    ordinals = step_ordinals(times, task.time_step)
+    offsets = np.asarray(task.window_offsets, dtype=np.int64)
+    needed = ordinals[:, None] + offsets[None, :]
+    idx = np.clip(np.searchsorted(ordinals, needed), 0, len(ordinals) - 1)
+    ok = np.all(ordinals[idx] == needed, axis=1)
+    if dates is not None:
+        ns = pd.DatetimeIndex(times).as_unit("ns").asi8[idx]
+        ok &= np.all(ns >= dates.start.as_unit("ns").value, axis=1)
+        ok &= np.all(ns < dates.stop.as_unit("ns").value, axis=1)
+    return idx[ok]
+
+
+def computed_forcings(
+    names: tuple[str, ...], times_ns: np.ndarray, longitude: np.ndarray, n_lat: int
+) -> np.ndarray:
+    """Time features of GraphCast: progress through the year and the local solar day.
+
+    Args:
+      names: names from :data:`tellus.data.tasks.COMPUTED_FORCINGS`.
+      times_ns: int64 nanoseconds since 1970, ``[T]``.
+      longitude: degrees east, ``[lon]`` (the local day starts later to the west).
+      n_lat: number of latitudes to broadcast over.
+
+    Returns:
+      float32 ``[T, n_lat, lon, len(names)]``.
+    """
+    seconds = np.asarray(times_ns, dtype=np.int64) // 10**9
+    year = np.mod(seconds / _SECONDS_PER_DAY / _DAYS_PER_YEAR, 1.0)[:, None]
+    day = np.mod((seconds % 86400)[:, None] / _SECONDS_PER_DAY
+                 + np.asarray(longitude)[None, :] / 360.0, 1.0)
+    features = {
+        tasks.YEAR_PROGRESS_SIN: lambda: np.sin(2 * np.pi * year) + 0 * day,
+        tasks.YEAR_PROGRESS_COS: lambda: np.cos(2 * np.pi * year) + 0 * day,
+        tasks.DAY_PROGRESS_SIN: lambda: np.sin(2 * np.pi * day),
+        tasks.DAY_PROGRESS_COS: lambda: np.cos(2 * np.pi * day),
+    }
+    out = np.empty((len(seconds), n_lat, len(longitude), len(names)), np.float32)
+    for c, name in enumerate(names):
+        out[..., c] = features[name]()[:, None, :]
+    return out
+
+
+# --- Array readers ---------------------------------------------------------------------------
+
+
+class _Done:
+    """A finished read, with the interface of a tensorstore future."""
+
+    def __init__(self, value: np.ndarray):
+        self._value = value
+
+    def result(self) -> np.ndarray:
+        return self._value
+
+
+def _tensorstore_kvstore(store: str, name: str) -> dict | None:
+    if store.startswith("gs://"):
+        bucket, _, path = store[len("gs://"):].partition("/")
+        return {"driver": "gcs", "bucket": bucket, "path": f"{path.rstrip('/')}/{name}/"}
+    if "://" in store and not store.startswith("file://"):
+        return None
+    path = Path(store.removeprefix("file://")).absolute()
+    return {"driver": "file", "path": f"{path}/{name}/"}
+
+
+class _Reader:
+    """Reads ``array[time_idx][:, level_idx]`` of one Zarr array; returns a future."""
+
+    def __init__(self, store: str, name: str, backend: Backend):
+        self.store, self.name = store, name
+        kvstore = _tensorstore_kvstore(store, name) if backend != "zarr" else None
+        if backend == "tensorstore" and kvstore is None:
+            raise ValueError(f"tensorstore cannot open {store!r}; use backend='zarr'")
+        if kvstore is not None:
+            import tensorstore as ts
+
+            self._ts = ts.open({"driver": "zarr3", "kvstore": kvstore}, read=True).result()
+            self._zarr = None
+        else:
+            import zarr
+
+            self._ts = None
+            self._zarr = zarr.open_array(store, path=name, mode="r")
+
+    def read(self, time_idx: np.ndarray, level_idx: np.ndarray | None):
+        if self._ts is not None:
+            if level_idx is None:
+                return self._ts[time_idx].read()
+            return self._ts.oindex[time_idx, level_idx].read()
+        sel = (time_idx,) if level_idx is None else (time_idx, level_idx)
+        return _Done(self._zarr.oindex[sel])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How one store variable's read is scattered into the sample arrays."""
+
+    name: str
+    rows: np.ndarray  # Window rows (positions in task.window_offsets) to read.
+    level_idx: np.ndarray | None  # Indices into the store's vertical dim; None: all or 2D.
+    # (sample key, positions in `rows`, destination rows, channel slice).
+    destinations: tuple[tuple[str, np.ndarray, np.ndarray, slice], ...]
+
+
+def open_metadata(store: str | os.PathLike) -> xr.Dataset:
+    """Opens a store lazily with xarray, for its coordinates and variable metadata."""
+    with warnings.catch_warnings():
+        # Stores written without consolidated metadata are fine, just slower to open.
+        warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated")
+        return xr.open_zarr(str(store), chunks=None, consolidated=None)
+
+
+class WindowSource:
+    """Windows of a task from one Zarr store, by index (grain ``RandomAccessDataSource``).
+
+    Attributes:
+      task: the task.
+      dates: the date range windows must lie in, or None for all.
+      input_layout, target_layout, forcing_layout, static_layout: channel orders.
+      latitude, longitude: grid coordinates (degrees).
+      time_indices: ``[len(self), n_window_times]`` store time indices of each window.
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike,
+        task: tasks.TaskConfig,
+        dates: DateRange | None = None,
+        *,
+        backend: Backend = "auto",
+    ):
+        """Opens the store and finds the task's windows.
+
+        Args:
+          store: path or URL of a Zarr store in the Tellus schema.
+          task: what to read.
+          dates: keep only windows whose times all lie in this range.
+          backend: ``"tensorstore"`` (local or ``gs://``), ``"zarr"`` (any fsspec URL), or
+            ``"auto"`` (tensorstore when it can open the store).
+
+        Raises:
+          KeyError: for a variable or level missing from the store.
+          ValueError: for a time axis off the task's time step, or no complete window.
+        """
+        self.store = str(store)
+        self.task = task
+        self.dates = dates
+        self.backend: Backend = backend
+        ds = open_metadata(self.store)
+        for name in task.input_variables + task.target_variables + task.store_forcings:
+            if name not in ds.data_vars:
+                raise KeyError(f"{name!r} not in {self.store} ({sorted(ds.data_vars)})")
+            dims = ds[name].dims
+            if dims[0] != schema.TIME or dims[-2:] != schema.SPATIAL_DIMS or len(dims) > 4:
+                raise ValueError(f"{name!r} has dims {dims}; expected (time, [level|depth], "
+                                 "latitude, longitude): bring the store into the schema")
+
+        self._times = pd.DatetimeIndex(ds.indexes[schema.TIME]).as_unit("ns")
+        self.time_indices = window_indices(self._times, task, dates)
+        if len(self.time_indices) == 0:
+            raise ValueError(f"no complete window of {task.window_offsets} steps of "
+                             f"{task.time_step!r} in {self.store} within {dates}")
+        self.latitude = np.asarray(ds[schema.LATITUDE].values)
+        self.longitude = np.asarray(ds[schema.LONGITUDE].values)
+
+        levels = task.levels
+        self.input_layout = stacking.ChannelLayout.from_dataset(ds, task.input_variables, levels)
+        self.target_layout = stacking.ChannelLayout.from_dataset(ds, task.target_variables, levels)
+        self.forcing_layout = stacking.ChannelLayout(tuple(
+            stacking.VariableChannels(n) if n in tasks.COMPUTED_FORCINGS
+            else stacking.ChannelLayout.from_dataset(ds, [n], levels).variables[0]
+            for n in task.forcing_variables))
+        self.static_layout = stacking.ChannelLayout.from_dataset(ds, task.static_variables,
+                                                                 levels)
+        statics = ds[list(task.static_variables)].load()
+        self._statics = (stacking.dataset_to_stacked(statics, self.static_layout)
+                         .astype(np.float32) if task.static_variables
+                         else np.zeros((len(self.latitude), len(self.longitude), 0), np.float32))
+        self._plans = self._make_plans(ds)
+        self._readers: dict[str, _Reader] | None = None
+
+    def _make_plans(self, ds: xr.Dataset) -> tuple[_Plan, ...]:
+        h = self.task.history_steps
+        n_rows = len(self.task.window_offsets)
+        roles = (
+            (INPUTS, self.input_layout, np.arange(h)),
+            (TARGETS, self.target_layout, np.arange(h, n_rows)),
+            (FORCINGS, self.forcing_layout, np.arange(n_rows)),
+        )
+        plans = []
+        names = dict.fromkeys(self.task.input_variables + self.task.target_variables
+                              + self.task.store_forcings)
+        for name in names:
+            used = [(key, layout, rows) for key, layout, rows in roles if name in layout.names]
+            rows = np.unique(np.concatenate([r for _, _, r in used]))
+            level_idx = None
+            vc = used[0][1][name]
+            if vc.vertical_dim is not None:
+                level_idx = stacking.level_indices(ds[vc.vertical_dim].values, vc.levels)
+                if np.array_equal(level_idx, np.arange(ds.sizes[vc.vertical_dim])):
+                    level_idx = None  # All levels in store order: no index needed.
+            # Inputs fill rows 0..h-1, targets 0..n_leads-1, forcings every window row.
+            dests = tuple((key, np.searchsorted(rows, r), r - h if key == TARGETS else r,
+                           layout.slices()[name]) for key, layout, r in used)
+            plans.append(_Plan(name, rows, level_idx, dests))
+        return tuple(plans)
+
+    # --- grain RandomAccessDataSource ----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.time_indices)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range [0, {len(self)})")
+        if self._readers is None:
+            self._readers = {p.name: _Reader(self.store, p.name, self.backend)
+                             for p in self._plans}
+        tidx = self.time_indices[index]
+        # Issue every read before waiting on any: tensorstore reads them concurrently.
+        futures = [self._readers[p.name].read(tidx[p.rows], p.level_idx) for p in self._plans]
+
+        h, n_lat, n_lon = self.task.history_steps, len(self.latitude), len(self.longitude)
+        n_leads = len(self.task.lead_steps)
+        times_ns = self._times.asi8[tidx]
+        out = {
+            INPUTS: np.empty((h, n_lat, n_lon, self.input_layout.num_channels), np.float32),
+            TARGETS: np.empty((n_leads, n_lat, n_lon, self.target_layout.num_channels),
+                              np.float32),
+            FORCINGS: np.empty((h + n_leads, n_lat, n_lon, self.forcing_layout.num_channels),
+                               np.float32),
+            STATICS: self._statics.copy(),
+            INIT_TIME: np.int64(times_ns[h - 1]),
+        }
+        computed = self.task.computed_forcings
+        if computed:
+            values = computed_forcings(computed, times_ns, self.longitude, n_lat)
+            slices = self.forcing_layout.slices()
+            for c, name in enumerate(computed):
+                out[FORCINGS][..., slices[name]] = values[..., c:c + 1]
+        for plan, future in zip(self._plans, futures, strict=True):
+            data = future.result()
+            # [rows, level, lat, lon] -> [rows, lat, lon, level]; 2D gets a channel axis.
+            data = np.moveaxis(data, 1, -1) if data.ndim == 4 else data[..., None]
+            for key, src, dst, channels in plan.destinations:
+                out[key][dst, ..., channels] = data[src]
+        return out
+
+    def __repr__(self) -> str:
+        # grain checks repr(source) when restoring an iterator state: keep it stable.
+        return (f"WindowSource(store={self.store!r}, task={self.task!r}, dates={self.dates!r},"
+                f" n={len(self)})")
+
+    def __getstate__(self):
+        # Open arrays are per process: worker processes reopen them lazily.
+        state = self.__dict__.copy()
+        state["_readers"] = None
+        return state
+
+    # --- Metadata ------------------------------------------------------------------------
+
+    @property
+    def init_times(self) -> pd.DatetimeIndex:
+        """The init time (last input time) of every window."""
+        return self._times[self.time_indices[:, self.task.history_steps - 1]]
+
+    def window_times(self, index: int) -> pd.DatetimeIndex:
+        """All times of window ``index``: inputs then targets."""
+        return self._times[self.time_indices[index]]
+
+    def unstack(self, array: np.ndarray, key: str, leading_dims=("time",)) -> xr.Dataset:
+        """A sample array (``inputs``, ``targets``...) back as a Dataset on the store grid."""
+        layout = {INPUTS: self.input_layout, TARGETS: self.target_layout,
+                  FORCINGS: self.forcing_layout, STATICS: self.static_layout}[key]
+        coords = {schema.LATITUDE: self.latitude, schema.LONGITUDE: self.longitude}
+        return stacking.stacked_to_dataset(array, layout, leading_dims=leading_dims,
+                                           coords=coords)
+
+    @classmethod
+    def splits(
+        cls,
+        store: str | os.PathLike,
+        task: tasks.TaskConfig,
+        ranges: Mapping[str, DateRange],
+        **kwargs,
+    ) -> dict[str, WindowSource]:
+        """One source per named, pairwise disjoint date range (train/validation/test).
+
+        Raises:
+          ValueError: if two ranges overlap.
+        """
+        check_disjoint(ranges)
+        return {name: cls(store, task, r, **kwargs) for name, r in ranges.items()}
