@@ -159,3 +159,10 @@ def test_regional_box_across_greenwich_may_wrap_once(good):
     twice.attrs.update(geospatial_lon_min=270.0, geospatial_lon_max=45.0)
     with pytest.raises(SchemaError, match="longitude must be strictly ascending"):
         validation.validate(twice)
+
+
+def test_open_through_an_fsspec_url(good):
+    url = "memory://validation-test/era5.zarr"
+    good.to_zarr(url, zarr_format=3, consolidated=False)
+    opened = validation.open_dataset(url, variables=["geopotential"], levels=[500])
+    np.testing.assert_array_equal(opened.temperature.values, good.temperature.values)
