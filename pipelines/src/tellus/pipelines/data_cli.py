@@ -5,7 +5,9 @@ Each command parses its options and calls :mod:`tellus.data`; no logic lives her
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +18,18 @@ from tellus.pipelines import paths
 
 app = typer.Typer(help="Build, ingest, check and describe Zarr stores in the Tellus schema.",
                   no_args_is_help=True)
+
+
+@contextlib.contextmanager
+def _exit_on_data_error(what: str) -> Iterator[None]:
+    """Turns a data-layer error into its message on stderr and exit status 1."""
+    from tellus.data.errors import IngestError, SchemaError
+
+    try:
+        yield
+    except (IngestError, SchemaError, FileNotFoundError) as e:
+        typer.echo(f"{what}: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 class Embedded(StrEnum):
@@ -74,13 +88,9 @@ def ingest(
 ) -> None:
     """Convert real files into the schema (out of core, all-or-nothing)."""
     from tellus.data import ingest as ingest_
-    from tellus.data.errors import IngestError, SchemaError
 
-    try:
+    with _exit_on_data_error("ingest failed, nothing written"):
         ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
-    except (IngestError, SchemaError) as e:
-        typer.echo(f"ingest failed, nothing written: {e}", err=True)
-        raise typer.Exit(1) from e
     typer.echo(f"wrote {to}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
 
 
@@ -92,14 +102,10 @@ def validate(
 ) -> None:
     """Check a store against the schema; exits 1 with the reason if it fails."""
     from tellus.data import validation
-    from tellus.data.errors import SchemaError
 
-    try:
+    with _exit_on_data_error("invalid"):
         validation.open_dataset(store, check_values="full" if full else "sample",
                                 allow_gaps=allow_gaps)
-    except SchemaError as e:
-        typer.echo(f"invalid: {e}", err=True)
-        raise typer.Exit(1) from e
     typer.echo(f"{store}: valid")
 
 
@@ -114,7 +120,8 @@ def stats(
     """Compute normalization statistics (and climatology) next to the store."""
     from tellus.data import statistics, validation
 
-    ds = validation.open_dataset(store, allow_gaps=True)
+    with _exit_on_data_error("cannot compute statistics"):
+        ds = validation.open_dataset(store, allow_gaps=True)
     time_range = (start or str(ds.time.values[0]), stop or str(ds.time.values[-1]))
     out = statistics.write_statistics(ds, store, step=step, time_range=time_range,
                                       climatology=climatology)
