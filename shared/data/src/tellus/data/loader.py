@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import grain
+from absl import flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,10 @@ def make_loader(
     Raises:
       ValueError: if the global batch does not divide among the shards.
     """
+    if config.worker_count > 0 and not flags.FLAGS.is_parsed():
+        # grain's worker processes read absl flags (profiling options), which raise unless
+        # parsed; outside an absl app nothing parses them, so take the defaults.
+        flags.FLAGS.mark_as_parsed()
     shards = shard_options(shard_index, shard_count)
     per_shard, rem = divmod(config.global_batch_size, shards.shard_count)
     if rem:
