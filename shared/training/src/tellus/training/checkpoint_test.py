@@ -1,0 +1,94 @@
+import dataclasses
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from tellus.training import checkpoint as ckpt_lib
+from tellus.training import config as config_lib
+from tellus.training import step as step_lib
+from tellus.training import toy_model
+
+CFG = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
+MCFG = toy_model.ToyConfig()
+
+
+def _mesh(shape):
+    return jax.make_mesh(shape, ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def _host(tree):
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+
+
+def _trained_sharded_state(mesh):
+    model = toy_model.make_model(MCFG)
+    fns, state = step_lib.init_train_state(model, CFG)
+    sh = step_lib.state_shardings(fns, state, model, mesh, toy_model.RULES)
+    state = jax.device_put(state, sh)
+    batch_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+    jitted = step_lib.jit_train_step(
+        step_lib.make_train_step(fns, toy_model.loss_fn), sh, batch_sh, mesh
+    )
+    for i in range(2):
+        state, metrics = jitted(
+            state, toy_model.place_batch(toy_model.synthetic_batch(0, i, 8), batch_sh)
+        )
+    return model, fns, state, float(metrics["loss"])
+
+
+def test_restore_across_meshes_and_rebuild_from_config(tmp_path):
+    _model, _fns, state, _ = _trained_sharded_state(_mesh((2, 4)))
+    expected = _host(state)
+    ck = ckpt_lib.Checkpointer(tmp_path, keep=2)
+    ck.save(2, state, ckpt_lib.config_dict(MCFG, CFG), {"next_index": 2})
+    ck.wait()
+    # Onto one device.
+    one = ck.restore(2, state)
+    jax.tree.map(np.testing.assert_array_equal, expected, _host(one))
+    assert len(one.params["trunk"]["up"]["kernel"].sharding.device_set) == 1
+    # Onto a 4x2 mesh, rebuilding the model from the stored config.
+    mesh = _mesh((4, 2))
+    model2, _fns2, on42, data = ckpt_lib.rebuild(
+        ck,
+        2,
+        toy_model.model_from_dict,
+        lambda f, s, m: step_lib.state_shardings(f, s, m, mesh, toy_model.RULES),
+    )
+    jax.tree.map(np.testing.assert_array_equal, expected, _host(on42))
+    assert on42.params["trunk"]["up"]["kernel"].sharding.spec == PartitionSpec("fsdp", None)
+    assert data == {"next_index": 2}
+    np.testing.assert_array_equal(
+        model2.trunk.up.kernel[...], expected.params["trunk"]["up"]["kernel"]
+    )
+    ck.close()
+
+
+def test_keep_last_n_plus_best(tmp_path):
+    model = toy_model.make_model(MCFG)
+    _, state = step_lib.init_train_state(model, CFG)
+    ck = ckpt_lib.Checkpointer(tmp_path, keep=2, best_metric="loss")
+    for step, loss in [(1, 5.0), (2, 1.0), (3, 4.0), (4, 3.0), (5, 2.0)]:
+        ck.save(step, state, ckpt_lib.config_dict(MCFG, CFG), metrics={"loss": loss})
+    ck.wait()
+    assert sorted(ck.all_steps()) == [2, 4, 5]
+    assert ck.best_step() == 2 and ck.latest_step() == 5
+    ck.close()
+
+
+def test_partial_restore_new_head(tmp_path):
+    model = toy_model.make_model(MCFG)
+    _, state = step_lib.init_train_state(model, CFG)
+    ck = ckpt_lib.Checkpointer(tmp_path)
+    ck.save(0, state, ckpt_lib.config_dict(MCFG, CFG))
+    ck.wait()
+    new_model = toy_model.make_model(dataclasses.replace(MCFG, head_channels=3, seed=1))
+    _, new_params, _ = step_lib.split_model(new_model)
+    out = ckpt_lib.load_matching_params(ck, 0, toy_model.model_from_dict, new_params)
+    assert sorted(out.skipped) == ["['head']['bias']", "['head']['kernel']"]
+    assert len(out.loaded) == 4 and all(p.startswith("['trunk']") for p in out.loaded)
+    np.testing.assert_array_equal(
+        out.params["trunk"]["up"]["kernel"], state.params["trunk"]["up"]["kernel"]
+    )
+    np.testing.assert_array_equal(out.params["head"]["kernel"], new_params["head"]["kernel"])
+    ck.close()

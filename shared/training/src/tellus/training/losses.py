@@ -1,0 +1,117 @@
+"""Latitude-weighted, channel-weighted and masked regression losses.
+
+Arrays are ``[batch, lat, lon, channel]``. Latitude weights follow WeatherBench2: each
+row's weight is the area of its cell, ``sin(upper) - sin(lower)`` with cell bounds half
+way between neighbouring rows and clipped to the poles, normalized to mean 1. A pole row
+thus gets the small polar cap rather than the ``cos(90°) = 0`` a plain cosine would give.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+
+def latitude_cell_bounds(latitude_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper cell bounds (degrees) for monotonic latitude rows.
+
+    Bounds are midpoints between neighbours; the outer bounds extend half a spacing
+    outwards and are clipped to ±90°, so pole points get a half-width polar cap.
+    """
+    lat = np.asarray(latitude_deg, dtype=np.float64)
+    if lat.ndim != 1 or lat.size < 2:
+        raise ValueError(f"latitude must be 1-D with >= 2 rows, got shape {lat.shape}")
+    descending = lat[0] > lat[-1]
+    asc = lat[::-1] if descending else lat
+    if np.any(np.diff(asc) <= 0):
+        raise ValueError("latitude must be strictly monotonic")
+    mid = 0.5 * (asc[1:] + asc[:-1])
+    lower = np.concatenate([[asc[0] - (mid[0] - asc[0])], mid])
+    upper = np.concatenate([mid, [asc[-1] + (asc[-1] - mid[-1])]])
+    lower, upper = np.clip(lower, -90.0, 90.0), np.clip(upper, -90.0, 90.0)
+    if descending:
+        lower, upper = lower[::-1], upper[::-1]
+    return lower, upper
+
+
+def latitude_weights(latitude_deg: np.ndarray) -> np.ndarray:
+    """Cell-area latitude weights, normalized to mean 1, shape ``[lat]``."""
+    lower, upper = latitude_cell_bounds(latitude_deg)
+    area = np.abs(np.sin(np.deg2rad(upper)) - np.sin(np.deg2rad(lower)))
+    return (area / area.mean()).astype(np.float32)
+
+
+def pangu_channel_weights(num_upper_air: int, num_surface: int) -> np.ndarray:
+    """Pangu-Weather channel weights: 1 for upper-air channels, 0.25 for surface ones.
+
+    Channels are assumed ordered upper-air first, then surface.
+    """
+    return np.concatenate(
+        [np.ones(num_upper_air, np.float32), np.full(num_surface, 0.25, np.float32)]
+    )
+
+
+def _weighted_error(
+    error: Array,
+    lat_weights: Array | np.ndarray,
+    channel_weights: Array | np.ndarray | None,
+    mask: Array | np.ndarray | None,
+) -> Array:
+    """Mean over (batch, valid lat/lon points) of the lat-weighted error, then the
+    channel-weighted mean over channels: ``sum_c cw_c * L_c / C``."""
+    if error.ndim != 4:
+        raise ValueError(f"expected [batch, lat, lon, channel], got shape {error.shape}")
+    error = error.astype(jnp.float32)
+    w = jnp.asarray(lat_weights, jnp.float32)[None, :, None, None]
+    w = jnp.broadcast_to(w, (*error.shape[:3], 1))
+    if mask is not None:
+        m = jnp.asarray(mask, jnp.float32)
+        # Accept [lat, lon], [lat, lon, channel] or full-rank masks.
+        if m.ndim == 2:
+            m = m[None, :, :, None]
+        elif m.ndim == 3:
+            m = m[None]
+        elif m.ndim != 4:
+            raise ValueError(f"mask must be 2-, 3- or 4-D, got shape {m.shape}")
+        w = w * m
+    w = jnp.broadcast_to(w, error.shape)
+    per_channel = jnp.sum(w * error, axis=(0, 1, 2)) / jnp.maximum(
+        jnp.sum(w, axis=(0, 1, 2)), 1e-12
+    )
+    if channel_weights is not None:
+        per_channel = per_channel * jnp.asarray(channel_weights, jnp.float32)
+    return jnp.mean(per_channel)
+
+
+def weighted_mse(
+    prediction: Array,
+    target: Array,
+    lat_weights: Array | np.ndarray,
+    channel_weights: Array | np.ndarray | None = None,
+    mask: Array | np.ndarray | None = None,
+) -> Array:
+    """Latitude- and channel-weighted mean squared error.
+
+    Args:
+      prediction, target: ``[batch, lat, lon, channel]``.
+      lat_weights: ``[lat]`` weights (see ``latitude_weights``).
+      channel_weights: optional ``[channel]`` weights.
+      mask: optional validity mask (1 valid, 0 invalid), ``[lat, lon]``,
+        ``[lat, lon, channel]`` or full shape; the mean runs over valid points only.
+
+    Returns:
+      Scalar float32 loss.
+    """
+    return _weighted_error(jnp.square(prediction - target), lat_weights, channel_weights, mask)
+
+
+def weighted_mae(
+    prediction: Array,
+    target: Array,
+    lat_weights: Array | np.ndarray,
+    channel_weights: Array | np.ndarray | None = None,
+    mask: Array | np.ndarray | None = None,
+) -> Array:
+    """Latitude- and channel-weighted mean absolute error (arguments as ``weighted_mse``)."""
+    return _weighted_error(jnp.abs(prediction - target), lat_weights, channel_weights, mask)

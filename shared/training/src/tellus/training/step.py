@@ -1,0 +1,299 @@
+"""A pure, sharded, ahead-of-time compiled train step for NNX models.
+
+The model is split once into a static ``graphdef`` and plain nested dicts of arrays
+(params and any other state). ``TrainState`` holds only arrays, so it is a plain pytree
+that jit, orbax and optax all handle directly, and ``train_step(state, batch)`` is pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tellus.training.config import TrainConfig
+from tellus.training.optimizer import learning_rate_schedule, make_optimizer
+
+PyTree = Any
+LossFn = Callable[[nnx.Module, PyTree], jax.Array]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything that changes during training, as arrays.
+
+    Attributes:
+      step: scalar int32 optimizer step.
+      params: pure nested dict of ``nnx.Param`` values (float32 master copy).
+      opt_state: optax state for ``params``.
+      ema: EMA of params, or ``None``.
+      rest: pure dict of the model's non-param state (e.g. batch stats); may be empty.
+      rng: PRNG key, split once per step.
+    """
+
+    step: jax.Array
+    params: PyTree
+    opt_state: PyTree
+    ema: PyTree | None
+    rest: PyTree
+    rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFns:
+    """The static half of training: how to rebuild the model and update the state."""
+
+    graphdef: Any
+    tx: optax.GradientTransformation
+    config: TrainConfig
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when a step produced a non-finite loss or gradient."""
+
+
+def split_model(model: nnx.Module) -> tuple[Any, PyTree, PyTree]:
+    """Returns ``(graphdef, params, rest)`` with params and rest as pure dicts."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
+
+
+def merge_model(graphdef: Any, params: PyTree, rest: PyTree) -> nnx.Module:
+    """Inverse of ``split_model``."""
+    return nnx.merge(graphdef, nnx.State(params), nnx.State(rest))
+
+
+def init_train_state(model: nnx.Module, config: TrainConfig) -> tuple[StepFns, TrainState]:
+    """Splits ``model`` and builds the optimizer and initial state.
+
+    Args:
+      model: an initialized NNX model (its arrays may already be sharded).
+      config: training config.
+
+    Returns:
+      ``(fns, state)``.
+    """
+    graphdef, params, rest = split_model(model)
+    tx = make_optimizer(config.optimizer)
+    ema = jax.tree.map(jnp.copy, params) if config.optimizer.ema_decay is not None else None
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        ema=ema,
+        rest=rest,
+        rng=jax.random.key_data(jax.random.key(config.seed)),
+    )
+    return StepFns(graphdef, tx, config), state
+
+
+def state_shardings(
+    fns: StepFns, state: TrainState, model: nnx.Module, mesh: Mesh, rules: Any
+) -> TrainState:
+    """NamedShardings for every state leaf, from the params' logical axis names.
+
+    Optimizer moments and the EMA follow their param; everything else is replicated.
+
+    Args:
+      fns: from ``init_train_state``.
+      state: a concrete or abstract state (for structure only).
+      model: the model the state came from (carries the logical annotations).
+      mesh: device mesh.
+      rules: logical-to-mesh axis rules, e.g. ``(('embed', 'fsdp'), ('batch', 'data'))``.
+    """
+    with nnx.logical_axis_rules(rules):
+        specs = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(model, nnx.Param)))
+    param_sh = jax.tree.map(lambda p: NamedSharding(mesh, p), specs)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_sh = optax.tree_map_params(
+        fns.tx,
+        lambda _, s: s,
+        state.opt_state,
+        param_sh,
+        transform_non_params=lambda _: replicated,
+    )
+    return TrainState(
+        step=replicated,
+        params=param_sh,
+        opt_state=opt_sh,
+        ema=None if state.ema is None else param_sh,
+        rest=jax.tree.map(lambda _: replicated, state.rest),
+        rng=replicated,
+    )
+
+
+def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
+    return jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+    )
+
+
+def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainState, dict]]:
+    """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
+
+    Args:
+      fns: from ``init_train_state``.
+      loss_fn: ``loss_fn(model, batch) -> scalar`` (mean over the batch, so that
+        gradient accumulation over equal micro-batches equals one big batch).
+
+    Returns:
+      An un-jitted step function; see ``jit_train_step`` / ``compile_train_step``.
+    """
+    cfg = fns.config
+    compute_dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
+    schedule = learning_rate_schedule(cfg.optimizer)
+
+    def loss_of_params(params, rest, batch):
+        if compute_dtype is not None:
+            # Master params stay float32; the cast is differentiated, so grads are float32.
+            params = _cast_floats(params, compute_dtype)
+        model = merge_model(fns.graphdef, params, rest)
+        return loss_fn(model, batch).astype(jnp.float32)
+
+    if cfg.remat:
+        loss_of_params = jax.checkpoint(loss_of_params)
+    grad_fn = jax.value_and_grad(loss_of_params)
+
+    def loss_and_grads(params, rest, batch):
+        n = cfg.grad_accum_steps
+        if n == 1:
+            return grad_fn(params, rest, batch)
+        micro = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n, *x.shape[1:])), batch)
+
+        def body(carry, mb):
+            loss_sum, grad_sum = carry
+            loss, grads = grad_fn(params, rest, mb)
+            return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro)
+        return loss_sum / n, jax.tree.map(lambda g: g / n, grad_sum)
+
+    def train_step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
+        loss, grads = loss_and_grads(state.params, state.rest, batch)
+        leaf_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+        finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
+        updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema
+        if ema is not None:
+            d = cfg.optimizer.ema_decay
+            ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, params)
+        new = TrainState(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            ema=ema,
+            rest=state.rest,
+            rng=jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng))[0]),
+        )
+        # A non-finite step never touches the state (whatever the policy): "skip" goes
+        # on with the last good state, "raise" reports it on the host with that state.
+        keep = lambda a, b: jnp.where(finite, a, b)  # noqa: E731
+        new = dataclasses.replace(
+            new,
+            params=jax.tree.map(keep, new.params, state.params),
+            opt_state=jax.tree.map(keep, new.opt_state, state.opt_state),
+            ema=None if ema is None else jax.tree.map(keep, new.ema, state.ema),
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "learning_rate": schedule(state.step),
+            "finite": finite,
+            "leaf_finite": leaf_finite,
+        }
+        return new, metrics
+
+    return train_step
+
+
+def check_finite(metrics: dict, step: int, params: PyTree, policy: str) -> bool:
+    """Host-side non-finite handling after a step.
+
+    Args:
+      metrics: the step's metrics (fetched to host here).
+      step: the step number that produced them.
+      params: params pytree, for leaf path names.
+      policy: ``"raise"`` or ``"skip"``.
+
+    Returns:
+      True if the step was finite.
+
+    Raises:
+      NonFiniteError: naming the step and the first non-finite gradient leaf path.
+    """
+    if bool(metrics["finite"]):
+        return True
+    if policy == "skip":
+        return False
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    bad = np.flatnonzero(~np.asarray(metrics["leaf_finite"]))
+    where = f"first non-finite gradient leaf {paths[bad[0]]}" if bad.size else "loss only"
+    raise NonFiniteError(
+        f"non-finite loss/gradient at step {step} (loss={float(metrics['loss'])}); {where}"
+    )
+
+
+def jit_train_step(
+    step_fn: Callable,
+    state_sharding: TrainState | None = None,
+    batch_sharding: Any = None,
+    mesh: Mesh | None = None,
+) -> Callable:
+    """``jax.jit`` with in/out shardings and the state donated (argument 0)."""
+    if state_sharding is None:
+        return jax.jit(step_fn, donate_argnums=0)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledStep:
+    """An AOT-compiled step with its compiled memory and flop estimates."""
+
+    compiled: Any
+    memory: dict[str, int]
+    flops: float | None
+
+    def __call__(self, state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
+        return self.compiled(state, batch)
+
+
+def compile_train_step(jitted: Callable, state: TrainState, batch: PyTree) -> CompiledStep:
+    """Lowers and compiles ahead of time; returns memory_analysis and cost_analysis flops.
+
+    Args:
+      jitted: from ``jit_train_step``.
+      state, batch: concrete or ``jax.ShapeDtypeStruct`` examples.
+    """
+    compiled = jitted.lower(state, batch).compile()
+    mem = compiled.memory_analysis()
+    memory = {}
+    if mem is not None:
+        for name in (
+            "argument_size_in_bytes",
+            "output_size_in_bytes",
+            "temp_size_in_bytes",
+            "alias_size_in_bytes",
+            "generated_code_size_in_bytes",
+        ):
+            memory[name] = int(getattr(mem, name, 0))
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    flops = float(cost["flops"]) if cost and "flops" in cost else None
+    return CompiledStep(compiled, memory, flops)
