@@ -4,6 +4,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from tellus.kernels import mesh as mesh_lib
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as config_lib
 from tellus.training import step as step_lib
@@ -14,7 +15,7 @@ MCFG = toy_model.ToyConfig()
 
 
 def _mesh(shape):
-    return jax.make_mesh(shape, ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    return mesh_lib.make_mesh(dict(zip(("data", "fsdp"), shape, strict=True)))
 
 
 def _host(tree):
@@ -56,7 +57,7 @@ def test_restore_across_meshes_and_rebuild_from_config(tmp_path):
         lambda f, s, m: step_lib.state_shardings(f, s, m, mesh, toy_model.RULES),
     )
     jax.tree.map(np.testing.assert_array_equal, expected, _host(on42))
-    assert on42.params["trunk"]["up"]["kernel"].sharding.spec == PartitionSpec("fsdp", None)
+    assert on42.params["trunk"]["up"]["kernel"].sharding.spec == PartitionSpec("fsdp", "tensor")
     assert data == {"next_index": 2}
     np.testing.assert_array_equal(
         model2.trunk.up.kernel[...], expected.params["trunk"]["up"]["kernel"]

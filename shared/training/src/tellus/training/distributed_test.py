@@ -17,9 +17,10 @@ from tellus.training import distributed
 assert distributed.initialize_from_env()
 import jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+from tellus.kernels import mesh as mesh_lib
 from tellus.training import config as config_lib, step as step_lib, toy_model
 cfg = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
-mesh = jax.make_mesh((4, 1), ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+mesh = mesh_lib.make_mesh({"data": 4, "fsdp": 1})
 model = toy_model.make_model(toy_model.ToyConfig())
 fns, state = step_lib.init_train_state(model, cfg)
 sh = step_lib.state_shardings(fns, state, model, mesh, toy_model.RULES)

@@ -8,6 +8,7 @@ that jit, orbax and optax all handle directly, and ``train_step(state, batch)`` 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from tellus.kernels import partitioning
 from tellus.training.config import TrainConfig
 from tellus.training.optimizer import learning_rate_schedule, make_optimizer
 
@@ -96,7 +98,7 @@ def init_train_state(model: nnx.Module, config: TrainConfig) -> tuple[StepFns, T
 
 
 def state_shardings(
-    fns: StepFns, state: TrainState, model: nnx.Module, mesh: Mesh, rules: Any
+    fns: StepFns, state: TrainState, model: nnx.Module, mesh: Mesh, rules: Any = None
 ) -> TrainState:
     """NamedShardings for every state leaf, from the params' logical axis names.
 
@@ -107,10 +109,13 @@ def state_shardings(
       state: a concrete or abstract state (for structure only).
       model: the model the state came from (carries the logical annotations).
       mesh: device mesh.
-      rules: logical-to-mesh axis rules, e.g. ``(('embed', 'fsdp'), ('batch', 'data'))``.
+      rules: logical-to-mesh axis rules; default the shared table
+        :data:`tellus.kernels.partitioning.RULES`.
+
+    Raises:
+      ShardingError: a parameter uses a logical name the rules do not know.
     """
-    with nnx.logical_axis_rules(rules):
-        specs = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(model, nnx.Param)))
+    specs = partitioning.param_specs(model, partitioning.RULES if rules is None else rules)
     param_sh = jax.tree.map(lambda p: NamedSharding(mesh, p), specs)
     replicated = NamedSharding(mesh, PartitionSpec())
     opt_sh = optax.tree_map_params(
@@ -142,7 +147,9 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
     Args:
       fns: from ``init_train_state``.
       loss_fn: ``loss_fn(model, batch) -> scalar`` (mean over the batch, so that
-        gradient accumulation over equal micro-batches equals one big batch).
+        gradient accumulation over equal micro-batches equals one big batch). A loss that
+        takes an ``rng`` keyword (dropout, drop-path, noise) gets a fresh key every step
+        and micro-batch, derived from ``state.rng``, so runs and resumes are reproducible.
 
     Returns:
       An un-jitted step function; see ``jit_train_step`` / ``compile_train_step``.
@@ -151,34 +158,40 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
     compute_dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
     schedule = learning_rate_schedule(cfg.optimizer)
 
-    def loss_of_params(params, rest, batch):
+    takes_rng = "rng" in inspect.signature(loss_fn).parameters
+
+    def loss_of_params(params, rest, batch, rng):
         if compute_dtype is not None:
             # Master params stay float32; the cast is differentiated, so grads are float32.
             params = _cast_floats(params, compute_dtype)
         model = merge_model(fns.graphdef, params, rest)
-        return loss_fn(model, batch).astype(jnp.float32)
+        loss = loss_fn(model, batch, rng=rng) if takes_rng else loss_fn(model, batch)
+        return loss.astype(jnp.float32)
 
     if cfg.remat:
         loss_of_params = jax.checkpoint(loss_of_params)
     grad_fn = jax.value_and_grad(loss_of_params)
 
-    def loss_and_grads(params, rest, batch):
+    def loss_and_grads(params, rest, batch, rng):
         n = cfg.grad_accum_steps
         if n == 1:
-            return grad_fn(params, rest, batch)
+            return grad_fn(params, rest, batch, rng)
         micro = jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n, *x.shape[1:])), batch)
 
-        def body(carry, mb):
+        def body(carry, xs):
+            mb, i = xs
             loss_sum, grad_sum = carry
-            loss, grads = grad_fn(params, rest, mb)
+            loss, grads = grad_fn(params, rest, mb, jax.random.fold_in(rng, i))
             return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
-        (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), micro)
+        (loss_sum, grad_sum), _ = jax.lax.scan(
+            body, (jnp.zeros((), jnp.float32), zeros), (micro, jnp.arange(n)))
         return loss_sum / n, jax.tree.map(lambda g: g / n, grad_sum)
 
     def train_step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
-        loss, grads = loss_and_grads(state.params, state.rest, batch)
+        step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+        loss, grads = loss_and_grads(state.params, state.rest, batch, step_key)
         leaf_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
         updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
@@ -193,7 +206,7 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
             opt_state=opt_state,
             ema=ema,
             rest=state.rest,
-            rng=jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng))[0]),
+            rng=jax.random.key_data(next_key),
         )
         # A non-finite step never touches the state (whatever the policy): "skip" goes
         # on with the last good state, "raise" reports it on the host with that state.

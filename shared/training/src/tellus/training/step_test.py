@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
+from tellus.kernels import mesh as mesh_lib
 from tellus.training import config as config_lib
 from tellus.training import step as step_lib
 from tellus.training import toy_model
@@ -56,7 +57,7 @@ def test_grad_accumulation_equals_big_batch():
 
 @pytest.mark.parametrize("shape", [(8, 1), (4, 2), (2, 4), (1, 8)])
 def test_sharded_step_matches_single_device(shape):
-    mesh = jax.make_mesh(shape, ("data", "fsdp"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    mesh = mesh_lib.make_mesh(dict(zip(("data", "fsdp"), shape, strict=True)))
     s_ref, l_ref, _ = _run(CFG)
     s_sh, l_sh, _ = _run(CFG, mesh=mesh)
     np.testing.assert_allclose(l_ref, l_sh, rtol=1e-5)
@@ -67,7 +68,7 @@ def test_sharded_step_matches_single_device(shape):
     )
     # The FSDP axis really shards the embed dim of the trunk kernel.
     kernel = s_sh.params["trunk"]["up"]["kernel"]
-    assert kernel.sharding.spec == PartitionSpec("fsdp", None)
+    assert kernel.sharding.spec == PartitionSpec("fsdp", "tensor")
 
 
 def test_ema_bf16_remat_run():
@@ -122,3 +123,24 @@ def test_compile_reports_memory_and_flops():
     assert compiled.flops is not None and compiled.flops > 2 * 8 * 20 * (128 + 128 + 64)
     new_state, metrics = compiled(state, batch)
     assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+def test_loss_with_rng_gets_fresh_reproducible_keys():
+    def noisy_loss(model, batch, rng):
+        # The loss is the key's uniform draw (plus 0 x the model loss, to have gradients).
+        return jax.random.uniform(rng) + 0.0 * toy_model.loss_fn(model, batch)
+
+    def run():
+        model = toy_model.make_model(toy_model.ToyConfig())
+        fns, state = step_lib.init_train_state(model, CFG)
+        jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, noisy_loss))
+        out = []
+        for i in range(3):
+            state, metrics = jitted(state, toy_model.place_batch(toy_model.synthetic_batch(0, i, 8)))
+            out.append(float(metrics["loss"]))
+        return out
+
+    a, b = run(), run()
+    assert a == b  # same seed, same keys
+    assert len(set(a)) == 3  # a new key every step
+    assert all(0.0 <= x < 1.0 for x in a)

@@ -14,11 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tellus.kernels import partitioning
 from tellus.training import losses
 
-# Logical-to-mesh rules for a (data, fsdp) mesh: FSDP shards the embed dim of params,
-# and the batch runs over both axes.
-RULES = (("embed", "fsdp"), ("mlp", None), ("batch", ("data", "fsdp")))
+# The shared rules table: FSDP shards the embed dim of params, TENSOR the mlp dim, and the
+# batch runs over data x fsdp.
+RULES = partitioning.RULES
 
 
 @dataclasses.dataclass(frozen=True)
