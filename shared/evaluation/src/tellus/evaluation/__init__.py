@@ -1,0 +1,1 @@
+"""Tellus evaluation: WeatherBench2-definition metrics, regions, baselines, scorecards, plots."""
