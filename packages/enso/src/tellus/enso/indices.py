@@ -1,0 +1,182 @@
+"""ENSO and Indian Ocean Dipole indices from SST fields in the Tellus schema.
+
+Regions are objects (as weatherbench2's ``regions.py``); every index is the cos(latitude)
+weighted mean of an SST (or SST anomaly) field over a box, turned into anomalies from a
+monthly climatology over an optional base period. Box edges are inclusive and given in
+degrees east in [0, 360) as the schema's longitudes. Region definitions follow NOAA CPC:
+
+* Nino3.4: 5S-5N, 170W-120W; Nino3: 5S-5N, 150W-90W; Nino4: 5S-5N, 160E-150W;
+  Nino1+2: 10S-0, 90W-80W; ONI: the 3-month running mean of the Nino3.4 anomaly;
+* DMI (Saji et al. 1999, Nature 401, 360-363): the western Indian Ocean (10S-10N, 50E-70E)
+  minus the south-eastern Indian Ocean (10S-0, 90E-110E).
+
+The functions keep every dim other than latitude and longitude (``time``, and e.g.
+``realization``); climatologies are per calendar month over ``time`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import xarray as xr
+
+from tellus.data import schema
+
+SST_VARIABLES = ("sea_surface_temperature_anomaly", "sea_surface_temperature")
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A latitude-longitude box, edges inclusive, longitudes in degrees east [0, 360).
+
+    A box with ``lon_min > lon_max`` crosses the 0 deg meridian.
+    """
+
+    name: str
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+
+    def mask(self, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+        """Boolean [lat, lon] array, True inside the box."""
+        lat = np.asarray(latitude, dtype=np.float64)[:, None]
+        lon = np.asarray(longitude, dtype=np.float64)[None, :] % 360.0
+        in_lat = (lat >= self.lat_min) & (lat <= self.lat_max)
+        if self.lon_min <= self.lon_max:
+            in_lon = (lon >= self.lon_min) & (lon <= self.lon_max)
+        else:
+            in_lon = (lon >= self.lon_min) | (lon <= self.lon_max)
+        return in_lat & in_lon
+
+
+NINO34 = Box("nino34", -5.0, 5.0, 190.0, 240.0)
+NINO3 = Box("nino3", -5.0, 5.0, 210.0, 270.0)
+NINO4 = Box("nino4", -5.0, 5.0, 160.0, 210.0)
+NINO12 = Box("nino12", -10.0, 0.0, 270.0, 280.0)
+IOD_WEST = Box("iod_west", -10.0, 10.0, 50.0, 70.0)
+IOD_EAST = Box("iod_east", -10.0, 0.0, 90.0, 110.0)
+
+
+def box_weights(
+    box: Box, latitude: np.ndarray, longitude: np.ndarray, *, weighted: bool = True
+) -> np.ndarray:
+    """Weights [lat, lon] summing to 1 over the box: cos(latitude), or equal if not weighted.
+
+    Raises:
+      ValueError: no grid point lies in the box.
+    """
+    inside = box.mask(latitude, longitude)
+    if not inside.any():
+        raise ValueError(f"no grid point lies in box {box}")
+    w = (
+        np.cos(np.deg2rad(np.asarray(latitude, dtype=np.float64)))[:, None]
+        if weighted
+        else (np.ones((len(latitude), 1)))
+    )
+    w = np.where(inside, w, 0.0)
+    return w / w.sum()
+
+
+def box_mean(field: xr.DataArray, box: Box, *, weighted: bool = True) -> xr.DataArray:
+    """The (cos-latitude weighted) mean of ``field`` over ``box``, keeping other dims."""
+    w = box_weights(
+        box, field[schema.LATITUDE].values, field[schema.LONGITUDE].values, weighted=weighted
+    )
+    weights = xr.DataArray(w, dims=schema.SPATIAL_DIMS)
+    out = (field * weights).sum(schema.SPATIAL_DIMS, skipna=False)
+    return out.rename(box.name)
+
+
+def sst_field(ds: xr.Dataset) -> xr.DataArray:
+    """The SST-like field of a dataset: the SST anomaly if present, else the SST."""
+    for name in SST_VARIABLES:
+        if name in ds.data_vars:
+            return ds[name]
+    raise KeyError(f"the dataset has none of {SST_VARIABLES}; it has {sorted(ds.data_vars)}")
+
+
+def monthly_anomalies(
+    index: xr.DataArray, base_period: tuple[str, str] | None = None
+) -> xr.DataArray:
+    """Anomalies from the mean of each calendar month over ``base_period`` (None: all times).
+
+    Args:
+      index: a series with a monthly ``time`` dim (and any other dims).
+      base_period: (first, last) time labels, inclusive, e.g. ``("1981", "2010")``.
+    """
+    base = (
+        index
+        if base_period is None
+        else index.sel({schema.TIME: slice(base_period[0], base_period[1])})
+    )
+    if base.sizes[schema.TIME] == 0:
+        raise ValueError(f"base period {base_period} holds no time step of the index")
+    clim = base.groupby(f"{schema.TIME}.month").mean(schema.TIME)
+    out = index.groupby(f"{schema.TIME}.month") - clim
+    return out.drop_vars("month").rename(index.name)
+
+
+def running_mean(index: xr.DataArray, window: int = 3) -> xr.DataArray:
+    """Centred running mean over ``window`` months; NaN where the window leaves the record."""
+    return index.rolling({schema.TIME: window}, center=True).mean()
+
+
+def _anomaly_index(
+    ds: xr.Dataset, box: Box, base_period: tuple[str, str] | None, weighted: bool
+) -> xr.DataArray:
+    return monthly_anomalies(box_mean(sst_field(ds), box, weighted=weighted), base_period)
+
+
+def nino34(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Nino3.4 SST anomaly (K)."""
+    return _anomaly_index(ds, NINO34, base_period, weighted)
+
+
+def nino3(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Nino3 SST anomaly (K)."""
+    return _anomaly_index(ds, NINO3, base_period, weighted)
+
+
+def nino4(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Nino4 SST anomaly (K)."""
+    return _anomaly_index(ds, NINO4, base_period, weighted)
+
+
+def nino12(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Nino1+2 SST anomaly (K)."""
+    return _anomaly_index(ds, NINO12, base_period, weighted)
+
+
+def oni(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Oceanic Nino Index: centred 3-month running mean of the Nino3.4 anomaly (K)."""
+    return running_mean(nino34(ds, base_period, weighted=weighted)).rename("oni")
+
+
+def dmi(
+    ds: xr.Dataset, base_period: tuple[str, str] | None = None, *, weighted: bool = True
+) -> xr.DataArray:
+    """Dipole Mode Index: western minus south-eastern Indian Ocean SST anomaly (K)."""
+    west = _anomaly_index(ds, IOD_WEST, base_period, weighted)
+    east = _anomaly_index(ds, IOD_EAST, base_period, weighted)
+    return (west - east).rename("dmi")
+
+
+def all_indices(ds: xr.Dataset, base_period: tuple[str, str] | None = None) -> xr.Dataset:
+    """Every index above as one Dataset (variables nino34, nino3, nino4, nino12, oni, dmi)."""
+    out = {f.__name__: f(ds, base_period) for f in (nino34, nino3, nino4, nino12, oni, dmi)}
+    for name, da in out.items():
+        da.attrs.update(units="K")
+        out[name] = da.rename(name)
+    return xr.Dataset(out)
