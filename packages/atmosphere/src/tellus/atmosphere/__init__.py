@@ -1,0 +1,1 @@
+"""Tellus atmosphere: the Pangu-style 3D Earth-Specific Transformer, forecasts, ensembles, tracking."""

@@ -1,0 +1,241 @@
+"""Training the lead-time models: one command, every lead the data's time step allows.
+
+``train_models`` trains one :class:`~tellus.atmosphere.forecaster.Forecaster` per lead
+(Pangu: 1, 3, 6 and 24 h; on the 6-hourly embedded dataset: 6 and 24 h) with the shared
+training core (resumable checkpoints, TensorBoard, a progress bar). Each model lives in
+``workdir/lead_{H}h`` and is rebuilt from its checkpoint by :func:`load_forecaster`.
+
+Data: windows from :class:`~tellus.data.sources.WindowSource` over the ``train`` date
+range; the batch of step ``i`` is a seeded permutation of the windows of its epoch, so that
+a resumed run reads exactly the batches the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tellus.atmosphere import config as model_config
+from tellus.atmosphere import forecaster as fc
+from tellus.data import normalization, sources, statistics
+from tellus.training import checkpoint as ckpt_lib
+from tellus.training import config as train_config
+from tellus.training import trainer
+
+log = logging.getLogger(__name__)
+
+PANGU_LEADS = (1, 3, 6, 24)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Half-open date ranges of the train / validation / test periods."""
+
+    train: sources.DateRange
+    validation: sources.DateRange
+    test: sources.DateRange
+
+    def as_dict(self) -> dict[str, sources.DateRange]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    @classmethod
+    def for_store(cls, store: str | Path) -> Splits:
+        """Default splits of a store's time axis: the first 75 % to train, the next 8 % to
+        validate, the rest (at least a few weeks on the embedded year) to test."""
+        times = pd.DatetimeIndex(sources.open_metadata(str(store)).indexes["time"])
+        n = len(times)
+        a, b = times[int(0.75 * n)], times[int(0.83 * n)]
+        end = times[-1] + (times[-1] - times[-2])
+        return cls(sources.DateRange(times[0], a), sources.DateRange(a, b),
+                   sources.DateRange(b, end))
+
+
+def available_leads(store: str | Path, leads: Sequence[int] = PANGU_LEADS) -> tuple[int, ...]:
+    """The leads (hours) that are whole multiples of the store's time step."""
+    times = pd.DatetimeIndex(sources.open_metadata(str(store)).indexes["time"])
+    step_h = (times[1] - times[0]) / pd.Timedelta("1h")
+    out = tuple(h for h in leads if h % step_h == 0)
+    if not out:
+        raise ValueError(f"none of the leads {list(leads)} h is a multiple of the store's "
+                         f"{step_h:g} h time step")
+    return out
+
+
+def store_time_step(store: str | Path) -> str:
+    times = pd.DatetimeIndex(sources.open_metadata(str(store)).indexes["time"])
+    return f"{int((times[1] - times[0]) / pd.Timedelta('1h'))}h"
+
+
+def make_forecaster_config(
+    store: str | Path,
+    lead_hours: int,
+    model: model_config.PanguConfig,
+    train_range: sources.DateRange,
+    *,
+    residual: bool = True,
+    n_increment_samples: int = 256,
+    seed: int = 0,
+) -> fc.ForecasterConfig:
+    """Fills the data-dependent parts of a forecaster config from the store.
+
+    Means and standard deviations come from the store's statistics; the increment scale is
+    measured on up to ``n_increment_samples`` training windows of this lead.
+
+    Raises:
+      ValueError: the model grid or levels do not match the store.
+    """
+    store = str(store)
+    task = fc.task_for(lead_hours, store_time_step(store), static_variables=fc.STATIC_VARIABLES)
+    src = sources.WindowSource(store, task, train_range)
+    if (len(src.latitude), len(src.longitude)) != (model.lat, model.lon):
+        raise ValueError(f"model grid {model.lat} x {model.lon} does not match the store's "
+                         f"{len(src.latitude)} x {len(src.longitude)} ({store})")
+    if len(task.levels) != model.levels:
+        raise ValueError(f"model has {model.levels} levels, the task {len(task.levels)}")
+    stats = normalization.NormalizationStats.from_store(statistics.stats_path(store))
+    mean = normalization.channel_values(stats.mean, src.input_layout)
+    std = np.maximum(normalization.channel_values(stats.std, src.input_layout), 1e-12)
+    s_mean = normalization.channel_values(stats.mean, src.static_layout)
+    s_std = normalization.channel_values(stats.std, src.static_layout)
+    s_std = np.where(s_std > 0, s_std, 1.0)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(src), size=min(n_increment_samples, len(src)), replace=False)
+    incs = np.stack([(s["targets"][0] - s["inputs"][-1]) / std
+                     for s in (src[int(i)] for i in np.sort(idx))])
+    inc = np.sqrt(np.mean(incs.astype(np.float64) ** 2, axis=(0, 1, 2)))
+    inc = np.where(inc > 1e-6, inc, 1.0)
+    return fc.ForecasterConfig(
+        model=model, lead_hours=lead_hours, latitude=tuple(src.latitude), mean=tuple(mean),
+        std=tuple(std), static_mean=tuple(s_mean), static_std=tuple(s_std),
+        increment_scale=tuple(inc), residual=residual,
+    )
+
+
+class WindowBatches(trainer.IndexedStream):
+    """Batch ``i``: samples ``perm_e[(i mod n) * b : ...]`` of a seeded per-epoch permutation."""
+
+    def __init__(self, source: sources.WindowSource, batch_size: int, seed: int = 0):
+        n_batches = len(source) // batch_size
+        if n_batches == 0:
+            raise ValueError(f"{len(source)} training windows cannot fill a batch of "
+                             f"{batch_size}")
+
+        def batch_fn(index: int) -> dict[str, np.ndarray]:
+            epoch, pos = divmod(index, n_batches)
+            perm = np.random.default_rng([seed, epoch]).permutation(len(source))
+            rows = [source[int(j)] for j in perm[pos * batch_size:(pos + 1) * batch_size]]
+            return {k: np.stack([r[k] for r in rows]) for k in ("inputs", "targets", "statics")}
+
+        super().__init__(batch_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """What ``train_models`` runs."""
+
+    store: str
+    workdir: str
+    leads: tuple[int, ...]
+    model: model_config.PanguConfig
+    train: train_config.TrainConfig
+    splits: Splits
+    residual: bool = True
+
+
+def default_train_config(steps: int, batch_size: int) -> train_config.TrainConfig:
+    """AdamW with warm-up + cosine decay to ``steps``, for the CPU presets."""
+    return train_config.TrainConfig(
+        optimizer=train_config.OptimizerConfig(
+            peak_learning_rate=2e-3, end_learning_rate=2e-5, warmup_steps=min(50, steps // 10),
+            decay_steps=steps, weight_decay=0.05, ema_decay=None,
+        ),
+        num_steps=steps,
+        batch_size=batch_size,
+        checkpoint_every=max(steps // 4, 1),
+        keep_checkpoints=2,
+        best_metric=None,
+        log_every=10,
+    )
+
+
+def lead_dir(workdir: str | Path, lead_hours: int) -> Path:
+    return Path(workdir) / f"lead_{lead_hours}h"
+
+
+def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[tuple[int, float]]]:
+    """Trains (or resumes) every lead model of ``plan``; returns each loss history."""
+    histories = {}
+    for lead in plan.leads:
+        out = lead_dir(plan.workdir, lead)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_file = out / "forecaster.json"
+        if cfg_file.exists():  # resume with exactly the config the run started with
+            fcfg = fc.ForecasterConfig.from_dict(json.loads(cfg_file.read_text()))
+        else:
+            fcfg = make_forecaster_config(plan.store, lead, plan.model, plan.splits.train,
+                                          residual=plan.residual)
+            tmp = cfg_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(fcfg.to_dict()))
+            tmp.replace(cfg_file)
+        task = fc.task_for(lead, store_time_step(plan.store))
+        src = sources.WindowSource(plan.store, task, plan.splits.train)
+        data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
+        if show_progress:
+            print(f"training the {lead} h model: {len(src)} windows, "
+                  f"{plan.train.num_steps} steps of {plan.train.batch_size}")
+        histories[lead] = trainer.fit(
+            fc.make_forecaster, fcfg, plan.train, fc.loss_fn, data, out,
+            show_progress=show_progress,
+        )
+    return histories
+
+
+def load_forecaster(directory: str | Path, use_ema: bool = True) -> fc.Forecaster:
+    """The latest checkpoint in ``directory`` (a ``lead_{H}h`` folder) as a Forecaster.
+
+    Raises:
+      FileNotFoundError: no complete checkpoint there.
+    """
+    ck = ckpt_lib.Checkpointer(Path(directory) / "checkpoints", async_save=False)
+    try:
+        step = ck.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no complete checkpoint in {directory}/checkpoints; "
+                                    "train first (just train-atmosphere)")
+        model, _, state, _ = ckpt_lib.rebuild(ck, step, fc.make_forecaster)
+    finally:
+        ck.close()
+    if use_ema and state.ema is not None:
+        from flax import nnx
+
+        nnx.update(model, nnx.State(state.ema))
+    return model
+
+
+def load_models(workdir: str | Path) -> dict[int, fc.Forecaster]:
+    """Every trained lead model under ``workdir``, by lead hours."""
+    out = {}
+    for d in sorted(Path(workdir).glob("lead_*h")):
+        lead = int(d.name[len("lead_"):-1])
+        out[lead] = load_forecaster(d)
+    if not out:
+        raise FileNotFoundError(f"no lead_*h model folders in {workdir}")
+    return out
+
+
+def model_info(models: dict[int, fc.Forecaster]) -> dict[str, Any]:
+    return {f"{k}h": dataclasses.asdict(v.config.model) for k, v in models.items()}
+
+
+__all__ = [
+    "PANGU_LEADS", "Splits", "TrainPlan", "WindowBatches", "available_leads",
+    "default_train_config", "lead_dir", "load_forecaster", "load_models",
+    "make_forecaster_config", "train_models",
+]

@@ -1,0 +1,179 @@
+"""Forecaster wrapper, training of the lead models, and forecasts, on a small mock store.
+
+One module so that each lead model compiles once: the trained models are a module fixture
+that the forecast tests reuse.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from flax import nnx
+
+from tellus.atmosphere import config, forecast, train
+from tellus.atmosphere import forecaster as fc
+from tellus.atmosphere.conftest import N_LAT, N_LON
+from tellus.data import schema, sources
+
+LEADS = (6, 24)
+
+
+def test_split_merge_roundtrip_and_layout():
+    cfg = config.preset("tiny", lat=4, lon=8)
+    c = cfg.upper_vars * cfg.levels + cfg.surface_vars
+    x = jnp.arange(2 * 4 * 8 * c, dtype=jnp.float32).reshape(2, 4, 8, c)
+    up, sf = fc.split_channels(x, cfg)
+    assert up.shape == (2, 13, 4, 8, 5) and sf.shape == (2, 4, 8, 4)
+    # Stacked channels are variable-major: channel v * 13 + level.
+    np.testing.assert_array_equal(np.asarray(up[0, 3, 1, 2, 2]), np.asarray(x[0, 1, 2, 2 * 13 + 3]))
+    np.testing.assert_array_equal(np.asarray(fc.merge_channels(up, sf)), np.asarray(x))
+    with pytest.raises(ValueError, match="channels"):
+        fc.split_channels(x[..., :-1], cfg)
+
+
+def test_channel_weights_reproduce_pangu_loss():
+    cfg = config.preset("tiny")
+    w = fc.channel_weights(cfg)
+    n_up = 65
+    # An error of 1 in every upper-air channel only: the mean over variables of Pangu's
+    # upper-air weights; in the surface only: 0.25 x the mean surface weight.
+    err_up = np.r_[np.ones(n_up), np.zeros(4)]
+    err_sf = np.r_[np.zeros(n_up), np.ones(4)]
+    np.testing.assert_allclose((w * err_up).mean(), (3.0 + 0.6 + 1.5 + 0.77 + 0.54) / 5)
+    np.testing.assert_allclose((w * err_sf).mean(), 0.25 * (1.5 + 0.77 + 0.66 + 3.0) / 4)
+
+
+@pytest.fixture(scope="module")
+def fcfg(pangu_store):
+    cfg = config.preset("tiny", lat=N_LAT, lon=N_LON)
+    splits = train.Splits.for_store(pangu_store)
+    return train.make_forecaster_config(pangu_store, 6, cfg, splits.train)
+
+
+def test_forecaster_config_from_store(pangu_store, fcfg):
+    ds = xr.open_zarr(pangu_store, consolidated=False)
+    # Channel 13 * 2 + 5: temperature at the sixth level; its mean over every time and
+    # grid point of the store (the statistics cover the whole store).
+    t = ds["temperature"].isel(level=5).values.astype(np.float64)
+    np.testing.assert_allclose(fcfg.mean[2 * 13 + 5], t.mean(), rtol=1e-5)
+    np.testing.assert_allclose(fcfg.std[2 * 13 + 5], t.std(), rtol=1e-4)
+    assert fcfg.static_mean[0] == pytest.approx(float(ds["land_sea_mask"].mean()), rel=1e-5)
+    assert all(s > 0 for s in fcfg.increment_scale)
+    assert fc.ForecasterConfig.from_dict(fcfg.to_dict()) == fcfg
+    with pytest.raises(ValueError, match="grid"):
+        train.make_forecaster_config(pangu_store, 6, config.preset("tiny"),
+                                     train.Splits.for_store(pangu_store).train)
+
+
+def test_loss_is_zero_for_the_models_own_forecast(pangu_store, fcfg):
+    model = fc.make_forecaster(fcfg)
+    src = sources.WindowSource(pangu_store, fc.task_for(6), None)
+    s = src[0]
+    x = jnp.asarray(s["inputs"])[None]
+    static = jnp.asarray(s["statics"])[None]
+    y = forecast._jitted_call(model, x[:, -1], static)
+    loss = nnx.jit(fc.loss_fn)
+    batch = {"inputs": x, "targets": y[:, None], "statics": static}
+    assert float(loss(model, batch)) < 1e-4
+    batch["targets"] = jnp.asarray(s["targets"])[None]
+    assert float(loss(model, batch)) > 1e-2
+
+
+@pytest.fixture(scope="module")
+def trained(pangu_store, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("atmos_train")
+    plan = train.TrainPlan(
+        store=pangu_store, workdir=str(workdir), leads=LEADS,
+        model=config.preset("tiny", lat=N_LAT, lon=N_LON),
+        train=train.default_train_config(steps=4, batch_size=2),
+        splits=train.Splits.for_store(pangu_store),
+    )
+    histories = train.train_models(plan, show_progress=False)
+    return plan, histories, train.load_models(workdir)
+
+
+def test_train_models_writes_one_resumable_model_per_lead(trained):
+    plan, histories, models = trained
+    assert set(histories) == set(LEADS) == set(models)
+    for lead, hist in histories.items():
+        assert [s for s, _ in hist] == [0, 1, 2, 3]
+        assert all(np.isfinite(v) for _, v in hist)
+        assert models[lead].config.lead_hours == lead
+    # Running the plan again resumes at the end: nothing more to do.
+    again = train.train_models(plan, show_progress=False)
+    assert all(h == [] for h in again.values())
+
+
+def test_available_leads(pangu_store):
+    assert train.available_leads(pangu_store) == (6, 24)
+    with pytest.raises(ValueError, match="multiple"):
+        train.available_leads(pangu_store, (1, 3))
+
+
+def test_hierarchical_and_naive_compose_the_lead_models(pangu_store, trained):
+    _, _, models = trained
+    system = forecast.ForecastSystem(models)
+    naive = forecast.ForecastSystem(models, naive=True)
+    assert len(system.calls([168])) == 7 and len(naive.calls([168])) == 28
+    assert [c.lead for c in system.calls([30])] == [24, 6]
+    x0, static, _, _ = forecast.read_initial_conditions(
+        pangu_store, ["2000-01-02T00"], system.config)
+    hier = dict(system.steps(x0, static, [24, 30]))
+    call, st = forecast._jitted_call, jnp.asarray(static)
+    std = np.asarray(system.config.std)
+
+    def close(a, b):  # in units of each channel's std: float32 rounding differs by path
+        np.testing.assert_allclose(np.asarray(a) / std, np.asarray(b) / std, atol=1e-4)
+
+    ref24 = call(models[24], jnp.asarray(x0), st)
+    close(hier[24], ref24)
+    close(hier[30], call(models[6], ref24, st))
+    nv = dict(naive.steps(x0, static, [24]))
+    y = jnp.asarray(x0)
+    for _ in range(4):
+        y = call(models[6], y, st)
+    close(nv[24], y)
+
+
+def test_forecast_layout_and_streaming(pangu_store, trained, tmp_path):
+    _, _, models = trained
+    system = forecast.ForecastSystem(models)
+    inits = ["2000-01-02T00", "2000-01-03T12"]
+    leads = forecast.output_leads("2d", "12h")
+    assert leads == [12, 24, 36, 48]
+    mem = forecast.forecast(system, pangu_store, inits, leads, show_progress=False)
+    assert mem["temperature"].dims == (schema.TIME, forecast.LEAD_DIM, schema.LEVEL,
+                                       schema.LATITUDE, schema.LONGITUDE)
+    assert list(mem[forecast.LEAD_DIM].values) == list(pd.to_timedelta(leads, unit="h"))
+    assert list(mem[schema.TIME].values) == list(pd.DatetimeIndex(inits).values)
+    out = tmp_path / "fc.zarr"
+    disk = forecast.forecast(system, pangu_store, inits, leads, out=out, show_progress=False)
+    assert not (tmp_path / "fc.zarr.partial").exists()
+    xr.testing.assert_allclose(disk.load(), mem.load(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(KeyError, match="1999-01-01"):
+        forecast.forecast(system, pangu_store, ["1999-01-01"], leads, show_progress=False)
+
+
+def test_ensemble_forecast_has_realizations(pangu_store, trained):
+    _, _, models = trained
+    system = forecast.ForecastSystem(models)
+
+    def perturb(x0, members):
+        noise = np.random.default_rng(0).normal(size=(x0.shape[0], members, *x0.shape[1:]))
+        noise[:, 0] = 0.0
+        return (x0[:, None] * (1 + 1e-3 * noise)).reshape(-1, *x0.shape[1:])
+
+    ens = forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6, 24], members=3,
+                            perturb=perturb, show_progress=False)
+    assert ens.sizes[forecast.MEMBER_DIM] == 3
+    det = forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6, 24],
+                            show_progress=False)
+    np.testing.assert_allclose(ens["2m_temperature"].isel(realization=0).values,
+                               det["2m_temperature"].values, rtol=1e-5)
+    assert float(ens["2m_temperature"].std(forecast.MEMBER_DIM).max()) > 0
+    with pytest.raises(ValueError, match="perturbation"):
+        forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6], members=2,
+                          show_progress=False)
