@@ -186,7 +186,7 @@ class PanguModel(nnx.Module):
     def __init__(self, cfg: PanguConfig, *, rngs: nnx.Rngs):
         self.config = cfg
         c = cfg.dim
-        pimpl = "reference" if cfg.attention_impl == "reference" else "conv"
+        pimpl = "conv" if cfg.attention_impl == "reference" else "matmul"
         self.embed_upper = patch_embed.PatchEmbed3D(
             cfg.upper_vars, c, cfg.patch, impl=pimpl, rngs=rngs)
         self.embed_surface = patch_embed.PatchEmbed2D(

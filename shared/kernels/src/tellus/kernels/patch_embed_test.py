@@ -59,17 +59,17 @@ def test_patch_grid_pangu_and_pad_split():
         (pe.PatchEmbed2D, pe.PatchRecovery2D, SHAPE_2D, (4, 4), 4),
     ],
 )
-def test_reference_equals_conv(embed_cls, recover_cls, shape, patch, c):
+def test_matmul_equals_conv(embed_cls, recover_cls, shape, patch, c):
     dim = 6
     x = _x((2, *shape, c))
-    embed = _build(embed_cls, c, dim, patch, impl="reference")
+    embed = _build(embed_cls, c, dim, patch, impl="matmul")
     embed_fast = _build(embed_cls, c, dim, patch, impl="conv")  # same seed, same params
     tokens = _apply(embed, x)
     grid = pe.patch_grid(shape, patch)[1]
     assert tokens.shape == (2, *grid, dim)
     np.testing.assert_allclose(_apply(embed_fast, x), tokens, rtol=1e-5, atol=1e-4)
 
-    recover = _build(recover_cls, dim, c, shape, patch, impl="reference")
+    recover = _build(recover_cls, dim, c, shape, patch, impl="matmul")
     recover_fast = _build(recover_cls, dim, c, shape, patch, impl="conv")
     fields = _apply(recover, tokens)
     assert fields.shape == x.shape
