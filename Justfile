@@ -2,9 +2,22 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The main job on the embedded default.
+# The main job: build the embedded data if missing, train the CPU preset, evaluate it
+# against persistence and climatology, write the report (runs/report), print a summary.
 demo:
     uv run tellus demo
+
+# Train the lead models of the CPU atmosphere preset on the embedded dataset (resumable).
+train-atmosphere *ARGS:
+    uv run tellus train atmosphere {{ARGS}}
+
+# Score the trained atmosphere models: scorecard, curves and maps in runs/report.
+evaluate-atmosphere *ARGS:
+    uv run tellus evaluate {{ARGS}}
+
+# A 10-day forecast from the first test-period date, streamed to runs/forecast.zarr.
+forecast-atmosphere *ARGS:
+    uv run tellus forecast --init 2000-10-28T00 --lead 10d {{ARGS}}
 
 # The whole test suite, with lint first.
 test:

@@ -7,24 +7,41 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import data_cli, paths
+from tellus.pipelines import atmosphere_cli, data_cli, paths
 
 app = typer.Typer(help="Tellus: Earth-system foundation models in JAX.", no_args_is_help=True)
 app.add_typer(data_cli.app, name="data")
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
+app.add_typer(train_app, name="train")
+app.command("forecast")(atmosphere_cli.forecast)
+app.command("evaluate")(atmosphere_cli.evaluate)
 
 
 @app.command()
 def demo(
-    preset: Annotated[str, typer.Option(help="Dataset size preset.")] = "default",
-    out: Annotated[Path | None, typer.Option(help="Dataset store path.")] = None,
+    store: Annotated[Path | None, typer.Option(help="Atmosphere store (default: the "
+                                               "embedded dataset, built if missing).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = (
+        atmosphere_cli.DEFAULT_RUN),
+    report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
 ) -> None:
-    """The main job on the embedded default: build the atmosphere dataset and summarize it."""
+    """The main job: build the embedded data if missing, train the CPU preset, evaluate it
+    against persistence and climatology, and write the scorecard and plots."""
     from tellus.data import describe
 
-    store = out or paths.default_store("atmosphere" if preset == "default"
-                                       else f"atmosphere-{preset}")
-    data_cli.build_atmosphere(store, preset)
+    store = store or paths.default_store("atmosphere")
+    typer.echo("== 1/3 the embedded Held-Suarez atmosphere dataset")
+    data_cli.build_atmosphere(store)
     describe.render(describe.summarize(store))
+    typer.echo("== 2/3 training the lead-time models (tiny preset; resumes after a kill)")
+    atmosphere_cli.train_atmosphere(
+        store=store, workdir=workdir, preset=atmosphere_cli.CPU_PRESET, leads=None,
+        steps=atmosphere_cli.CPU_STEPS, batch=atmosphere_cli.CPU_BATCH, residual=True,
+        loss=atmosphere_cli.CPU_LOSS)
+    typer.echo("== 3/3 evaluating against persistence and climatology")
+    atmosphere_cli.evaluate(store=store, workdir=workdir, report=report, lead="5d",
+                            every="6h", init_every="24h", max_inits=None, naive=True)
 
 
 def main() -> None:

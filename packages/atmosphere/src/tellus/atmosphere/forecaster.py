@@ -88,6 +88,8 @@ class ForecasterConfig:
       static_mean, static_std: per static channel.
       increment_scale: per channel, std of ``(x(t+lead) - x(t)) / std`` on training data.
       residual: predict increments (True) or states (False, as Pangu).
+      loss: ``"mae"`` (Pangu's weighted MAE) or ``"mse"`` (the same weights on squared
+        errors, as GraphCast).
     """
 
     model: PanguConfig
@@ -99,8 +101,11 @@ class ForecasterConfig:
     static_std: tuple[float, ...]
     increment_scale: tuple[float, ...]
     residual: bool = True
+    loss: str = "mae"
 
     def __post_init__(self):
+        if self.loss not in ("mae", "mse"):
+            raise ValueError(f"loss must be 'mae' or 'mse', not {self.loss!r}")
         for f in ("latitude", "mean", "std", "static_mean", "static_std", "increment_scale"):
             object.__setattr__(self, f, tuple(float(v) for v in getattr(self, f)))
         m = self.model
@@ -211,4 +216,5 @@ def loss_fn(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | Non
     out = model.network_output(x, batch["statics"], key=rng)
     target = ((y - x) / std) / inc if cfg.residual else (y - mean) / std
     w_lat = losses.latitude_weights(np.asarray(cfg.latitude))
-    return losses.weighted_mae(out, target, w_lat, channel_weights(cfg.model))
+    error = losses.weighted_mae if cfg.loss == "mae" else losses.weighted_mse
+    return error(out, target, w_lat, channel_weights(cfg.model))

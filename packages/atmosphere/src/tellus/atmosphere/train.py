@@ -80,6 +80,7 @@ def make_forecaster_config(
     train_range: sources.DateRange,
     *,
     residual: bool = True,
+    loss: str = "mae",
     n_increment_samples: int = 256,
     seed: int = 0,
 ) -> fc.ForecasterConfig:
@@ -114,7 +115,7 @@ def make_forecaster_config(
     return fc.ForecasterConfig(
         model=model, lead_hours=lead_hours, latitude=tuple(src.latitude), mean=tuple(mean),
         std=tuple(std), static_mean=tuple(s_mean), static_std=tuple(s_std),
-        increment_scale=tuple(inc), residual=residual,
+        increment_scale=tuple(inc), residual=residual, loss=loss,
     )
 
 
@@ -147,6 +148,7 @@ class TrainPlan:
     train: train_config.TrainConfig
     splits: Splits
     residual: bool = True
+    loss: str = "mae"
 
 
 def default_train_config(steps: int, batch_size: int) -> train_config.TrainConfig:
@@ -180,7 +182,7 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
             fcfg = fc.ForecasterConfig.from_dict(json.loads(cfg_file.read_text()))
         else:
             fcfg = make_forecaster_config(plan.store, lead, plan.model, plan.splits.train,
-                                          residual=plan.residual)
+                                          residual=plan.residual, loss=plan.loss)
             tmp = cfg_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(fcfg.to_dict()))
             tmp.replace(cfg_file)

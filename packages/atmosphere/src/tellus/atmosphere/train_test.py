@@ -6,6 +6,8 @@ that the forecast tests reuse.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -177,3 +179,79 @@ def test_ensemble_forecast_has_realizations(pangu_store, trained):
     with pytest.raises(ValueError, match="perturbation"):
         forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6], members=2,
                           show_progress=False)
+
+
+def test_evaluate_writes_report_and_scores_persistence_by_hand(pangu_store, trained, tmp_path):
+    from tellus.atmosphere import evaluate
+
+    plan, _, _ = trained
+    cfg = evaluate.EvalConfig(max_lead="1d", every="6h", init_every="6h", map_leads=("1d",),
+                              rollout_days=2)
+    summary = evaluate.run(pangu_store, plan.workdir, tmp_path / "report", cfg,
+                           show_progress=False)
+    report = tmp_path / "report"
+    for name in ("scores.csv", "scorecard_rmse.md", "scorecard_acc.csv", "rmse_vs_lead.png",
+                 "acc_vs_lead.png", "maps_Z500_1d.png", "summary.json", "forecast.zarr",
+                 "verdict.csv", "rollout_2d.csv"):
+        assert (report / name).exists(), name
+    assert summary["model_calls_per_forecast"] == {evaluate.MODEL: 4, evaluate.NAIVE: 4}
+    df = pd.read_csv(report / "scores.csv")
+    assert set(df["model"]) == {evaluate.MODEL, evaluate.NAIVE, "persistence", "climatology"}
+    # Persistence RMSE of T2M at 12 h, by hand: cell-area weights (cells bounded by the
+    # midpoints between rows and by the poles) normalized to mean 1, same init times.
+    splits = train.Splits.for_store(pangu_store)
+    inits = evaluate.evaluation_init_times(pangu_store, splits, "1d", "6h")
+    t2m = xr.open_zarr(pangu_store, consolidated=False)["2m_temperature"].load()
+    lat = np.deg2rad(t2m["latitude"].values)
+    edges = np.r_[-np.pi / 2, (lat[:-1] + lat[1:]) / 2, np.pi / 2]
+    w = np.diff(np.sin(edges))
+    w = w / w.mean()
+    errs = [((t2m.sel(time=t + pd.Timedelta("12h")) - t2m.sel(time=t)) ** 2
+             * w[:, None]).mean().item() for t in inits]
+    got = df[(df.model == "persistence") & (df.metric == "rmse") & (df.region == "global")
+             & (df.variable == "2m_temperature") & (pd.to_timedelta(df["lead"]) ==
+                                                     pd.Timedelta("12h"))]["value"]
+    assert got.item() == pytest.approx(np.sqrt(np.mean(errs)), rel=1e-5)
+    v = evaluate.verdict(df)
+    assert set(v["variable"]) == set(evaluate.VERDICT_VARIABLES) and len(v) == 3 * 4
+
+
+def test_training_climatology_is_the_training_mean(pangu_store):
+    from tellus.atmosphere import evaluate
+
+    splits = train.Splits.for_store(pangu_store)
+    clim = evaluate.training_climatology(pangu_store, splits, ["2m_temperature"])
+    t2m = xr.open_zarr(pangu_store, consolidated=False)["2m_temperature"]
+    n_train = int((pd.DatetimeIndex(t2m["time"].values) < pd.Timestamp(splits.train.stop)).sum())
+    want = t2m.isel(time=slice(0, n_train)).mean("time").values
+    np.testing.assert_allclose(clim["2m_temperature"].sel(dayofyear=200, hour=6).values, want,
+                               rtol=1e-6)
+
+
+class _Amplifier(nnx.Module):
+    """A stand-in 24 h model: ``mean + factor * (x - mean)`` (persistence for factor 1)."""
+
+    def __init__(self, cfg: fc.ForecasterConfig, factor: float):
+        self.config = dataclasses.replace(cfg, lead_hours=24)
+        self.factor = factor
+
+    def __call__(self, x, static):
+        mean = jnp.asarray(self.config.mean)
+        return mean + self.factor * (x - mean)
+
+
+def test_long_rollout_flags_what_leaves_the_bounds(pangu_store, fcfg):
+    from tellus.atmosphere import evaluate
+
+    def check(factor):
+        system = forecast.ForecastSystem({24: _Amplifier(fcfg, factor)})
+        return evaluate.long_rollout(system, pangu_store, "2000-01-02T00", days=30,
+                                     show_progress=False)
+
+    steady = check(1.0)
+    assert len(steady) == 5 * 13 + 4  # every variable and level
+    assert steady["bounded"].all()
+    # Growing 10 % a day, anomalies reach 1.1^30 = 17 x their size: finite, not bounded.
+    growing = check(1.1)
+    assert growing["finite"].all() and not growing["bounded"].any()
+    assert (growing["max_sigma"] > 6).all()

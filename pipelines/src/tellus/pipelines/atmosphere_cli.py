@@ -1,0 +1,167 @@
+"""``tellus train atmosphere`` and ``tellus forecast``: thin entry points over
+:mod:`tellus.atmosphere`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tellus.pipelines import paths
+
+DEFAULT_RUN = Path("runs") / "atmosphere"
+# The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS = "tiny", 500, 4, "mae"
+
+
+def _leads(text: str | None, store: Path) -> tuple[int, ...]:
+    from tellus.atmosphere import train
+
+    if text is None:
+        return train.available_leads(store)
+    try:
+        leads = tuple(int(x.strip().rstrip("h")) for x in text.split(",") if x.strip())
+    except ValueError as e:
+        raise typer.BadParameter(f"leads must be hours like '6,24', got {text!r}",
+                                 param_hint="--leads") from e
+    ok = train.available_leads(store, leads)
+    bad = sorted(set(leads) - set(ok))
+    if bad:
+        raise typer.BadParameter(f"leads {bad} h are not multiples of the store's time step",
+                                 param_hint="--leads")
+    return leads
+
+
+def train_atmosphere(
+    store: Annotated[Path | None, typer.Option(help="Analysis store (default: the embedded "
+                                               "dataset, built if missing).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = DEFAULT_RUN,
+    preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (
+        CPU_PRESET),
+    leads: Annotated[str | None, typer.Option(help="Lead models in hours, e.g. '6,24' "
+                                              "(default: every Pangu lead the data allows).")
+                     ] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per lead model.")] = CPU_STEPS,
+    batch: Annotated[int, typer.Option(help="Global batch size.")] = CPU_BATCH,
+    residual: Annotated[bool, typer.Option(help="Predict increments (GraphCast) instead of "
+                                           "states (Pangu).")] = True,
+    loss: Annotated[str, typer.Option(help="mae (Pangu) or mse (GraphCast).")] = CPU_LOSS,
+) -> None:
+    """Train one model per lead time (resumes from the last checkpoint after a kill)."""
+    from tellus.atmosphere import config, train
+    from tellus.pipelines import data_cli
+
+    if store is None:
+        store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
+    try:
+        model = config.preset(preset)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--preset") from e
+    plan = train.TrainPlan(
+        store=str(store), workdir=str(workdir), leads=_leads(leads, store), model=model,
+        train=train.default_train_config(steps, batch), splits=train.Splits.for_store(store),
+        residual=residual, loss=loss,
+    )
+    histories = train.train_models(plan)
+    for lead, hist in histories.items():
+        if hist:
+            typer.echo(f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} "
+                       f"over {len(hist)} steps")
+        else:
+            typer.echo(f"{lead} h model: already trained ({steps} steps)")
+
+
+def forecast(
+    init: Annotated[list[str], typer.Option(help="Init time(s), e.g. 2000-03-01T00.")],
+    lead: Annotated[str, typer.Option(help="Longest lead, e.g. 10d or 36h.")] = "5d",
+    every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
+    store: Annotated[Path | None, typer.Option(help="Analysis store for the initial "
+                                               "conditions.")] = None,
+    workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
+    out: Annotated[Path, typer.Option(help="Output Zarr store (WeatherBench2 forecast "
+                                      "layout).")] = Path("runs/forecast.zarr"),
+    members: Annotated[int, typer.Option(help="Ensemble members (1 = deterministic).")] = 1,
+    perturbation: Annotated[str, typer.Option(help="perlin, gaussian or bred.")] = "perlin",
+    seed: Annotated[int, typer.Option(help="Perturbation seed.")] = 0,
+) -> None:
+    """Forecast from analysis states with hierarchical temporal aggregation."""
+    from tellus.atmosphere import forecast as fc_lib
+    from tellus.atmosphere import train
+
+    store = store or paths.default_store("atmosphere")
+    if not Path(store).exists():
+        raise typer.BadParameter(f"{store} does not exist; build it with "
+                                 "`tellus data build atmosphere`", param_hint="--store")
+    try:
+        system = fc_lib.ForecastSystem(train.load_models(workdir))
+        leads = fc_lib.output_leads(lead, every)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"forecast: {e}", err=True)
+        raise typer.Exit(1) from e
+    perturb = None
+    if members > 1:
+        from tellus.atmosphere import ensemble
+
+        perturb = ensemble.perturbation_fn(system, perturbation, seed)
+    try:
+        ds = fc_lib.forecast(system, store, init, leads, out=out, members=members,
+                             perturb=perturb)
+    except KeyError as e:
+        typer.echo(f"forecast: {e.args[0]}", err=True)
+        raise typer.Exit(1) from e
+    calls = len(system.calls(leads))
+    typer.echo(f"{out}: {len(init)} init(s) x {len(leads)} leads up to {lead}, {members} "
+               f"member(s); {calls} model calls per member (lead models "
+               f"{', '.join(f'{h} h' for h in system.leads)}); variables "
+               f"{', '.join(sorted(ds.data_vars))}")
+
+
+def evaluate(
+    store: Annotated[Path | None, typer.Option(help="Analysis store (truth and initial "
+                                               "conditions).")] = None,
+    workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
+    report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
+    lead: Annotated[str, typer.Option(help="Longest lead, e.g. 5d.")] = "5d",
+    every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
+    init_every: Annotated[str, typer.Option(help="Spacing of init times over the test "
+                                            "period.")] = "24h",
+    max_inits: Annotated[int | None, typer.Option(help="Cap on init times.")] = None,
+    naive: Annotated[bool, typer.Option(help="Also score naive stepping of the shortest "
+                                        "lead model.")] = True,
+) -> None:
+    """Score the lead models against persistence and climatology: scorecard, curves, maps."""
+    from tellus.atmosphere import evaluate as eval_lib
+
+    store = store or paths.default_store("atmosphere")
+    if not Path(store).exists():
+        raise typer.BadParameter(f"{store} does not exist; build it with "
+                                 "`tellus data build atmosphere`", param_hint="--store")
+    cfg = eval_lib.EvalConfig(max_lead=lead, every=every, init_every=init_every,
+                              max_inits=max_inits, naive=naive)
+    try:
+        summary = eval_lib.run(store, workdir, report, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"evaluate: {e}", err=True)
+        raise typer.Exit(1) from e
+    print_summary(report, summary)
+
+
+def print_summary(report: Path, summary: dict) -> None:
+    """The RMSE scorecard and the verdict, as a person reads them in a terminal."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    v = pd.read_csv(report / "verdict.csv")
+    table = Table(title=f"Latitude-weighted RMSE on {summary['init_times']} test inits "
+                        f"({summary['first_init']} .. {summary['last_init']})")
+    for col in v.columns:
+        table.add_column(str(col))
+    for row in v.itertuples(index=False):
+        table.add_row(*[f"{x:.4g}" if isinstance(x, float) else str(x) for x in row])
+    console = Console()
+    console.print(table)
+    ok = summary["beats_persistence_and_climatology_everywhere"]
+    console.print(f"beats persistence and climatology at every lead: {ok}; report in {report} "
+                  f"({', '.join(Path(p).name for p in summary['plots'])})")
