@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import atmosphere_cli, data_cli, paths
+from tellus.pipelines import atmosphere_cli, data_cli, paths, plan_cli
 
 app = typer.Typer(help="Tellus: Earth-system foundation models in JAX.", no_args_is_help=True)
 app.add_typer(data_cli.app, name="data")
@@ -16,6 +16,7 @@ train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
 app.add_typer(train_app, name="train")
 app.command("forecast")(atmosphere_cli.forecast)
 app.command("evaluate")(atmosphere_cli.evaluate)
+app.command("plan")(plan_cli.plan)
 
 
 @app.command()

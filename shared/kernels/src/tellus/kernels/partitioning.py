@@ -25,7 +25,7 @@ name              what it indexes                                      mesh axis
 ``patch``         flattened patch x variable input features            (replicated)
 ``channels``      physical variables (x levels) of a field             (replicated)
 ``bias_type``     Earth-specific bias table types (level x lat window) (replicated)
-``bias_pos``      positions inside one bias table                      (replicated)
+``bias_pos``      positions inside one bias table                      fsdp
 ``norm``          LayerNorm scale/bias features                        (replicated)
 ================  ===================================================  =============
 
@@ -67,7 +67,7 @@ RULES: Rules = (
     ("patch", None),
     ("channels", None),
     ("bias_type", None),
-    ("bias_pos", None),
+    ("bias_pos", FSDP),
     ("norm", None),
 )
 
