@@ -61,9 +61,11 @@ def task_for(
     time_step: str = "6h",
     levels: Sequence[int] = schema.PRESSURE_LEVELS_13,
     static_variables: Sequence[str] = STATIC_VARIABLES,
+    rollout: int = 1,
 ) -> tasks.TaskConfig:
-    """The data task of one lead-time model: the state at ``t`` -> the state at ``t + lead``."""
-    (lead_steps,) = tasks.steps_from_durations([f"{lead_hours}h"], time_step)
+    """The data task of one lead-time model: the state at ``t`` -> the states at
+    ``t + lead, ..., t + rollout x lead`` (one target unless training on a rollout)."""
+    (step,) = tasks.steps_from_durations([f"{lead_hours}h"], time_step)
     variables = UPPER_VARIABLES + SURFACE_VARIABLES
     return tasks.TaskConfig(
         input_variables=variables,
@@ -72,7 +74,7 @@ def task_for(
         levels=tuple(levels),
         time_step=time_step,
         history_steps=1,
-        lead_steps=(lead_steps,),
+        lead_steps=tuple(step * (k + 1) for k in range(rollout)),
     )
 
 
@@ -218,3 +220,31 @@ def loss_fn(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | Non
     w_lat = losses.latitude_weights(np.asarray(cfg.latitude))
     error = losses.weighted_mae if cfg.loss == "mae" else losses.weighted_mse
     return error(out, target, w_lat, channel_weights(cfg.model))
+
+
+def rollout_loss_fn(num_steps: int):
+    """The loss of a ``num_steps``-step autoregressive rollout (GraphCast-style fine-tuning,
+    with gradients through every step), on batches whose ``targets`` hold the states at
+    ``lead, 2 lead, ...``. Each step's error is measured in the units of the one-step loss
+    (per-channel increment scale x std for residual models, std otherwise), so step 1 equals
+    :func:`loss_fn` and later steps count alike; the loss is their mean."""
+
+    def loss(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | None = None):
+        cfg = model.config
+        if batch["targets"].shape[1] != num_steps:
+            raise ValueError(f"rollout of {num_steps} steps needs {num_steps} targets per "
+                             f"sample, got {batch['targets'].shape[1]}")
+        mean, std, inc, _, _ = model._consts()
+        scale = inc * std if cfg.residual else std
+        w_lat = losses.latitude_weights(np.asarray(cfg.latitude))
+        w_ch = channel_weights(cfg.model)
+        error = losses.weighted_mae if cfg.loss == "mae" else losses.weighted_mse
+        keys = [None] * num_steps if rng is None else list(jax.random.split(rng, num_steps))
+        x, total = batch["inputs"][:, -1], 0.0
+        for k in range(num_steps):
+            out = model.network_output(x, batch["statics"], key=keys[k])
+            x = x + out * inc * std if cfg.residual else out * std + mean
+            total = total + error(x / scale, batch["targets"][:, k] / scale, w_lat, w_ch)
+        return total / num_steps
+
+    return loss

@@ -149,6 +149,11 @@ class TrainPlan:
     splits: Splits
     residual: bool = True
     loss: str = "mae"
+    rollout: tuple[tuple[int, int], ...] = ()
+
+    def rollout_steps(self, lead: int) -> int:
+        """Unroll length of the ``lead`` model's training loss (1: one step)."""
+        return dict(self.rollout).get(lead, 1)
 
 
 def default_train_config(steps: int, batch_size: int) -> train_config.TrainConfig:
@@ -186,14 +191,17 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
             tmp = cfg_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(fcfg.to_dict()))
             tmp.replace(cfg_file)
-        task = fc.task_for(lead, store_time_step(plan.store))
+        k = plan.rollout_steps(lead)
+        task = fc.task_for(lead, store_time_step(plan.store), rollout=k)
         src = sources.WindowSource(plan.store, task, plan.splits.train)
+        loss_fn = fc.loss_fn if k == 1 else fc.rollout_loss_fn(k)
         data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
         if show_progress:
             print(f"training the {lead} h model: {len(src)} windows, "
-                  f"{plan.train.num_steps} steps of {plan.train.batch_size}")
+                  f"{plan.train.num_steps} steps of {plan.train.batch_size}"
+                  + (f", loss over a {k}-step rollout" if k > 1 else ""))
         histories[lead] = trainer.fit(
-            fc.make_forecaster, fcfg, plan.train, fc.loss_fn, data, out,
+            fc.make_forecaster, fcfg, plan.train, loss_fn, data, out,
             show_progress=show_progress,
         )
     return histories

@@ -84,6 +84,27 @@ def test_loss_is_zero_for_the_models_own_forecast(pangu_store, fcfg):
     assert float(loss(model, batch)) > 1e-2
 
 
+def test_rollout_loss_matches_one_step_loss_and_vanishes_on_own_rollout(pangu_store, fcfg):
+    model = fc.make_forecaster(fcfg)
+    src = sources.WindowSource(pangu_store, fc.task_for(6, rollout=2), None)
+    s = src[0]
+    assert s["targets"].shape[0] == 2
+    x = jnp.asarray(s["inputs"])[None]
+    static = jnp.asarray(s["statics"])[None]
+    one = {"inputs": x, "targets": jnp.asarray(s["targets"])[None, :1], "statics": static}
+    two = {"inputs": x, "targets": jnp.asarray(s["targets"])[None], "statics": static}
+    l1, r1 = nnx.jit(fc.loss_fn), nnx.jit(fc.rollout_loss_fn(1))
+    np.testing.assert_allclose(float(r1(model, one)), float(l1(model, one)), rtol=1e-5)
+    y1 = forecast._jitted_call(model, x[:, -1], static)
+    y2 = forecast._jitted_call(model, y1, static)
+    own = {"inputs": x, "targets": jnp.stack([y1, y2], axis=1), "statics": static}
+    r2 = nnx.jit(fc.rollout_loss_fn(2))
+    assert float(r2(model, own)) < 1e-4
+    assert float(r2(model, two)) > 1e-2
+    with pytest.raises(ValueError, match="2 targets"):
+        r2(model, one)
+
+
 @pytest.fixture(scope="module")
 def trained(pangu_store, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("atmos_train")
