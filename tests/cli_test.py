@@ -76,3 +76,31 @@ def test_ingest_real_grib_then_validate(tmp_path):
     assert result.exit_code == 1 and not (tmp_path / "bad.zarr").exists()
     assert "ingest failed, nothing written" in result.output
     assert "corrupt or truncated" in result.output
+
+
+def _flat(output: str) -> str:
+    """The text of a (rich-boxed, wrapped) error message on one line."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--rollout", "24x2", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "24:2" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--preset", "huge", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "choose from" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--leads", "5", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "multiple of the store's 6 h" in _flat(bad.output)
+    missing = runner.invoke(app, ["forecast", "--init", "2000-01-01T00", "--store",
+                                  str(tiny_store), "--workdir", str(tmp_path / "none")])
+    assert missing.exit_code == 1 and "no lead_*h model folders" in _flat(missing.output)
+    missing = runner.invoke(app, ["evaluate", "--store", str(tmp_path / "nowhere.zarr")])
+    assert missing.exit_code == 2 and "tellus data build atmosphere" in _flat(missing.output)
+
+
+def test_plan_refuses_a_batch_the_mesh_cannot_split():
+    result = runner.invoke(app, ["plan", "--target", "toy", "--batch", "6", "--mesh",
+                                 "data=4,fsdp=2"])
+    assert result.exit_code == 2 and "multiple of data x fsdp = 8" in _flat(result.output)

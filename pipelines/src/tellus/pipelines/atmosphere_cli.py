@@ -12,7 +12,23 @@ from tellus.pipelines import paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
 # The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS = "tiny", 500, 4, "mae"
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 600, 4, "mse", "24:2"
+
+
+def _rollout(text: str) -> tuple[tuple[int, int], ...]:
+    """``"24:2"`` -> ``((24, 2),)``: the 24 h model trains on a 2-step rollout."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            lead, k = (int(x.strip().rstrip("h")) for x in part.split(":"))
+        except ValueError as e:
+            raise typer.BadParameter(f"rollout must look like '24:2' (lead hours:steps), got "
+                                     f"{part!r}", param_hint="--rollout") from e
+        if k < 1:
+            raise typer.BadParameter(f"rollout steps must be >= 1, got {k}",
+                                     param_hint="--rollout")
+        out.append((lead, k))
+    return tuple(out)
 
 
 def _leads(text: str | None, store: Path) -> tuple[int, ...]:
@@ -25,7 +41,10 @@ def _leads(text: str | None, store: Path) -> tuple[int, ...]:
     except ValueError as e:
         raise typer.BadParameter(f"leads must be hours like '6,24', got {text!r}",
                                  param_hint="--leads") from e
-    ok = train.available_leads(store, leads)
+    try:
+        ok = train.available_leads(store, leads)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--leads") from e
     bad = sorted(set(leads) - set(ok))
     if bad:
         raise typer.BadParameter(f"leads {bad} h are not multiples of the store's time step",
@@ -47,23 +66,34 @@ def train_atmosphere(
     residual: Annotated[bool, typer.Option(help="Predict increments (GraphCast) instead of "
                                            "states (Pangu).")] = True,
     loss: Annotated[str, typer.Option(help="mae (Pangu) or mse (GraphCast).")] = CPU_LOSS,
+    rollout: Annotated[str, typer.Option(help="Lead models trained on a multi-step rollout, "
+                                         "e.g. '24:2' ('' for none).")] = CPU_ROLLOUT,
 ) -> None:
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
     from tellus.pipelines import data_cli
 
-    if store is None:
-        store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
     try:
         model = config.preset(preset)
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0]), param_hint="--preset") from e
-    plan = train.TrainPlan(
-        store=str(store), workdir=str(workdir), leads=_leads(leads, store), model=model,
-        train=train.default_train_config(steps, batch), splits=train.Splits.for_store(store),
-        residual=residual, loss=loss,
-    )
-    histories = train.train_models(plan)
+    if loss not in ("mae", "mse"):
+        raise typer.BadParameter(f"loss must be mae or mse, got {loss!r}", param_hint="--loss")
+    unrolls = _rollout(rollout)
+    if store is None:
+        store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
+    lead_hours = _leads(leads, store)
+    try:
+        plan = train.TrainPlan(
+            store=str(store), workdir=str(workdir), leads=lead_hours, model=model,
+            train=train.default_train_config(steps, batch),
+            splits=train.Splits.for_store(store), residual=residual, loss=loss,
+            rollout=unrolls,
+        )
+        histories = train.train_models(plan)
+    except ValueError as e:
+        typer.echo(f"train atmosphere: {e}", err=True)
+        raise typer.Exit(1) from e
     for lead, hist in histories.items():
         if hist:
             typer.echo(f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} "
@@ -103,7 +133,13 @@ def forecast(
     if members > 1:
         from tellus.atmosphere import ensemble
 
-        perturb = ensemble.perturbation_fn(system, perturbation, seed)
+        static = None
+        if perturbation == "bred":  # breeding runs the model, which needs the statics
+            static = fc_lib.read_initial_conditions(store, init[:1], system.config)[1]
+        try:
+            perturb = ensemble.perturbation_fn(system, perturbation, seed, static=static)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--perturbation") from e
     try:
         ds = fc_lib.forecast(system, store, init, leads, out=out, members=members,
                              perturb=perturb)

@@ -35,11 +35,11 @@ def demo(
     typer.echo("== 1/3 the embedded Held-Suarez atmosphere dataset")
     data_cli.build_atmosphere(store)
     describe.render(describe.summarize(store))
-    typer.echo("== 2/3 training the lead-time models (tiny preset; resumes after a kill)")
+    typer.echo("== 2/3 training the lead-time models (cpu preset; resumes after a kill)")
     atmosphere_cli.train_atmosphere(
         store=store, workdir=workdir, preset=atmosphere_cli.CPU_PRESET, leads=None,
         steps=atmosphere_cli.CPU_STEPS, batch=atmosphere_cli.CPU_BATCH, residual=True,
-        loss=atmosphere_cli.CPU_LOSS)
+        loss=atmosphere_cli.CPU_LOSS, rollout=atmosphere_cli.CPU_ROLLOUT)
     typer.echo("== 3/3 evaluating against persistence and climatology")
     atmosphere_cli.evaluate(store=store, workdir=workdir, report=report, lead="5d",
                             every="6h", init_every="24h", max_inits=None, naive=True)

@@ -51,6 +51,9 @@ class Splits:
         validate, the rest (at least a few weeks on the embedded year) to test."""
         times = pd.DatetimeIndex(sources.open_metadata(str(store)).indexes["time"])
         n = len(times)
+        if n < 24:
+            raise ValueError(f"{store} has {n} times; train/validation/test splits need at "
+                             f"least 24 (the embedded default has 1460)")
         a, b = times[int(0.75 * n)], times[int(0.83 * n)]
         end = times[-1] + (times[-1] - times[-2])
         return cls(sources.DateRange(times[0], a), sources.DateRange(a, b),
