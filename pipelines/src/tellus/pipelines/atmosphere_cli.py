@@ -12,7 +12,7 @@ from tellus.pipelines import paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
 # The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 600, 4, "mse", "24:2"
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 700, 4, "mse", "24:2"
 
 
 def _rollout(text: str) -> tuple[tuple[int, int], ...]:

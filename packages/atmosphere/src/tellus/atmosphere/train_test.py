@@ -213,7 +213,8 @@ def test_evaluate_writes_report_and_scores_persistence_by_hand(pangu_store, trai
     report = tmp_path / "report"
     for name in ("scores.csv", "scorecard_rmse.md", "scorecard_acc.csv", "rmse_vs_lead.png",
                  "acc_vs_lead.png", "maps_Z500_1d.png", "summary.json", "forecast.zarr",
-                 "verdict.csv", "rollout_2d.csv"):
+                 "verdict.csv", "rollout_2d.csv", "tracks_forecast.csv", "tracks_truth.csv",
+                 "tracks_errors.csv"):
         assert (report / name).exists(), name
     assert summary["model_calls_per_forecast"] == {evaluate.MODEL: 4, evaluate.NAIVE: 4}
     df = pd.read_csv(report / "scores.csv")
@@ -271,8 +272,15 @@ def test_long_rollout_flags_what_leaves_the_bounds(pangu_store, fcfg):
 
     steady = check(1.0)
     assert len(steady) == 5 * 13 + 4  # every variable and level
-    assert steady["bounded"].all()
+    # Persistence of a training-period state never leaves the training period's range.
+    assert steady["bounded"].all() and (steady["range_ratio"] <= 1.0 + 1e-6).all()
+    assert (steady["days_in_range"] == 30).all()
     # Growing 10 % a day, anomalies reach 1.1^30 = 17 x their size: finite, not bounded.
     growing = check(1.1)
     assert growing["finite"].all() and not growing["bounded"].any()
-    assert (growing["max_sigma"] > 6).all()
+    assert (growing["range_ratio"] > 1.5).all()
+    # Day k (1-based) has ratio 1.1^k r0, r0 the persisted state's: it leaves the range on
+    # the first k with 1.1^k r0 > 1.5, after k - 1 days in range.
+    r0 = steady["range_ratio"].to_numpy()
+    first_out = np.floor(np.log(1.5 / r0) / np.log(1.1)) + 1
+    np.testing.assert_allclose(growing["days_in_range"], first_out - 1, atol=1)
