@@ -1,0 +1,71 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tellus.enso import model as model_lib
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return model_lib.make_model(model_lib.preset("tiny", input_std=(0.5, 0.2), target_std=0.8))
+
+
+def _inputs(b=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((b, 3, 2, 24, 72)).astype(np.float32), np.arange(b) % 12 + 1
+
+
+def test_output_shape_and_param_count(tiny):
+    x, month = _inputs()
+    y = tiny(x, month)
+    assert y.shape == (4, 24) and bool(jnp.all(jnp.isfinite(y)))
+    for name in model_lib.PRESETS:
+        cfg = model_lib.preset(name)
+        n = model_lib.count_params(jax.eval_shape(lambda c=cfg: model_lib.make_model(c)))
+        print(f"{name}: {n:,} parameters, token grid {cfg.token_grid}")
+    assert model_lib.preset("small").token_grid == (6, 18)
+
+
+def test_config_round_trips_through_json():
+    cfg = model_lib.preset("small", input_std=(0.3, 0.1), target_std=0.9, seed=3)
+    back = model_lib.ResoNetConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+
+
+def test_samples_are_independent(tiny):
+    x, month = _inputs(4)
+    perm = np.array([2, 0, 3, 1])
+    np.testing.assert_allclose(tiny(x, month)[perm], tiny(x[perm], month[perm]), atol=1e-5)
+
+
+def test_stem_is_equivariant_to_whole_token_longitude_shifts(tiny):
+    # Periodic in longitude: shifting the inputs by one token (4 grid points) shifts the
+    # stem's token grid by one column.
+    x, _ = _inputs(2)
+    net = tiny.net
+    grid = net.cfg.token_grid
+    a = net.tokens(jnp.asarray(x)).reshape(2, *grid, -1)
+    b = net.tokens(jnp.roll(x, 4, axis=-1)).reshape(2, *grid, -1)
+    np.testing.assert_allclose(jnp.roll(a, 1, axis=2), b, atol=1e-5)
+
+
+def test_month_matters_and_is_periodic(tiny):
+    x, _ = _inputs(2)
+    jan = tiny(x, np.array([1, 1]))
+    assert not np.allclose(jan, tiny(x, np.array([7, 7])))
+    np.testing.assert_allclose(jan, tiny(x, np.array([13, 13])), atol=1e-5)
+
+
+def test_normalization_wrapper(tiny):
+    # Forecaster(x) == target_std * ResoNet(x / input_std).
+    x, month = _inputs(2)
+    std = np.array([0.5, 0.2], np.float32)[None, None, :, None, None]
+    np.testing.assert_allclose(tiny(x, month), 0.8 * tiny.net(x / std, month), atol=1e-5)
+
+
+def test_bad_grid_raises():
+    with pytest.raises(ValueError, match="pooling"):
+        model_lib.ResoNetConfig(n_lat=22)
