@@ -3,7 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # The main job: build the embedded data if missing, train the CPU preset, evaluate it
-# against persistence and climatology, write the report (runs/report), print a summary.
+# against persistence and climatology, write the report (runs/report), print a summary;
+# then the ENSO part (worlds, ResoNet ensemble, skill plot in runs/enso_report).
 demo:
     uv run tellus demo
 
@@ -18,6 +19,14 @@ evaluate-atmosphere *ARGS:
 # A 10-day forecast from the first test-period date, streamed to runs/forecast.zarr.
 forecast-atmosphere *ARGS:
     uv run tellus forecast --init 2000-10-28T00 --lead 10d {{ARGS}}
+
+# Build the ENSO worlds if missing, then pretrain + fine-tune the ResoNet ensemble (resumable).
+train-enso *ARGS:
+    uv run tellus train enso {{ARGS}}
+
+# ENSO skill by lead and season against the baselines and the optimum, with explanations.
+evaluate-enso *ARGS:
+    uv run tellus evaluate-enso {{ARGS}}
 
 # The whole test suite, with lint first.
 test:

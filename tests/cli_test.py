@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,26 @@ def test_plan_refuses_a_batch_the_mesh_cannot_split():
     result = runner.invoke(app, ["plan", "--target", "toy", "--batch", "6", "--mesh",
                                  "data=4,fsdp=2"])
     assert result.exit_code == 2 and "multiple of data x fsdp = 8" in _flat(result.output)
+
+
+def test_enso_train_and_evaluate_end_to_end(tmp_path):
+    """Short worlds, one tiny member: the commands wire the library together and write the
+    report; the skill numbers themselves are tested in tellus.enso."""
+    worlds, run, report = tmp_path / "worlds", tmp_path / "enso", tmp_path / "report"
+    bad = runner.invoke(app, ["evaluate-enso", "--workdir", str(run), "--worlds", str(worlds)])
+    assert bad.exit_code == 2 and "tellus train enso" in _flat(bad.output)
+    out = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
+               "--preset", "tiny", "--seeds", "1", "--pretrain-steps", "3",
+               "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
+               "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
+    assert "member 0: final losses" in out
+    assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
+    # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
+    out = _run("evaluate-enso", "--workdir", str(run), "--worlds", str(worlds),
+               "--report", str(report))
+    assert "resonet beats persistence" in out
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["n_test"] > 100 and summary["members"] == 1
+    assert set(summary["correlation"]) >= {"resonet", "persistence", "damped_persistence", "lim"}
+    for name in ("skill_by_lead.png", "skill_by_season.png", "explanations.png"):
+        assert (report / name).stat().st_size > 1000

@@ -7,15 +7,17 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import atmosphere_cli, data_cli, paths, plan_cli
+from tellus.pipelines import atmosphere_cli, data_cli, enso_cli, paths, plan_cli
 
 app = typer.Typer(help="Tellus: Earth-system foundation models in JAX.", no_args_is_help=True)
 app.add_typer(data_cli.app, name="data")
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
+train_app.command("enso")(enso_cli.train_enso)
 app.add_typer(train_app, name="train")
 app.command("forecast")(atmosphere_cli.forecast)
 app.command("evaluate")(atmosphere_cli.evaluate)
+app.command("evaluate-enso")(enso_cli.evaluate_enso)
 app.command("plan")(plan_cli.plan)
 
 
@@ -26,23 +28,31 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = (
         atmosphere_cli.DEFAULT_RUN),
     report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
+    enso: Annotated[bool, typer.Option(help="Also run the ENSO part.")] = True,
 ) -> None:
     """The main job: build the embedded data if missing, train the CPU preset, evaluate it
-    against persistence and climatology, and write the scorecard and plots."""
+    against persistence and climatology, and write the scorecard and plots; then the same
+    for ENSO (world, ResoNet ensemble, skill against the baselines and the optimum)."""
     from tellus.data import describe
 
     store = store or paths.default_store("atmosphere")
-    typer.echo("== 1/3 the embedded Held-Suarez atmosphere dataset")
+    typer.echo("== 1/5 the embedded Held-Suarez atmosphere dataset")
     data_cli.build_atmosphere(store)
     describe.render(describe.summarize(store))
-    typer.echo("== 2/3 training the lead-time models (cpu preset; resumes after a kill)")
+    typer.echo("== 2/5 training the lead-time models (cpu preset; resumes after a kill)")
     atmosphere_cli.train_atmosphere(
         store=store, workdir=workdir, preset=atmosphere_cli.CPU_PRESET, leads=None,
         steps=atmosphere_cli.CPU_STEPS, batch=atmosphere_cli.CPU_BATCH, residual=True,
         loss=atmosphere_cli.CPU_LOSS, rollout=atmosphere_cli.CPU_ROLLOUT)
-    typer.echo("== 3/3 evaluating against persistence and climatology")
+    typer.echo("== 3/5 evaluating against persistence and climatology")
     atmosphere_cli.evaluate(store=store, workdir=workdir, report=report, lead="5d",
                             every="6h", init_every="24h", max_inits=None, naive=True)
+    if not enso:
+        return
+    typer.echo("== 4/5 ENSO: the embedded worlds and the ResoNet ensemble (resumes after a kill)")
+    enso_cli.train_enso()
+    typer.echo("== 5/5 ENSO: skill by lead and season, explanations")
+    enso_cli.evaluate_enso()
 
 
 def main() -> None:

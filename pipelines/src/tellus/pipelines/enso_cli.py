@@ -34,6 +34,19 @@ def build_worlds(directory: Path | None = None, model_years: int = 1200, observe
     )
 
 
+def open_worlds(directory: Path | None = None):
+    """Opens the worlds the ensemble was trained on, whatever their length; builds the
+    default ones where none exist."""
+    from tellus.data import validation, writing
+
+    directory = directory or worlds_dir()
+    stores = [directory / f"{kind}.zarr" for kind in ("model", "observed")]
+    if all(p.exists() and len(writing.completed_chunks(p)) == writing.expected_chunks(p)
+           for p in stores):
+        return tuple(validation.open_dataset(p) for p in stores)
+    return build_worlds(directory)
+
+
 def train_enso(
     workdir: Annotated[Path, typer.Option(help="Where the ensemble goes.")] = DEFAULT_RUN,
     worlds: Annotated[
@@ -53,12 +66,19 @@ def train_enso(
     batch: Annotated[int, typer.Option(help="Batch size.")] = CPU_BATCH,
     finetune_years: Annotated[int, typer.Option(help="Observed years to fine-tune on.")] = 100,
     test_years: Annotated[int, typer.Option(help="Last observed years held out.")] = 40,
+    model_years: Annotated[int, typer.Option(help="Length of the model (pretraining) run.")] = (
+        1200
+    ),
+    observed_years: Annotated[int, typer.Option(help="Length of the observed run.")] = 150,
 ) -> None:
     """Pretrain on the model world, fine-tune on early observed years (resumes after a kill)."""
     from tellus.enso import train
 
     t0 = time.perf_counter()
-    model_ds, observed_ds = build_worlds(worlds)
+    if min(seeds, pretrain_steps, finetune_steps, batch) < 1:
+        raise typer.BadParameter("--seeds, --pretrain-steps, --finetune-steps and --batch must "
+                                 "be >= 1")
+    model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
     typer.echo(f"worlds ready in {time.perf_counter() - t0:.1f} s")
     info = train.train_enso(
         workdir,
@@ -88,7 +108,10 @@ def evaluate_enso(
     from tellus.enso import skill
 
     t0 = time.perf_counter()
-    model_ds, observed_ds = build_worlds(worlds)
+    if not (workdir / "ensemble.json").exists():
+        raise typer.BadParameter(f"no trained ensemble in {workdir} (ensemble.json missing); "
+                                 f"run `tellus train enso` first", param_hint="--workdir")
+    model_ds, observed_ds = open_worlds(worlds)
     summary, _ = skill.evaluate_ensemble(workdir, model_ds, observed_ds, report)
     table = Table(
         title=f"Nino3.4 (3-month mean) correlation on the last "
@@ -106,12 +129,19 @@ def evaluate_enso(
         )
     frac = summary["fraction_of_optimal"]
     table.add_row("resonet / optimal", *(f"{frac[k]:.2f}" for k in skill.SUMMARY_LEADS), "")
+    frac = summary["fraction_of_oracle_from_fields"]
+    table.add_row(
+        "resonet / oracle_from_fields", *(f"{frac[k]:.2f}" for k in skill.SUMMARY_LEADS), ""
+    )
     console = Console()
     console.print(table)
     for other, b in summary["resonet_beats"].items():
+        lo, hi = b["mean_diff_90pct_interval"]
         console.print(
             f"resonet beats {other} at {b['leads_ge_6_won']}/{b['of']} leads >= 6 "
-            f"(on average: {b['mean_lead_ge_6']})"
+            f"({b['leads_ge_6_won_at_90pct']} beyond the 90 % bootstrap interval, "
+            f"{b['leads_ge_6_lost_at_90pct']} lost beyond it); mean correlation gain "
+            f"{b['mean_diff_lead_ge_6']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         )
     ex = summary["explanation"]
     console.print(
@@ -121,4 +151,4 @@ def evaluate_enso(
     console.print(f"report in {report} ({time.perf_counter() - t0:.0f} s)")
 
 
-__all__ = ["build_worlds", "evaluate_enso", "train_enso", "worlds_dir"]
+__all__ = ["build_worlds", "evaluate_enso", "open_worlds", "train_enso", "worlds_dir"]
