@@ -93,8 +93,11 @@ class ForecastSystem:
         static = jnp.asarray(static, jnp.float32)
         if 0 in wanted:
             yield 0, states[0]
+        nonneg = jnp.asarray(fc.nonnegative_channels(self.config.model), jnp.int32)
         for c in calls:
             y = _jitted_call(self.models[c.lead], states[c.start], static)
+            if nonneg.size:  # physical constraint: no negative humidity, at every step
+                y = y.at[..., nonneg].set(jnp.maximum(y[..., nonneg], 0.0))
             pending[c.start] -= 1
             if pending[c.start] == 0:
                 del states[c.start]

@@ -139,6 +139,25 @@ class ForecasterConfig:
         return cls(**d)
 
 
+# Variables that cannot be negative: every call's output is clipped at zero there, so that
+# an autoregressive rollout never feeds negative moisture back into the model.
+NONNEGATIVE_VARIABLES = ("specific_humidity",)
+
+
+def nonnegative_channels(cfg: PanguConfig) -> tuple[int, ...]:
+    """Indices of the stacked channels (variable-major: each upper-air variable's levels, then
+    the surface variables) of :data:`NONNEGATIVE_VARIABLES`."""
+    out = []
+    for i, name in enumerate(UPPER_VARIABLES[: cfg.upper_vars]):
+        if name in NONNEGATIVE_VARIABLES:
+            out.extend(range(i * cfg.levels, (i + 1) * cfg.levels))
+    base = cfg.upper_vars * cfg.levels
+    for i, name in enumerate(SURFACE_VARIABLES[: cfg.surface_vars]):
+        if name in NONNEGATIVE_VARIABLES:
+            out.append(base + i)
+    return tuple(out)
+
+
 def split_channels(x: jax.Array, cfg: PanguConfig) -> tuple[jax.Array, jax.Array]:
     """``[B, H, W, C]`` stacked channels -> upper ``[B, L, H, W, 5]``, surface ``[B, H, W, 4]``."""
     n_up = cfg.upper_vars * cfg.levels

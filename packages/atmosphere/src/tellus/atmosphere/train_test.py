@@ -145,8 +145,12 @@ def test_hierarchical_and_naive_compose_the_lead_models(pangu_store, trained):
     x0, static, _, _ = forecast.read_initial_conditions(
         pangu_store, ["2000-01-02T00"], system.config)
     hier = dict(system.steps(x0, static, [24, 30]))
-    call, st = forecast._jitted_call, jnp.asarray(static)
+    st, q = jnp.asarray(static), list(fc.nonnegative_channels(system.config.model))
     std = np.asarray(system.config.std)
+
+    def call(model, x, static):  # one model call, humidity clipped at zero as every step is
+        y = forecast._jitted_call(model, x, static)
+        return y.at[..., q].set(jnp.maximum(y[..., q], 0.0))
 
     def close(a, b):  # in units of each channel's std: float32 rounding differs by path
         np.testing.assert_allclose(np.asarray(a) / std, np.asarray(b) / std, atol=1e-4)
@@ -284,3 +288,27 @@ def test_long_rollout_flags_what_leaves_the_bounds(pangu_store, fcfg):
     r0 = steady["range_ratio"].to_numpy()
     first_out = np.floor(np.log(1.5 / r0) / np.log(1.1)) + 1
     np.testing.assert_allclose(growing["days_in_range"], first_out - 1, atol=1)
+
+
+class _Shift(_Amplifier):
+    """A stand-in 24 h model that subtracts ``factor`` from every channel."""
+
+    def __call__(self, x, static):
+        return x - self.factor
+
+
+def test_rollout_never_feeds_back_negative_humidity(pangu_store, fcfg):
+    x0, static, layout, _ = forecast.read_initial_conditions(pangu_store, ["2000-01-02T00"],
+                                                             fcfg)
+    system = forecast.ForecastSystem({24: _Shift(fcfg, 0.5)})
+    steps = dict(system.steps(x0, static, [24, 48]))
+    q = fc.nonnegative_channels(fcfg.model)
+    # the layout's own channel names agree with the config's indices
+    names = [v.name for v in layout.variables for _ in range(v.size)]
+    assert len(q) == 13 and {names[i] for i in q} == {"specific_humidity"}
+    other = np.setdiff1d(np.arange(x0.shape[-1]), q)
+    # humidity (< 0.5 kg/kg everywhere) is clipped to 0 at each step, the rest just shifts
+    np.testing.assert_array_equal(np.asarray(steps[24])[..., q], 0.0)
+    np.testing.assert_array_equal(np.asarray(steps[48])[..., q], 0.0)
+    np.testing.assert_allclose(np.asarray(steps[48])[..., other], x0[..., other] - 1.0,
+                               rtol=1e-6, atol=1e-3)
