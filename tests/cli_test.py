@@ -118,6 +118,11 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
                "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
                "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
     assert "member 0: final losses" in out
+    again = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
+                 "--preset", "tiny", "--seeds", "1", "--pretrain-steps", "3",
+                 "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
+                 "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
+    assert "member 0: already trained" in again
     assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
     # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
     out = _run("evaluate-enso", "--workdir", str(run), "--worlds", str(worlds),

@@ -90,7 +90,10 @@ def train_enso(
         split=train.ObservedSplit(finetune_years, test_years),
     )
     for seed, h in info["histories"].items():
-        last = {k: (v[-1][1] if v else None) for k, v in h.items()}
+        if not any(h.values()):
+            typer.echo(f"member {seed}: already trained, nothing to resume")
+            continue
+        last = {k: (round(v[-1][1], 4) if v else None) for k, v in h.items()}
         typer.echo(f"member {seed}: final losses {last}")
     typer.echo(f"train-enso done in {time.perf_counter() - t0:.0f} s; models in {workdir}")
 
