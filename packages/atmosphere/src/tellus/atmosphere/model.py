@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from tellus.atmosphere.config import ZHW, PanguConfig
-from tellus.kernels import earth_bias, patch_embed, window_attention
+from tellus.kernels import earth_bias, partitioning, patch_embed, window_attention
 from tellus.kernels.partitioning import constrain
 
 TOKENS = ("batch", "level", "lat", "lon", "act_embed")
@@ -44,22 +44,10 @@ _init = nnx.initializers.truncated_normal(stddev=0.02)
 
 
 def _dense(d_in: int, d_out: int, names: tuple[str | None, str | None], rngs: nnx.Rngs):
-    return nnx.Linear(
-        d_in,
-        d_out,
-        kernel_init=nnx.with_partitioning(_init, names),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],)),
-        rngs=rngs,
-    )
+    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init)
 
 
-def _norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
-        rngs=rngs,
-    )
+_norm = partitioning.layer_norm
 
 
 def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:

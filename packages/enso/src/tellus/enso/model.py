@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tellus.kernels import partitioning
 from tellus.kernels.partitioning import constrain
 
 MONTHS = 12
@@ -123,22 +124,10 @@ def preset(name: str, **overrides: Any) -> ResoNetConfig:
 
 
 def _dense(d_in: int, d_out: int, names: tuple[str | None, str | None], rngs: nnx.Rngs):
-    return nnx.Linear(
-        d_in,
-        d_out,
-        kernel_init=nnx.with_partitioning(_init, names),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],)),
-        rngs=rngs,
-    )
+    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init)
 
 
-def _norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    return nnx.LayerNorm(
-        dim,
-        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
-        rngs=rngs,
-    )
+_norm = partitioning.layer_norm
 
 
 class PeriodicConv(nnx.Module):

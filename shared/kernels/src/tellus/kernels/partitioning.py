@@ -140,6 +140,36 @@ def constrain(x: jax.Array, names: Sequence[str | None], rules: Rules = RULES) -
     return jax.lax.with_sharding_constraint(x, spec)
 
 
+def dense(
+    d_in: int,
+    d_out: int,
+    names: tuple[str | None, str | None],
+    rngs: nnx.Rngs,
+    kernel_init: nnx.Initializer | None = None,
+) -> nnx.Linear:
+    """An ``nnx.Linear`` whose kernel carries the logical names ``names`` (in, out) and whose
+    bias carries the output name; ``kernel_init`` defaults to LeCun normal (flax's)."""
+    return nnx.Linear(
+        d_in,
+        d_out,
+        kernel_init=nnx.with_partitioning(
+            kernel_init or nnx.initializers.lecun_normal(), names
+        ),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],)),
+        rngs=rngs,
+    )
+
+
+def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """An ``nnx.LayerNorm`` whose scale and bias carry the logical name ``norm``."""
+    return nnx.LayerNorm(
+        dim,
+        scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",)),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("norm",)),
+        rngs=rngs,
+    )
+
+
 def _fitting(axes: MeshAxes, dim: int, sizes: Mapping[str, int]) -> MeshAxes:
     if axes is None:
         return None
