@@ -197,10 +197,7 @@ def box_fraction(
     Args:
       attribution: (..., variable, latitude, longitude).
     """
-    mask = xr.DataArray(
-        box.mask(attribution[schema.LATITUDE].values, attribution[schema.LONGITUDE].values),
-        dims=schema.SPATIAL_DIMS,
-    )
+    mask = box.mask(attribution[schema.LATITUDE], attribution[schema.LONGITUDE]) > 0
     a = np.abs(attribution)
     inside = a.sel(variable=variable).where(mask, 0.0).sum(schema.SPATIAL_DIMS)
     total = a.sum(("variable", *schema.SPATIAL_DIMS))

@@ -1,6 +1,6 @@
 """ENSO and Indian Ocean Dipole indices from SST fields in the Tellus schema.
 
-Regions are objects (as weatherbench2's ``regions.py``); every index is the cos(latitude)
+Regions are :class:`tellus.evaluation.regions.Box` objects, the same as the metrics use; every index is the cos(latitude)
 weighted mean of an SST (or SST anomaly) field over a box, turned into anomalies from a
 monthly climatology over an optional base period. Box edges are inclusive and given in
 degrees east in [0, 360) as the schema's longitudes. Region definitions follow NOAA CPC:
@@ -16,40 +16,13 @@ The functions keep every dim other than latitude and longitude (``time``, and e.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import xarray as xr
 
 from tellus.data import schema
+from tellus.evaluation.regions import Box
 
 SST_VARIABLES = ("sea_surface_temperature_anomaly", "sea_surface_temperature")
-
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-    """A latitude-longitude box, edges inclusive, longitudes in degrees east [0, 360).
-
-    A box with ``lon_min > lon_max`` crosses the 0 deg meridian.
-    """
-
-    name: str
-    lat_min: float
-    lat_max: float
-    lon_min: float
-    lon_max: float
-
-    def mask(self, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
-        """Boolean [lat, lon] array, True inside the box."""
-        lat = np.asarray(latitude, dtype=np.float64)[:, None]
-        lon = np.asarray(longitude, dtype=np.float64)[None, :] % 360.0
-        in_lat = (lat >= self.lat_min) & (lat <= self.lat_max)
-        if self.lon_min <= self.lon_max:
-            in_lon = (lon >= self.lon_min) & (lon <= self.lon_max)
-        else:
-            in_lon = (lon >= self.lon_min) | (lon <= self.lon_max)
-        return in_lat & in_lon
-
 
 NINO34 = Box("nino34", -5.0, 5.0, 190.0, 240.0)
 NINO3 = Box("nino3", -5.0, 5.0, 210.0, 270.0)
@@ -67,7 +40,7 @@ def box_weights(
     Raises:
       ValueError: no grid point lies in the box.
     """
-    inside = box.mask(latitude, longitude)
+    inside = box.mask(latitude, longitude).values > 0
     if not inside.any():
         raise ValueError(f"no grid point lies in box {box}")
     w = (
