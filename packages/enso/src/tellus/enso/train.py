@@ -206,26 +206,6 @@ def normalization(series: Series, inits: np.ndarray) -> tuple[tuple[float, ...],
     return tuple(float(s) for s in std), tgt
 
 
-def _finetune_factory(pretrain_dir: Path):
-    def factory(cfg: dict[str, Any]) -> model_lib.Forecaster:
-        model = model_lib.make_model(cfg)
-        ck = ckpt_lib.Checkpointer(pretrain_dir / "checkpoints", async_save=False)
-        try:
-            step = ck.latest_step()
-            if step is None:
-                raise FileNotFoundError(f"no pretrained checkpoint in {pretrain_dir}")
-            params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-            out = ckpt_lib.load_matching_params(ck, step, model_lib.make_model, params)
-        finally:
-            ck.close()
-        if out.skipped:
-            raise ValueError(f"pretrained checkpoint lacks {out.skipped[:3]}...")
-        nnx.update(model, nnx.State(out.params))
-        return model
-
-    return factory
-
-
 def train_enso(
     workdir: str | Path,
     model_ds: xr.Dataset,
@@ -284,7 +264,7 @@ def train_enso(
                 f"{budget.finetune_steps} steps"
             )
         h_ft = trainer.fit(
-            _finetune_factory(member / "pretrain"),
+            ckpt_lib.warm_start(member / "pretrain", model_lib.make_model),
             cfg,
             _train_config(budget.finetune_steps, budget.batch_size, budget.finetune_lr, seed),
             loss_fn,

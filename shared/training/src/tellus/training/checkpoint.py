@@ -231,3 +231,46 @@ def load_matching_params(
 
     params = jax.tree_util.tree_map_with_path(pick, new_params)
     return PartialLoad(params, loaded, skipped)
+
+
+def warm_start(
+    source: str | Path, factory: Callable[[dict[str, Any]], nnx.Module]
+) -> Callable[[dict[str, Any]], nnx.Module]:
+    """A model factory for :func:`tellus.training.trainer.fit` that starts a new training
+    phase (fine-tuning, a longer rollout) from the last checkpoint of an earlier one.
+
+    The returned factory builds the model from its config and loads every parameter from
+    the latest checkpoint in ``source/checkpoints``; optimizer state and step start afresh.
+    It is called only when the new phase has no checkpoint of its own (a resumed phase
+    restores its own), so a killed phase resumes where it stopped.
+
+    Args:
+      source: the earlier phase's workdir (the one passed to ``fit``).
+      factory: builds a model from a config dict (the same for both phases).
+
+    Raises (when called):
+      FileNotFoundError: ``source`` has no complete checkpoint.
+      ValueError: the new model has parameters the checkpoint lacks (or of another shape).
+    """
+    source = Path(source)
+
+    def build(cfg: dict[str, Any]) -> nnx.Module:
+        model = factory(cfg)
+        ck = Checkpointer(source / "checkpoints", async_save=False)
+        try:
+            step = ck.latest_step()
+            if step is None:
+                raise FileNotFoundError(f"no complete checkpoint in {source}/checkpoints to "
+                                        "start from; run the earlier phase first")
+            params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+            out = load_matching_params(ck, step, factory, params)
+        finally:
+            ck.close()
+        if out.skipped:
+            raise ValueError(f"the checkpoint in {source} lacks {len(out.skipped)} parameters "
+                             f"of the new model (or has them in another shape), e.g. "
+                             f"{out.skipped[:3]}")
+        nnx.update(model, nnx.State(out.params))
+        return model
+
+    return build

@@ -2,6 +2,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from tellus.kernels import mesh as mesh_lib
@@ -93,3 +94,30 @@ def test_partial_restore_new_head(tmp_path):
     )
     np.testing.assert_array_equal(out.params["head"]["kernel"], new_params["head"]["kernel"])
     ck.close()
+
+
+def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
+    model = toy_model.make_model(MCFG)
+    _, state = step_lib.init_train_state(model, CFG)
+    ck = ckpt_lib.Checkpointer(tmp_path / "phase1" / "checkpoints")
+    ck.save(3, state, ckpt_lib.config_dict(MCFG, CFG))
+    ck.wait()
+    ck.close()
+    # A differently seeded model of the same shape ends up with phase 1's parameters.
+    other = dataclasses.replace(MCFG, seed=5)
+    warm = ckpt_lib.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(other.to_dict())
+    _, params, _ = step_lib.split_model(warm)
+    fresh = step_lib.split_model(toy_model.make_model(other))[1]
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    # (and the seed alone would have given other weights)
+    assert not all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(state.params), strict=True)
+    )
+    # A new head the checkpoint lacks is an error, not a silently random layer.
+    bigger = dataclasses.replace(MCFG, head_channels=3).to_dict()
+    with pytest.raises(ValueError, match=r"\['head'\]"):
+        ckpt_lib.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(bigger)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ckpt_lib.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
