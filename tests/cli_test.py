@@ -89,6 +89,12 @@ def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
                               "--rollout", "24x2", "--workdir", str(tmp_path / "run")])
     assert bad.exit_code == 2 and "24:2" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--finetune", "24:4", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "24:4:100" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--finetune", "24:0:100", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "rollout >= 1" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
                               "--preset", "huge", "--workdir", str(tmp_path / "run")])
     assert bad.exit_code == 2 and "choose from" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),

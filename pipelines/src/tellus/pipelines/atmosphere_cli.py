@@ -12,7 +12,8 @@ from tellus.pipelines import paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
 # The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 700, 4, "mse", "24:2"
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 600, 4, "mse", "24:2"
+CPU_FINETUNE = "24:4:100"
 
 
 def _rollout(text: str) -> tuple[tuple[int, int], ...]:
@@ -28,6 +29,25 @@ def _rollout(text: str) -> tuple[tuple[int, int], ...]:
             raise typer.BadParameter(f"rollout steps must be >= 1, got {k}",
                                      param_hint="--rollout")
         out.append((lead, k))
+    return tuple(out)
+
+
+def _finetune(text: str) -> tuple:
+    """``"24:4:100"`` -> the 24 h model then trains 100 steps on a 4-step rollout."""
+    from tellus.atmosphere import train
+
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            lead, k, steps = (int(x.strip().rstrip("h")) for x in part.split(":"))
+        except ValueError as e:
+            raise typer.BadParameter(f"finetune must look like '24:4:100' (lead hours:rollout "
+                                     f"steps:optimizer steps), got {part!r}",
+                                     param_hint="--finetune") from e
+        try:
+            out.append(train.RolloutPhase(lead, k, steps))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--finetune") from e
     return tuple(out)
 
 
@@ -68,6 +88,9 @@ def train_atmosphere(
     loss: Annotated[str, typer.Option(help="mae (Pangu) or mse (GraphCast).")] = CPU_LOSS,
     rollout: Annotated[str, typer.Option(help="Lead models trained on a multi-step rollout, "
                                          "e.g. '24:2' ('' for none).")] = CPU_ROLLOUT,
+    finetune: Annotated[str, typer.Option(help="Rollout fine-tuning phases after the main "
+                                          "training, lead:rollout:steps, e.g. '24:4:100' "
+                                          "('' for none).")] = CPU_FINETUNE,
 ) -> None:
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
@@ -80,6 +103,7 @@ def train_atmosphere(
     if loss not in ("mae", "mse"):
         raise typer.BadParameter(f"loss must be mae or mse, got {loss!r}", param_hint="--loss")
     unrolls = _rollout(rollout)
+    phases = _finetune(finetune)
     if store is None:
         store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
     lead_hours = _leads(leads, store)
@@ -88,7 +112,7 @@ def train_atmosphere(
             store=str(store), workdir=str(workdir), leads=lead_hours, model=model,
             train=train.default_train_config(steps, batch),
             splits=train.Splits.for_store(store), residual=residual, loss=loss,
-            rollout=unrolls,
+            rollout=unrolls, finetune=phases,
         )
         histories = train.train_models(plan)
     except ValueError as e:
@@ -99,7 +123,9 @@ def train_atmosphere(
             typer.echo(f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} "
                        f"over {len(hist)} steps")
         else:
-            typer.echo(f"{lead} h model: already trained ({steps} steps)")
+            typer.echo(f"{lead} h model: already trained ({steps} steps"
+                       + "".join(f", then {p.steps} on a {p.rollout}-step rollout"
+                                 for p in plan.phases(lead)) + ")")
 
 
 def forecast(

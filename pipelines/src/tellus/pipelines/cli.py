@@ -43,7 +43,8 @@ def demo(
     atmosphere_cli.train_atmosphere(
         store=store, workdir=workdir, preset=atmosphere_cli.CPU_PRESET, leads=None,
         steps=atmosphere_cli.CPU_STEPS, batch=atmosphere_cli.CPU_BATCH, residual=True,
-        loss=atmosphere_cli.CPU_LOSS, rollout=atmosphere_cli.CPU_ROLLOUT)
+        loss=atmosphere_cli.CPU_LOSS, rollout=atmosphere_cli.CPU_ROLLOUT,
+        finetune=atmosphere_cli.CPU_FINETUNE)
     typer.echo("== 3/5 evaluating against persistence and climatology")
     atmosphere_cli.evaluate(store=store, workdir=workdir, report=report, lead="5d",
                             every="6h", init_every="24h", max_inits=None, naive=True)

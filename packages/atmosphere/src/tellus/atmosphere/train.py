@@ -141,8 +141,32 @@ class WindowBatches(trainer.IndexedStream):
 
 
 @dataclasses.dataclass(frozen=True)
+class RolloutPhase:
+    """A fine-tuning phase after a lead model's main training (GraphCast's curriculum):
+    ``steps`` optimizer steps on a ``rollout``-step unroll, starting from the weights the
+    previous phase ended with, at a small learning rate decaying tenfold.
+
+    It trains in ``lead_{H}h/rollout_{k}``; :func:`load_forecaster` takes the last phase.
+    """
+
+    lead: int
+    rollout: int
+    steps: int
+    learning_rate: float = 2e-4
+
+    def __post_init__(self) -> None:
+        if self.rollout < 1 or self.steps < 1:
+            raise ValueError(f"rollout phase of the {self.lead} h model needs rollout >= 1 "
+                             f"and steps >= 1, got rollout={self.rollout}, steps={self.steps}")
+
+    def directory(self, workdir: str | Path) -> Path:
+        return lead_dir(workdir, self.lead) / f"rollout_{self.rollout}"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainPlan:
-    """What ``train_models`` runs."""
+    """What ``train_models`` runs: per lead, the main training, then its rollout phases in
+    order."""
 
     store: str
     workdir: str
@@ -153,17 +177,36 @@ class TrainPlan:
     residual: bool = True
     loss: str = "mae"
     rollout: tuple[tuple[int, int], ...] = ()
+    finetune: tuple[RolloutPhase, ...] = ()
+
+    def __post_init__(self) -> None:
+        extra = sorted({p.lead for p in self.finetune} - set(self.leads))
+        if extra:
+            raise ValueError(f"rollout fine-tuning of the {extra} h models, which the plan does "
+                             f"not train (leads {list(self.leads)})")
+        for lead in self.leads:
+            ks = [p.rollout for p in self.finetune if p.lead == lead]
+            if len(set(ks)) != len(ks):
+                raise ValueError(f"the {lead} h model has two rollout phases of the same length")
+
+    def phases(self, lead: int) -> tuple[RolloutPhase, ...]:
+        """The rollout fine-tuning phases of the ``lead`` model, in the order they run."""
+        return tuple(p for p in self.finetune if p.lead == lead)
 
     def rollout_steps(self, lead: int) -> int:
         """Unroll length of the ``lead`` model's training loss (1: one step)."""
         return dict(self.rollout).get(lead, 1)
 
 
-def default_train_config(steps: int, batch_size: int) -> train_config.TrainConfig:
-    """AdamW with warm-up + cosine decay to ``steps``, for the CPU presets."""
+def default_train_config(
+    steps: int, batch_size: int, peak_learning_rate: float = 2e-3, decay: float = 100.0
+) -> train_config.TrainConfig:
+    """AdamW with warm-up + cosine decay to ``steps`` (peak / ``decay`` at the end), for the
+    CPU presets."""
     return train_config.TrainConfig(
         optimizer=train_config.OptimizerConfig(
-            peak_learning_rate=2e-3, end_learning_rate=2e-5, warmup_steps=min(50, steps // 10),
+            peak_learning_rate=peak_learning_rate,
+            end_learning_rate=peak_learning_rate / decay, warmup_steps=min(50, steps // 10),
             decay_steps=steps, weight_decay=0.05, ema_decay=None,
         ),
         num_steps=steps,
@@ -207,15 +250,61 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
             fc.make_forecaster, fcfg, plan.train, loss_fn, data, out,
             show_progress=show_progress,
         )
+        previous = out
+        for phase in plan.phases(lead):
+            histories[lead] = histories[lead] + _run_phase(
+                plan, phase, fcfg, previous, show_progress)
+            previous = phase.directory(plan.workdir)
     return histories
 
 
+def _run_phase(plan: TrainPlan, phase: RolloutPhase, fcfg: fc.ForecasterConfig,
+               previous: Path, show_progress: bool) -> list[tuple[int, float]]:
+    """One rollout fine-tuning phase, warm-started from ``previous`` (resumable)."""
+    task = fc.task_for(phase.lead, store_time_step(plan.store), rollout=phase.rollout)
+    src = sources.WindowSource(plan.store, task, plan.splits.train)
+    cfg = dataclasses.replace(
+        default_train_config(phase.steps, plan.train.batch_size, phase.learning_rate, 10.0),
+        seed=plan.train.seed + phase.rollout,
+    )
+    cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(
+        cfg.optimizer, warmup_steps=min(10, phase.steps // 10)))
+    if show_progress:
+        print(f"fine-tuning the {phase.lead} h model on a {phase.rollout}-step rollout: "
+              f"{len(src)} windows, {phase.steps} steps of {plan.train.batch_size}, "
+              f"LR {phase.learning_rate:g}")
+    loss_fn = fc.loss_fn if phase.rollout == 1 else fc.rollout_loss_fn(phase.rollout)
+    return trainer.fit(
+        ckpt_lib.warm_start(previous, fc.make_forecaster), fcfg, cfg, loss_fn,
+        WindowBatches(src, plan.train.batch_size, seed=cfg.seed),
+        phase.directory(plan.workdir), show_progress=show_progress,
+    )
+
+
+def final_phase(directory: str | Path) -> Path:
+    """The folder of the last training phase of a ``lead_{H}h`` model that has a checkpoint:
+    its longest ``rollout_{k}`` fine-tuning phase, or ``directory`` itself."""
+    directory = Path(directory)
+    phases = sorted(directory.glob("rollout_*"), key=lambda p: int(p.name.split("_")[1]),
+                    reverse=True)
+    for p in phases:
+        ck = ckpt_lib.Checkpointer(p / "checkpoints", async_save=False)
+        try:
+            if ck.latest_step() is not None:
+                return p
+        finally:
+            ck.close()
+    return directory
+
+
 def load_forecaster(directory: str | Path, use_ema: bool = True) -> fc.Forecaster:
-    """The latest checkpoint in ``directory`` (a ``lead_{H}h`` folder) as a Forecaster.
+    """The latest checkpoint of the last phase (:func:`final_phase`) of ``directory`` (a
+    ``lead_{H}h`` folder) as a Forecaster.
 
     Raises:
       FileNotFoundError: no complete checkpoint there.
     """
+    directory = final_phase(directory)
     ck = ckpt_lib.Checkpointer(Path(directory) / "checkpoints", async_save=False)
     try:
         step = ck.latest_step()
@@ -248,7 +337,7 @@ def model_info(models: dict[int, fc.Forecaster]) -> dict[str, Any]:
 
 
 __all__ = [
-    "PANGU_LEADS", "Splits", "TrainPlan", "WindowBatches", "available_leads",
-    "default_train_config", "lead_dir", "load_forecaster", "load_models",
+    "PANGU_LEADS", "RolloutPhase", "Splits", "TrainPlan", "WindowBatches", "available_leads",
+    "default_train_config", "final_phase", "lead_dir", "load_forecaster", "load_models",
     "make_forecaster_config", "train_models",
 ]

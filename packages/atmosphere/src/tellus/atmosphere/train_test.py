@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -312,3 +313,36 @@ def test_rollout_never_feeds_back_negative_humidity(pangu_store, fcfg):
     np.testing.assert_array_equal(np.asarray(steps[48])[..., q], 0.0)
     np.testing.assert_allclose(np.asarray(steps[48])[..., other], x0[..., other] - 1.0,
                                rtol=1e-6, atol=1e-3)
+
+
+def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_store, trained):
+    plan, _, models = trained
+    phase = train.RolloutPhase(lead=24, rollout=2, steps=2)
+    longer = dataclasses.replace(plan, finetune=(phase,))
+    hist = train.train_models(longer, show_progress=False)
+    # The main phases are done (resumed, nothing to run); the rollout phase ran its 2 steps.
+    assert hist[6] == [] and [s for s, _ in hist[24]] == [0, 1]
+    workdir = train.lead_dir(plan.workdir, 24)
+    assert train.final_phase(workdir) == phase.directory(plan.workdir)
+    assert train.final_phase(train.lead_dir(plan.workdir, 6)) == train.lead_dir(plan.workdir, 6)
+    # Its first loss is the trained 24 h model's 2-step rollout loss on the same batch: the
+    # phase starts from the trained weights, not from a fresh initialization.
+    task = fc.task_for(24, "6h", rollout=2)
+    src = sources.WindowSource(pangu_store, task, plan.splits.train)
+    batch = next(train.WindowBatches(src, plan.train.batch_size, seed=plan.train.seed + 2))
+    want = float(nnx.jit(fc.rollout_loss_fn(2))(
+        models[24], {k: jnp.asarray(v) for k, v in batch.items()}))
+    fresh = float(nnx.jit(fc.rollout_loss_fn(2))(
+        fc.make_forecaster(models[24].config.to_dict()),
+        {k: jnp.asarray(v) for k, v in batch.items()}))
+    # (training-mode numerics differ from the eval call in the last digits)
+    np.testing.assert_allclose(hist[24][0][1], want, rtol=2e-3)
+    assert abs(fresh - want) > 20 * 2e-3 * want, (fresh, want)
+    # The 24 h model that loads now is the fine-tuned one.
+    tuned = train.load_models(plan.workdir)[24]
+    a = jax.tree.leaves(nnx.state(tuned, nnx.Param))
+    b = jax.tree.leaves(nnx.state(models[24], nnx.Param))
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+    assert train.train_models(longer, show_progress=False) == {6: [], 24: []}
+    with pytest.raises(ValueError, match="does not train"):
+        dataclasses.replace(plan, leads=(6,), finetune=(phase,))
