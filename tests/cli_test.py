@@ -92,6 +92,9 @@ def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
                               "--finetune", "24:4", "--workdir", str(tmp_path / "run")])
     assert bad.exit_code == 2 and "24:4:100" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
+                              "--steps", "6=250", "--workdir", str(tmp_path / "run")])
+    assert bad.exit_code == 2 and "6:250,24:450" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
                               "--finetune", "24:0:100", "--workdir", str(tmp_path / "run")])
     assert bad.exit_code == 2 and "rollout >= 1" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
@@ -132,10 +135,13 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
     assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
     # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
     out = _run("evaluate-enso", "--workdir", str(run), "--worlds", str(worlds),
-               "--report", str(report))
-    assert "resonet beats persistence" in out
+               "--report", str(report), "--long-test-years", "30")
+    assert "resonet beats persistence" in out and "30 independent observed-world years" in out
     summary = json.loads((report / "summary.json").read_text())
     assert summary["n_test"] > 100 and summary["members"] == 1
     assert set(summary["correlation"]) >= {"resonet", "persistence", "damped_persistence", "lim"}
-    for name in ("skill_by_lead.png", "skill_by_season.png", "explanations.png"):
+    # every second month of 30 years, less the first 2 and last 25 months
+    assert summary["long_test"]["n_starts"] == len(range(2, 360 - 25, 2))
+    for name in ("skill_by_lead.png", "skill_by_season.png", "explanations.png",
+                 "skill_by_lead_long_test.png"):
         assert (report / name).stat().st_size > 1000

@@ -12,8 +12,25 @@ from tellus.pipelines import paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
 # The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", 600, 4, "mse", "24:2"
-CPU_FINETUNE = "24:4:100"
+# The 24 h model trains on one step, then on 2- and 4-step rollouts (GraphCast's curriculum).
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", "6:250,24:600", 4, "mse", ""
+CPU_FINETUNE = "24:2:120,24:4:100"
+
+
+def _steps(text: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """``"600"`` -> every model 600 steps; ``"6:250,24:450"`` -> per lead (the largest is
+    the default of leads not named)."""
+    try:
+        if ":" not in text:
+            return int(text), ()
+        pairs = tuple((int(a.strip().rstrip("h")), int(b)) for a, b in
+                      (part.split(":") for part in text.split(",") if part.strip()))
+    except ValueError as e:
+        raise typer.BadParameter(f"steps must be a number or lead:steps pairs like "
+                                 f"'6:250,24:450', got {text!r}", param_hint="--steps") from e
+    if not pairs or any(n < 1 for _, n in pairs):
+        raise typer.BadParameter(f"steps must be >= 1, got {text!r}", param_hint="--steps")
+    return max(n for _, n in pairs), pairs
 
 
 def _rollout(text: str) -> tuple[tuple[int, int], ...]:
@@ -81,7 +98,8 @@ def train_atmosphere(
     leads: Annotated[str | None, typer.Option(help="Lead models in hours, e.g. '6,24' "
                                               "(default: every Pangu lead the data allows).")
                      ] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps per lead model.")] = CPU_STEPS,
+    steps: Annotated[str, typer.Option(help="Optimizer steps per lead model: one number, or "
+                                       "per lead like '6:250,24:450'.")] = CPU_STEPS,
     batch: Annotated[int, typer.Option(help="Global batch size.")] = CPU_BATCH,
     residual: Annotated[bool, typer.Option(help="Predict increments (GraphCast) instead of "
                                            "states (Pangu).")] = True,
@@ -103,6 +121,7 @@ def train_atmosphere(
     if loss not in ("mae", "mse"):
         raise typer.BadParameter(f"loss must be mae or mse, got {loss!r}", param_hint="--loss")
     unrolls = _rollout(rollout)
+    n_steps, by_lead = _steps(str(steps))
     phases = _finetune(finetune)
     if store is None:
         store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
@@ -110,9 +129,9 @@ def train_atmosphere(
     try:
         plan = train.TrainPlan(
             store=str(store), workdir=str(workdir), leads=lead_hours, model=model,
-            train=train.default_train_config(steps, batch),
+            train=train.default_train_config(n_steps, batch),
             splits=train.Splits.for_store(store), residual=residual, loss=loss,
-            rollout=unrolls, finetune=phases,
+            rollout=unrolls, finetune=phases, steps_by_lead=by_lead,
         )
         histories = train.train_models(plan)
     except ValueError as e:
@@ -123,7 +142,8 @@ def train_atmosphere(
             typer.echo(f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} "
                        f"over {len(hist)} steps")
         else:
-            typer.echo(f"{lead} h model: already trained ({steps} steps"
+            typer.echo(f"{lead} h model: already trained "
+                       f"({plan.train_config(lead).num_steps} steps"
                        + "".join(f", then {p.steps} on a {p.rollout}-step rollout"
                                  for p in plan.phases(lead)) + ")")
 

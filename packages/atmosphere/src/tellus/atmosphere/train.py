@@ -178,8 +178,13 @@ class TrainPlan:
     loss: str = "mae"
     rollout: tuple[tuple[int, int], ...] = ()
     finetune: tuple[RolloutPhase, ...] = ()
+    steps_by_lead: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        bad = sorted({lead for lead, _ in self.steps_by_lead} - set(self.leads))
+        if bad:
+            raise ValueError(f"steps given for the {bad} h models, which the plan does not "
+                             f"train (leads {list(self.leads)})")
         extra = sorted({p.lead for p in self.finetune} - set(self.leads))
         if extra:
             raise ValueError(f"rollout fine-tuning of the {extra} h models, which the plan does "
@@ -188,6 +193,20 @@ class TrainPlan:
             ks = [p.rollout for p in self.finetune if p.lead == lead]
             if len(set(ks)) != len(ks):
                 raise ValueError(f"the {lead} h model has two rollout phases of the same length")
+
+    def train_config(self, lead: int) -> train_config.TrainConfig:
+        """``train`` with the ``lead`` model's own step count (``steps_by_lead``), the
+        schedule and checkpoint period scaled to it."""
+        steps = dict(self.steps_by_lead).get(lead)
+        if steps is None or steps == self.train.num_steps:
+            return self.train
+        t = self.train
+        opt = dataclasses.replace(
+            t.optimizer, decay_steps=max(1, round(t.optimizer.decay_steps * steps / t.num_steps)),
+            warmup_steps=min(t.optimizer.warmup_steps, max(steps // 10, 1)))
+        return dataclasses.replace(
+            t, optimizer=opt, num_steps=steps,
+            checkpoint_every=max(1, round(t.checkpoint_every * steps / t.num_steps)))
 
     def phases(self, lead: int) -> tuple[RolloutPhase, ...]:
         """The rollout fine-tuning phases of the ``lead`` model, in the order they run."""
@@ -242,12 +261,13 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
         src = sources.WindowSource(plan.store, task, plan.splits.train)
         loss_fn = fc.loss_fn if k == 1 else fc.rollout_loss_fn(k)
         data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
+        tcfg = plan.train_config(lead)
         if show_progress:
             print(f"training the {lead} h model: {len(src)} windows, "
-                  f"{plan.train.num_steps} steps of {plan.train.batch_size}"
+                  f"{tcfg.num_steps} steps of {tcfg.batch_size}"
                   + (f", loss over a {k}-step rollout" if k > 1 else ""))
         histories[lead] = trainer.fit(
-            fc.make_forecaster, fcfg, plan.train, loss_fn, data, out,
+            fc.make_forecaster, fcfg, tcfg, loss_fn, data, out,
             show_progress=show_progress,
         )
         previous = out

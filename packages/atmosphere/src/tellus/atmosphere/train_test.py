@@ -346,3 +346,18 @@ def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_sto
     assert train.train_models(longer, show_progress=False) == {6: [], 24: []}
     with pytest.raises(ValueError, match="does not train"):
         dataclasses.replace(plan, leads=(6,), finetune=(phase,))
+
+
+def test_per_lead_steps_scale_the_schedule(pangu_store):
+    plan = train.TrainPlan(
+        store=pangu_store, workdir="unused", leads=LEADS,
+        model=config.preset("tiny", lat=N_LAT, lon=N_LON),
+        train=train.default_train_config(steps=400, batch_size=2),
+        splits=train.Splits.for_store(pangu_store), steps_by_lead=((6, 100),),
+    )
+    assert plan.train_config(24) == plan.train
+    six = plan.train_config(6)
+    assert (six.num_steps, six.optimizer.decay_steps, six.checkpoint_every) == (100, 100, 25)
+    assert six.optimizer.warmup_steps == 10 and six.batch_size == 2
+    with pytest.raises(ValueError, match=r"\[3\] h models"):
+        dataclasses.replace(plan, steps_by_lead=((3, 100),))
