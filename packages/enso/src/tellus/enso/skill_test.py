@@ -123,3 +123,27 @@ def test_correlation_difference_interval():
     twin = truth + 0.5 * rng.standard_normal(truth.shape)
     tie = skill.correlation_difference_interval(good, twin, truth, blocks, n_boot=300)
     assert tie["mean_low"] < 0 < tie["mean_high"]
+
+
+def test_compare_counts_leads_won_and_lost():
+    rng = np.random.default_rng(3)
+    n, leads = 2400, 24
+    signal = rng.standard_normal((n, 1)) * np.ones((1, leads))
+    truth = signal + rng.standard_normal((n, leads))
+    # "resonet" sees the signal at every lead; "lim" only at leads 1..12, noise after.
+    good = signal + 0.1 * rng.standard_normal((n, leads))
+    half = good.copy()
+    half[:, 12:] = rng.standard_normal((n, leads - 12))
+    summary, sc = skill.compare(
+        {"resonet": good, "lim": half}, truth, (np.arange(n) % 12) + 1, np.arange(n) // 12
+    )
+    b = summary["resonet_beats"]["lim"]
+    assert b["of"] == 19 and b["leads_ge_6_won_at_90pct"] == 12
+    assert b["leads_ge_6_lost_at_90pct"] == 0
+    # corr(signal, signal + unit noise) = 1 / sqrt(2) at every lead
+    assert summary["correlation"]["resonet"][9] == pytest.approx(2**-0.5, abs=0.03)
+    frac = summary["fraction_of_optimal"]["resonet"]
+    assert frac[9] == pytest.approx(
+        summary["correlation"]["resonet"][9] / summary["optimal_correlation"][9], abs=1e-3
+    )
+    assert set(sc["system"].values) == {"resonet", "lim"}
