@@ -81,7 +81,7 @@ def correlation_by_target_month(
                 dim=xr.DataArray(
                     sorted(np.unique(tm.values)), dims="target_month", name="target_month"
                 ),
-            )
+            ).reindex(target_month=np.arange(1, MONTHS + 1))  # NaN: no start for that month
         )
     return xr.concat(out, dim=forecast[LEAD]).transpose(..., "target_month", LEAD)
 
@@ -501,13 +501,13 @@ def compare(
 
 
 def long_test(n_years: int = LONG_TEST_YEARS, seed: int = LONG_TEST_SEED) -> tuple[Series, np.ndarray]:
-    """A long independent draw of the observed world and every start in it (every second
-    month): ``(series, inits)``."""
+    """A long independent draw of the observed world and every start in it:
+    ``(series, inits)``."""
     from tellus.enso import train
 
     series = train.to_series(world.build_world("observed", n_years=n_years, seed=seed,
                                                progress=False))
-    return series, train.inits_between(series, 0, series.n_time - 1)[::2]
+    return series, train.inits_between(series, 0, series.n_time - 1)
 
 
 def evaluate_ensemble(
