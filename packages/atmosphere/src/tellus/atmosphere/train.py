@@ -191,8 +191,9 @@ class TrainPlan:
                              f"not train (leads {list(self.leads)})")
         for lead in self.leads:
             ks = [p.rollout for p in self.finetune if p.lead == lead]
-            if len(set(ks)) != len(ks):
-                raise ValueError(f"the {lead} h model has two rollout phases of the same length")
+            if ks != sorted(set(ks)):  # the last phase is the longest: final_phase relies on it
+                raise ValueError(f"the rollout phases of the {lead} h model must grow in length, "
+                                 f"got {ks}")
 
     def train_config(self, lead: int) -> train_config.TrainConfig:
         """``train`` with the ``lead`` model's own step count (``steps_by_lead``), the
@@ -218,14 +219,16 @@ class TrainPlan:
 
 
 def default_train_config(
-    steps: int, batch_size: int, peak_learning_rate: float = 2e-3, decay: float = 100.0
+    steps: int, batch_size: int, peak_learning_rate: float = 2e-3, decay: float = 100.0,
+    max_warmup: int = 50, seed: int = 0,
 ) -> train_config.TrainConfig:
-    """AdamW with warm-up + cosine decay to ``steps`` (peak / ``decay`` at the end), for the
-    CPU presets."""
+    """AdamW with warm-up (a tenth of ``steps``, at most ``max_warmup``) + cosine decay to
+    ``steps`` (peak / ``decay`` at the end), for the CPU presets."""
     return train_config.TrainConfig(
         optimizer=train_config.OptimizerConfig(
             peak_learning_rate=peak_learning_rate,
-            end_learning_rate=peak_learning_rate / decay, warmup_steps=min(50, steps // 10),
+            end_learning_rate=peak_learning_rate / decay,
+            warmup_steps=min(max_warmup, steps // 10),
             decay_steps=steps, weight_decay=0.05, ema_decay=None,
         ),
         num_steps=steps,
@@ -234,6 +237,7 @@ def default_train_config(
         keep_checkpoints=2,
         best_metric=None,
         log_every=10,
+        seed=seed,
     )
 
 
@@ -259,7 +263,7 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
         k = plan.rollout_steps(lead)
         task = fc.task_for(lead, store_time_step(plan.store), rollout=k)
         src = sources.WindowSource(plan.store, task, plan.splits.train)
-        loss_fn = fc.loss_fn if k == 1 else fc.rollout_loss_fn(k)
+        loss_fn = _loss_fn(k)
         data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
         tcfg = plan.train_config(lead)
         if show_progress:
@@ -278,22 +282,23 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
     return histories
 
 
+def _loss_fn(rollout: int):
+    """The training loss of a ``rollout``-step unroll (the one-step loss for 1)."""
+    return fc.loss_fn if rollout == 1 else fc.rollout_loss_fn(rollout)
+
+
 def _run_phase(plan: TrainPlan, phase: RolloutPhase, fcfg: fc.ForecasterConfig,
                previous: Path, show_progress: bool) -> list[tuple[int, float]]:
     """One rollout fine-tuning phase, warm-started from ``previous`` (resumable)."""
     task = fc.task_for(phase.lead, store_time_step(plan.store), rollout=phase.rollout)
     src = sources.WindowSource(plan.store, task, plan.splits.train)
-    cfg = dataclasses.replace(
-        default_train_config(phase.steps, plan.train.batch_size, phase.learning_rate, 10.0),
-        seed=plan.train.seed + phase.rollout,
-    )
-    cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(
-        cfg.optimizer, warmup_steps=min(10, phase.steps // 10)))
+    cfg = default_train_config(phase.steps, plan.train.batch_size, phase.learning_rate,
+                               decay=10.0, max_warmup=10, seed=plan.train.seed + phase.rollout)
     if show_progress:
         print(f"fine-tuning the {phase.lead} h model on a {phase.rollout}-step rollout: "
               f"{len(src)} windows, {phase.steps} steps of {plan.train.batch_size}, "
               f"LR {phase.learning_rate:g}")
-    loss_fn = fc.loss_fn if phase.rollout == 1 else fc.rollout_loss_fn(phase.rollout)
+    loss_fn = _loss_fn(phase.rollout)
     return trainer.fit(
         ckpt_lib.warm_start(previous, fc.make_forecaster), fcfg, cfg, loss_fn,
         WindowBatches(src, plan.train.batch_size, seed=cfg.seed),

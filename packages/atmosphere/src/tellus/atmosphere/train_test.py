@@ -346,6 +346,8 @@ def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_sto
     assert train.train_models(longer, show_progress=False) == {6: [], 24: []}
     with pytest.raises(ValueError, match="does not train"):
         dataclasses.replace(plan, leads=(6,), finetune=(phase,))
+    with pytest.raises(ValueError, match="must grow"):  # the last phase must be the longest
+        dataclasses.replace(plan, finetune=(train.RolloutPhase(24, 4, 1), phase))
 
 
 def test_per_lead_steps_scale_the_schedule(pangu_store):
