@@ -241,8 +241,8 @@ def warm_start(
 
     The returned factory builds the model from its config and loads every parameter from
     the latest checkpoint in ``source/checkpoints``; optimizer state and step start afresh.
-    It is called only when the new phase has no checkpoint of its own (a resumed phase
-    restores its own), so a killed phase resumes where it stopped.
+    ``fit`` calls it on a resume too and then restores the new phase's own checkpoint over
+    it, so a killed phase resumes where it stopped (``source`` must still be there).
 
     Args:
       source: the earlier phase's workdir (the one passed to ``fit``).
