@@ -85,24 +85,17 @@ def _flat(output: str) -> str:
 
 
 def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--rollout", "24x2", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "24:2" in _flat(bad.output)
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--finetune", "24:4", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "24:4:100" in _flat(bad.output)
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--steps", "6=250", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "6:250,24:450" in _flat(bad.output)
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--finetune", "24:0:100", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "rollout >= 1" in _flat(bad.output)
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--preset", "huge", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "choose from" in _flat(bad.output)
-    bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store),
-                              "--leads", "5", "--workdir", str(tmp_path / "run")])
-    assert bad.exit_code == 2 and "multiple of the store's 6 h" in _flat(bad.output)
+    for option, value, expected in [
+        ("--rollout", "24x2", "24:2"),
+        ("--finetune", "24:4", "24:4:100"),
+        ("--steps", "6=250", "6:250,24:450"),
+        ("--finetune", "24:0:100", "rollout >= 1"),
+        ("--preset", "huge", "choose from"),
+        ("--leads", "5", "multiple of the store's 6 h"),
+    ]:
+        bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store), option,
+                                  value, "--workdir", str(tmp_path / "run")])
+        assert bad.exit_code == 2 and expected in _flat(bad.output), (option, value)
     missing = runner.invoke(app, ["forecast", "--init", "2000-01-01T00", "--store",
                                   str(tiny_store), "--workdir", str(tmp_path / "none")])
     assert missing.exit_code == 1 and "no lead_*h model folders" in _flat(missing.output)
