@@ -11,6 +11,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from tellus.data import held_suarez, statistics
+from tellus.enso import train as enso_train
 from tellus.pipelines.cli import app
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "era5-samples"
@@ -115,17 +116,22 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
     worlds, run, report = tmp_path / "worlds", tmp_path / "enso", tmp_path / "report"
     bad = runner.invoke(app, ["evaluate-enso", "--workdir", str(run), "--worlds", str(worlds)])
     assert bad.exit_code == 2 and "tellus train enso" in _flat(bad.output)
+    bad = runner.invoke(app, ["train", "enso", "--workdir", str(run), "--lead-rank", "24"])
+    assert bad.exit_code == 2 and "--lead-rank must be in [0, 24)" in _flat(bad.output)
     out = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
-               "--preset", "tiny", "--seeds", "1", "--pretrain-steps", "3",
+               "--preset", "tiny", "--lead-rank", "0", "--seeds", "1", "--pretrain-steps", "3",
                "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
                "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
     assert "member 0: final losses" in out
     again = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
-                 "--preset", "tiny", "--seeds", "1", "--pretrain-steps", "3",
+                 "--preset", "tiny", "--lead-rank", "0", "--seeds", "1", "--pretrain-steps", "3",
                  "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
                  "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
     assert "member 0: already trained" in again
     assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
+    assert json.loads((run / "ensemble.json").read_text())["model_overrides"] == {
+        "lead_rank": None}
+    assert enso_train.load_ensemble(run)[0].config.lead_rank is None  # a full-rank head
     # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
     out = _run("evaluate-enso", "--workdir", str(run), "--worlds", str(worlds),
                "--report", str(report), "--long-test-years", "30")

@@ -14,7 +14,7 @@ from tellus.pipelines import paths
 DEFAULT_RUN = Path("runs") / "enso"
 DEFAULT_REPORT = Path("runs") / "enso_report"
 # The CPU recipe of `just train-enso`: ~8 minutes on 2 cores with the world build.
-CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 3, 600, 150, 32
+CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 3, 600, 80, 32
 
 
 def worlds_dir() -> Path:
@@ -58,6 +58,8 @@ def train_enso(
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
+    lead_rank: Annotated[int, typer.Option(
+        help="Features every lead is read from (the head's rank); 0 for a full-rank head.")] = 4,
     seeds: Annotated[int, typer.Option(help="Ensemble members.")] = CPU_SEEDS,
     pretrain_steps: Annotated[int, typer.Option(help="Steps on the model run.")] = CPU_PRETRAIN,
     finetune_steps: Annotated[int, typer.Option(help="Steps on the observed years.")] = (
@@ -78,6 +80,8 @@ def train_enso(
     if min(seeds, pretrain_steps, finetune_steps, batch) < 1:
         raise typer.BadParameter("--seeds, --pretrain-steps, --finetune-steps and --batch must "
                                  "be >= 1")
+    if not 0 <= lead_rank < train.N_LEADS:
+        raise typer.BadParameter(f"--lead-rank must be in [0, {train.N_LEADS}), got {lead_rank}")
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
     typer.echo(f"worlds ready in {time.perf_counter() - t0:.1f} s")
     info = train.train_enso(
@@ -85,6 +89,7 @@ def train_enso(
         model_ds,
         observed_ds,
         preset=preset,
+        model_overrides={"lead_rank": lead_rank or None},
         seeds=tuple(range(seeds)),
         budget=train.Budget(pretrain_steps, finetune_steps, batch),
         split=train.ObservedSplit(finetune_years, test_years),

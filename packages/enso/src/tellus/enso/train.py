@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,10 +170,17 @@ def loss_fn(model: model_lib.Forecaster, batch: dict[str, jax.Array]) -> jax.Arr
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """Steps and batch sizes of the two phases."""
+    """Steps and batch sizes of the two phases.
+
+    Fine-tuning is kept short (80 steps of 32: about two passes over the 100 observed
+    years): it quickly adapts the amplitude and the long-lead relation to the observed world,
+    then starts to fit the noise of those few years. On 1 200 independent observed years the
+    24-month correlation of the 3-member ensemble was 0.255 / 0.259 / 0.249 / 0.238 after 40 /
+    80 / 150 / 300 steps (0.224 pretrained only).
+    """
 
     pretrain_steps: int = 600
-    finetune_steps: int = 150
+    finetune_steps: int = 80
     batch_size: int = 32
     pretrain_lr: float = 2e-3
     finetune_lr: float = 3e-4
@@ -212,6 +219,7 @@ def train_enso(
     observed_ds: xr.Dataset,
     *,
     preset: str = "small",
+    model_overrides: Mapping[str, Any] | None = None,
     seeds: Sequence[int] = (0, 1, 2),
     budget: Budget = Budget(),
     split: ObservedSplit = ObservedSplit(),
@@ -223,6 +231,7 @@ def train_enso(
       workdir: output folder (``member_{k}/{pretrain,finetune}``, ``ensemble.json``).
       model_ds, observed_ds: the two worlds (:func:`tellus.enso.world.build_world`).
       preset: :mod:`tellus.enso.model` preset.
+      model_overrides: fields of the preset's config to replace (e.g. ``{"lead_rank": None}``).
       seeds: one member per seed (model init and batch order).
       budget: steps, batch size and learning rates.
       split: the observed fine-tune / test split.
@@ -242,7 +251,13 @@ def train_enso(
     input_std, target_std = normalization(pre, pre_inits)
     histories: dict[int, dict[str, list]] = {}
     for seed in seeds:
-        cfg = model_lib.preset(preset, seed=int(seed), input_std=input_std, target_std=target_std)
+        cfg = model_lib.preset(
+            preset,
+            **dict(model_overrides or {}),
+            seed=int(seed),
+            input_std=input_std,
+            target_std=target_std,
+        )
         member = workdir / f"member_{seed}"
         if show_progress:
             print(
@@ -275,6 +290,7 @@ def train_enso(
         histories[int(seed)] = {"pretrain": h_pre, "finetune": h_ft}
     info = {
         "preset": preset,
+        "model_overrides": dict(model_overrides or {}),
         "seeds": [int(s) for s in seeds],
         "budget": dataclasses.asdict(budget),
         "split": dataclasses.asdict(split),
