@@ -109,6 +109,8 @@ class ResoNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResoNetConfig:
         d = dict(d)
+        # Configs saved before ``lead_rank`` existed describe a full-rank head.
+        d.setdefault("lead_rank", None)
         for k in ("conv_channels", "input_std"):
             if k in d:
                 d[k] = tuple(d[k])

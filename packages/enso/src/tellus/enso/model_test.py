@@ -35,6 +35,13 @@ def test_config_round_trips_through_json():
     assert back == cfg
 
 
+def test_a_config_saved_before_lead_rank_means_a_full_rank_head():
+    d = model_lib.preset("small").to_dict()
+    del d["lead_rank"]
+    assert model_lib.ResoNetConfig.from_dict(d).lead_rank is None
+    assert model_lib.preset("small").lead_rank == 4
+
+
 def test_samples_are_independent(tiny):
     x, month = _inputs(4)
     perm = np.array([2, 0, 3, 1])
