@@ -58,8 +58,9 @@ def train_enso(
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
-    lead_rank: Annotated[int, typer.Option(
-        help="Features every lead is read from (the head's rank); 0 for a full-rank head.")] = 4,
+    lead_rank: Annotated[int | None, typer.Option(
+        help="Features every lead is read from (the head's rank); 0 for a full-rank head "
+             "(default: the preset's, 4).")] = None,
     seeds: Annotated[int, typer.Option(help="Ensemble members.")] = CPU_SEEDS,
     pretrain_steps: Annotated[int, typer.Option(help="Steps on the model run.")] = CPU_PRETRAIN,
     finetune_steps: Annotated[int, typer.Option(help="Steps on the observed years.")] = (
@@ -80,7 +81,7 @@ def train_enso(
     if min(seeds, pretrain_steps, finetune_steps, batch) < 1:
         raise typer.BadParameter("--seeds, --pretrain-steps, --finetune-steps and --batch must "
                                  "be >= 1")
-    if not 0 <= lead_rank < train.N_LEADS:
+    if lead_rank is not None and not 0 <= lead_rank < train.N_LEADS:
         raise typer.BadParameter(f"--lead-rank must be in [0, {train.N_LEADS}), got {lead_rank}")
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
     typer.echo(f"worlds ready in {time.perf_counter() - t0:.1f} s")
@@ -89,7 +90,7 @@ def train_enso(
         model_ds,
         observed_ds,
         preset=preset,
-        model_overrides={"lead_rank": lead_rank or None},
+        model_overrides={} if lead_rank is None else {"lead_rank": lead_rank or None},
         seeds=tuple(range(seeds)),
         budget=train.Budget(pretrain_steps, finetune_steps, batch),
         split=train.ObservedSplit(finetune_years, test_years),

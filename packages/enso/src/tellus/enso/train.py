@@ -249,11 +249,12 @@ def train_enso(
     gap = split.check(obs)
     ft_inits = split.finetune_inits(obs)
     input_std, target_std = normalization(pre, pre_inits)
+    overrides = dict(model_overrides or {})
     histories: dict[int, dict[str, list]] = {}
     for seed in seeds:
         cfg = model_lib.preset(
             preset,
-            **dict(model_overrides or {}),
+            **overrides,
             seed=int(seed),
             input_std=input_std,
             target_std=target_std,
@@ -290,7 +291,7 @@ def train_enso(
         histories[int(seed)] = {"pretrain": h_pre, "finetune": h_ft}
     info = {
         "preset": preset,
-        "model_overrides": dict(model_overrides or {}),
+        "model_overrides": overrides,
         "seeds": [int(s) for s in seeds],
         "budget": dataclasses.asdict(budget),
         "split": dataclasses.asdict(split),
