@@ -31,6 +31,7 @@ evaluate-enso *ARGS:
 # The whole test suite, with lint first.
 test:
     uv run ruff check .
+    uv run ruff format --check .
     uv run pytest -n 2 -q
 
 # Lint and format check only.

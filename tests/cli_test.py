@@ -37,9 +37,11 @@ def test_build_writes_a_valid_store_with_statistics(tiny_store):
     assert list(ds.level.values) == list(held_suarez.TINY.pressure_levels)
     stats = statistics.read_statistics(statistics.stats_path(tiny_store))
     # The stats file holds the numbers of the store itself.
-    np.testing.assert_allclose(stats["mean"]["temperature"].values,
-                               ds.temperature.mean(("time", "latitude", "longitude")).values,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        stats["mean"]["temperature"].values,
+        ds.temperature.mean(("time", "latitude", "longitude")).values,
+        rtol=1e-5,
+    )
     assert "valid" in _run("data", "validate", str(tiny_store), "--full")
 
 
@@ -73,8 +75,16 @@ def test_ingest_real_grib_then_validate(tmp_path):
     out = _run("data", "ingest", str(SAMPLES / "era5-levels-members.grib"), "--to", str(store))
     assert "geopotential" in out
     assert "valid" in _run("data", "validate", str(store), "--full")
-    result = runner.invoke(app, ["data", "ingest", str(SAMPLES / "era5-levels-corrupted.grib"),
-                                 "--to", str(tmp_path / "bad.zarr")])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "ingest",
+            str(SAMPLES / "era5-levels-corrupted.grib"),
+            "--to",
+            str(tmp_path / "bad.zarr"),
+        ],
+    )
     assert result.exit_code == 1 and not (tmp_path / "bad.zarr").exists()
     assert "ingest failed, nothing written" in result.output
     assert "corrupt or truncated" in result.output
@@ -94,19 +104,41 @@ def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
         ("--preset", "huge", "choose from"),
         ("--leads", "5", "multiple of the store's 6 h"),
     ]:
-        bad = runner.invoke(app, ["train", "atmosphere", "--store", str(tiny_store), option,
-                                  value, "--workdir", str(tmp_path / "run")])
+        bad = runner.invoke(
+            app,
+            [
+                "train",
+                "atmosphere",
+                "--store",
+                str(tiny_store),
+                option,
+                value,
+                "--workdir",
+                str(tmp_path / "run"),
+            ],
+        )
         assert bad.exit_code == 2 and expected in _flat(bad.output), (option, value)
-    missing = runner.invoke(app, ["forecast", "--init", "2000-01-01T00", "--store",
-                                  str(tiny_store), "--workdir", str(tmp_path / "none")])
+    missing = runner.invoke(
+        app,
+        [
+            "forecast",
+            "--init",
+            "2000-01-01T00",
+            "--store",
+            str(tiny_store),
+            "--workdir",
+            str(tmp_path / "none"),
+        ],
+    )
     assert missing.exit_code == 1 and "no lead_*h model folders" in _flat(missing.output)
     missing = runner.invoke(app, ["evaluate", "--store", str(tmp_path / "nowhere.zarr")])
     assert missing.exit_code == 2 and "tellus data build atmosphere" in _flat(missing.output)
 
 
 def test_plan_refuses_a_batch_the_mesh_cannot_split():
-    result = runner.invoke(app, ["plan", "--target", "toy", "--batch", "6", "--mesh",
-                                 "data=4,fsdp=2"])
+    result = runner.invoke(
+        app, ["plan", "--target", "toy", "--batch", "6", "--mesh", "data=4,fsdp=2"]
+    )
     assert result.exit_code == 2 and "multiple of data x fsdp = 8" in _flat(result.output)
 
 
@@ -118,29 +150,89 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
     assert bad.exit_code == 2 and "tellus train enso" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "enso", "--workdir", str(run), "--lead-rank", "24"])
     assert bad.exit_code == 2 and "--lead-rank must be in [0, 24)" in _flat(bad.output)
-    out = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
-               "--preset", "tiny", "--lead-rank", "0", "--seeds", "1", "--pretrain-steps", "3",
-               "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
-               "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
+    out = _run(
+        "train",
+        "enso",
+        "--worlds",
+        str(worlds),
+        "--workdir",
+        str(run),
+        "--preset",
+        "tiny",
+        "--lead-rank",
+        "0",
+        "--seeds",
+        "1",
+        "--pretrain-steps",
+        "3",
+        "--finetune-steps",
+        "2",
+        "--batch",
+        "8",
+        "--model-years",
+        "60",
+        "--observed-years",
+        "60",
+        "--finetune-years",
+        "30",
+        "--test-years",
+        "20",
+    )
     assert "member 0: final losses" in out
-    again = _run("train", "enso", "--worlds", str(worlds), "--workdir", str(run),
-                 "--preset", "tiny", "--lead-rank", "0", "--seeds", "1", "--pretrain-steps", "3",
-                 "--finetune-steps", "2", "--batch", "8", "--model-years", "60",
-                 "--observed-years", "60", "--finetune-years", "30", "--test-years", "20")
+    again = _run(
+        "train",
+        "enso",
+        "--worlds",
+        str(worlds),
+        "--workdir",
+        str(run),
+        "--preset",
+        "tiny",
+        "--lead-rank",
+        "0",
+        "--seeds",
+        "1",
+        "--pretrain-steps",
+        "3",
+        "--finetune-steps",
+        "2",
+        "--batch",
+        "8",
+        "--model-years",
+        "60",
+        "--observed-years",
+        "60",
+        "--finetune-years",
+        "30",
+        "--test-years",
+        "20",
+    )
     assert "member 0: already trained" in again
     assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
-    assert json.loads((run / "ensemble.json").read_text())["model_overrides"] == {
-        "lead_rank": None}
+    assert json.loads((run / "ensemble.json").read_text())["model_overrides"] == {"lead_rank": None}
     assert enso_train.load_ensemble(run)[0].config.lead_rank is None  # a full-rank head
     # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
-    out = _run("evaluate-enso", "--workdir", str(run), "--worlds", str(worlds),
-               "--report", str(report), "--long-test-years", "30")
+    out = _run(
+        "evaluate-enso",
+        "--workdir",
+        str(run),
+        "--worlds",
+        str(worlds),
+        "--report",
+        str(report),
+        "--long-test-years",
+        "30",
+    )
     assert "resonet beats persistence" in out and "30 independent observed-world years" in out
     summary = json.loads((report / "summary.json").read_text())
     assert summary["n_test"] > 100 and summary["members"] == 1
     assert set(summary["correlation"]) >= {"resonet", "persistence", "damped_persistence", "lim"}
     # every month of 30 years but the first 2 and the last 25
     assert summary["long_test"]["n_starts"] == 360 - 2 - 25
-    for name in ("skill_by_lead.png", "skill_by_season.png", "explanations.png",
-                 "skill_by_lead_long_test.png"):
+    for name in (
+        "skill_by_lead.png",
+        "skill_by_season.png",
+        "explanations.png",
+        "skill_by_lead_long_test.png",
+    ):
         assert (report / name).stat().st_size > 1000

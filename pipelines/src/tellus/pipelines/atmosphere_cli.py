@@ -23,11 +23,15 @@ def _steps(text: str) -> tuple[int, tuple[tuple[int, int], ...]]:
     try:
         if ":" not in text:
             return int(text), ()
-        pairs = tuple((int(a.strip().rstrip("h")), int(b)) for a, b in
-                      (part.split(":") for part in text.split(",") if part.strip()))
+        pairs = tuple(
+            (int(a.strip().rstrip("h")), int(b))
+            for a, b in (part.split(":") for part in text.split(",") if part.strip())
+        )
     except ValueError as e:
-        raise typer.BadParameter(f"steps must be a number or lead:steps pairs like "
-                                 f"'6:250,24:450', got {text!r}", param_hint="--steps") from e
+        raise typer.BadParameter(
+            f"steps must be a number or lead:steps pairs like '6:250,24:450', got {text!r}",
+            param_hint="--steps",
+        ) from e
     if not pairs or any(n < 1 for _, n in pairs):
         raise typer.BadParameter(f"steps must be >= 1, got {text!r}", param_hint="--steps")
     return max(n for _, n in pairs), pairs
@@ -40,11 +44,12 @@ def _rollout(text: str) -> tuple[tuple[int, int], ...]:
         try:
             lead, k = (int(x.strip().rstrip("h")) for x in part.split(":"))
         except ValueError as e:
-            raise typer.BadParameter(f"rollout must look like '24:2' (lead hours:steps), got "
-                                     f"{part!r}", param_hint="--rollout") from e
+            raise typer.BadParameter(
+                f"rollout must look like '24:2' (lead hours:steps), got {part!r}",
+                param_hint="--rollout",
+            ) from e
         if k < 1:
-            raise typer.BadParameter(f"rollout steps must be >= 1, got {k}",
-                                     param_hint="--rollout")
+            raise typer.BadParameter(f"rollout steps must be >= 1, got {k}", param_hint="--rollout")
         out.append((lead, k))
     return tuple(out)
 
@@ -58,9 +63,11 @@ def _finetune(text: str) -> tuple:
         try:
             lead, k, steps = (int(x.strip().rstrip("h")) for x in part.split(":"))
         except ValueError as e:
-            raise typer.BadParameter(f"finetune must look like '24:4:100' (lead hours:rollout "
-                                     f"steps:optimizer steps), got {part!r}",
-                                     param_hint="--finetune") from e
+            raise typer.BadParameter(
+                f"finetune must look like '24:4:100' (lead hours:rollout "
+                f"steps:optimizer steps), got {part!r}",
+                param_hint="--finetune",
+            ) from e
         try:
             out.append(train.RolloutPhase(lead, k, steps))
         except ValueError as e:
@@ -76,39 +83,59 @@ def _leads(text: str | None, store: Path) -> tuple[int, ...]:
     try:
         leads = tuple(int(x.strip().rstrip("h")) for x in text.split(",") if x.strip())
     except ValueError as e:
-        raise typer.BadParameter(f"leads must be hours like '6,24', got {text!r}",
-                                 param_hint="--leads") from e
+        raise typer.BadParameter(
+            f"leads must be hours like '6,24', got {text!r}", param_hint="--leads"
+        ) from e
     try:
         ok = train.available_leads(store, leads)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--leads") from e
     bad = sorted(set(leads) - set(ok))
     if bad:
-        raise typer.BadParameter(f"leads {bad} h are not multiples of the store's time step",
-                                 param_hint="--leads")
+        raise typer.BadParameter(
+            f"leads {bad} h are not multiples of the store's time step", param_hint="--leads"
+        )
     return leads
 
 
 def train_atmosphere(
-    store: Annotated[Path | None, typer.Option(help="Analysis store (default: the embedded "
-                                               "dataset, built if missing).")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Analysis store (default: the embedded dataset, built if missing)."),
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = DEFAULT_RUN,
-    preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (
-        CPU_PRESET),
-    leads: Annotated[str | None, typer.Option(help="Lead models in hours, e.g. '6,24' "
-                                              "(default: every Pangu lead the data allows).")
-                     ] = None,
-    steps: Annotated[str, typer.Option(help="Optimizer steps per lead model: one number, or "
-                                       "per lead like '6:250,24:450'.")] = CPU_STEPS,
+    preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
+    leads: Annotated[
+        str | None,
+        typer.Option(
+            help="Lead models in hours, e.g. '6,24' (default: every Pangu lead the data allows)."
+        ),
+    ] = None,
+    steps: Annotated[
+        str,
+        typer.Option(
+            help="Optimizer steps per lead model: one number, or per lead like '6:250,24:450'."
+        ),
+    ] = CPU_STEPS,
     batch: Annotated[int, typer.Option(help="Global batch size.")] = CPU_BATCH,
-    residual: Annotated[bool, typer.Option(help="Predict increments (GraphCast) instead of "
-                                           "states (Pangu).")] = True,
+    residual: Annotated[
+        bool, typer.Option(help="Predict increments (GraphCast) instead of states (Pangu).")
+    ] = True,
     loss: Annotated[str, typer.Option(help="mae (Pangu) or mse (GraphCast).")] = CPU_LOSS,
-    rollout: Annotated[str, typer.Option(help="Lead models trained on a multi-step rollout, "
-                                         "e.g. '24:2' ('' for none).")] = CPU_ROLLOUT,
-    finetune: Annotated[str, typer.Option(help="Rollout fine-tuning phases after the main "
-                                          "training, lead:rollout:steps, e.g. '24:4:100' "
-                                          "('' for none).")] = CPU_FINETUNE,
+    rollout: Annotated[
+        str,
+        typer.Option(
+            help="Lead models trained on a multi-step rollout, e.g. '24:2' ('' for none)."
+        ),
+    ] = CPU_ROLLOUT,
+    finetune: Annotated[
+        str,
+        typer.Option(
+            help="Rollout fine-tuning phases after the main "
+            "training, lead:rollout:steps, e.g. '24:4:100' "
+            "('' for none)."
+        ),
+    ] = CPU_FINETUNE,
 ) -> None:
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
@@ -128,10 +155,17 @@ def train_atmosphere(
     lead_hours = _leads(leads, store)
     try:
         plan = train.TrainPlan(
-            store=str(store), workdir=str(workdir), leads=lead_hours, model=model,
+            store=str(store),
+            workdir=str(workdir),
+            leads=lead_hours,
+            model=model,
             train=train.default_train_config(n_steps, batch),
-            splits=train.Splits.for_store(store), residual=residual, loss=loss,
-            rollout=unrolls, finetune=phases, steps_by_lead=by_lead,
+            splits=train.Splits.for_store(store),
+            residual=residual,
+            loss=loss,
+            rollout=unrolls,
+            finetune=phases,
+            steps_by_lead=by_lead,
         )
         histories = train.train_models(plan)
     except ValueError as e:
@@ -139,24 +173,31 @@ def train_atmosphere(
         raise typer.Exit(1) from e
     for lead, hist in histories.items():
         if hist:
-            typer.echo(f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} "
-                       f"over {len(hist)} steps")
+            typer.echo(
+                f"{lead} h model: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} over {len(hist)} steps"
+            )
         else:
-            typer.echo(f"{lead} h model: already trained "
-                       f"({plan.train_config(lead).num_steps} steps"
-                       + "".join(f", then {p.steps} on a {p.rollout}-step rollout"
-                                 for p in plan.phases(lead)) + ")")
+            typer.echo(
+                f"{lead} h model: already trained "
+                f"({plan.train_config(lead).num_steps} steps"
+                + "".join(
+                    f", then {p.steps} on a {p.rollout}-step rollout" for p in plan.phases(lead)
+                )
+                + ")"
+            )
 
 
 def forecast(
     init: Annotated[list[str], typer.Option(help="Init time(s), e.g. 2000-03-01T00.")],
     lead: Annotated[str, typer.Option(help="Longest lead, e.g. 10d or 36h.")] = "5d",
     every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
-    store: Annotated[Path | None, typer.Option(help="Analysis store for the initial "
-                                               "conditions.")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Analysis store for the initial conditions.")
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
-    out: Annotated[Path, typer.Option(help="Output Zarr store (WeatherBench2 forecast "
-                                      "layout).")] = Path("runs/forecast.zarr"),
+    out: Annotated[
+        Path, typer.Option(help="Output Zarr store (WeatherBench2 forecast layout).")
+    ] = Path("runs/forecast.zarr"),
     members: Annotated[int, typer.Option(help="Ensemble members (1 = deterministic).")] = 1,
     perturbation: Annotated[str, typer.Option(help="perlin, gaussian or bred.")] = "perlin",
     seed: Annotated[int, typer.Option(help="Perturbation seed.")] = 0,
@@ -167,8 +208,10 @@ def forecast(
 
     store = store or paths.default_store("atmosphere")
     if not Path(store).exists():
-        raise typer.BadParameter(f"{store} does not exist; build it with "
-                                 "`tellus data build atmosphere`", param_hint="--store")
+        raise typer.BadParameter(
+            f"{store} does not exist; build it with `tellus data build atmosphere`",
+            param_hint="--store",
+        )
     try:
         system = fc_lib.ForecastSystem(train.load_models(workdir))
         leads = fc_lib.output_leads(lead, every)
@@ -187,40 +230,47 @@ def forecast(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--perturbation") from e
     try:
-        ds = fc_lib.forecast(system, store, init, leads, out=out, members=members,
-                             perturb=perturb)
+        ds = fc_lib.forecast(system, store, init, leads, out=out, members=members, perturb=perturb)
     except KeyError as e:
         typer.echo(f"forecast: {e.args[0]}", err=True)
         raise typer.Exit(1) from e
     calls = len(system.calls(leads))
-    typer.echo(f"{out}: {len(init)} init(s) x {len(leads)} leads up to {lead}, {members} "
-               f"member(s); {calls} model calls per member (lead models "
-               f"{', '.join(f'{h} h' for h in system.leads)}); variables "
-               f"{', '.join(sorted(ds.data_vars))}")
+    typer.echo(
+        f"{out}: {len(init)} init(s) x {len(leads)} leads up to {lead}, {members} "
+        f"member(s); {calls} model calls per member (lead models "
+        f"{', '.join(f'{h} h' for h in system.leads)}); variables "
+        f"{', '.join(sorted(ds.data_vars))}"
+    )
 
 
 def evaluate(
-    store: Annotated[Path | None, typer.Option(help="Analysis store (truth and initial "
-                                               "conditions).")] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="Analysis store (truth and initial conditions).")
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
     report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
     lead: Annotated[str, typer.Option(help="Longest lead, e.g. 5d.")] = "5d",
     every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
-    init_every: Annotated[str, typer.Option(help="Spacing of init times over the test "
-                                            "period.")] = "24h",
+    init_every: Annotated[
+        str, typer.Option(help="Spacing of init times over the test period.")
+    ] = "24h",
     max_inits: Annotated[int | None, typer.Option(help="Cap on init times.")] = None,
-    naive: Annotated[bool, typer.Option(help="Also score naive stepping of the shortest "
-                                        "lead model.")] = True,
+    naive: Annotated[
+        bool, typer.Option(help="Also score naive stepping of the shortest lead model.")
+    ] = True,
 ) -> None:
     """Score the lead models against persistence and climatology: scorecard, curves, maps."""
     from tellus.atmosphere import evaluate as eval_lib
 
     store = store or paths.default_store("atmosphere")
     if not Path(store).exists():
-        raise typer.BadParameter(f"{store} does not exist; build it with "
-                                 "`tellus data build atmosphere`", param_hint="--store")
-    cfg = eval_lib.EvalConfig(max_lead=lead, every=every, init_every=init_every,
-                              max_inits=max_inits, naive=naive)
+        raise typer.BadParameter(
+            f"{store} does not exist; build it with `tellus data build atmosphere`",
+            param_hint="--store",
+        )
+    cfg = eval_lib.EvalConfig(
+        max_lead=lead, every=every, init_every=init_every, max_inits=max_inits, naive=naive
+    )
     try:
         summary = eval_lib.run(store, workdir, report, cfg)
     except (FileNotFoundError, ValueError) as e:
@@ -236,8 +286,10 @@ def print_summary(report: Path, summary: dict) -> None:
     from rich.table import Table
 
     v = pd.read_csv(report / "verdict.csv")
-    table = Table(title=f"Latitude-weighted RMSE on {summary['init_times']} test inits "
-                        f"({summary['first_init']} .. {summary['last_init']})")
+    table = Table(
+        title=f"Latitude-weighted RMSE on {summary['init_times']} test inits "
+        f"({summary['first_init']} .. {summary['last_init']})"
+    )
     for col in v.columns:
         table.add_column(str(col))
     for row in v.itertuples(index=False):
@@ -245,5 +297,7 @@ def print_summary(report: Path, summary: dict) -> None:
     console = Console()
     console.print(table)
     ok = summary["beats_persistence_and_climatology_everywhere"]
-    console.print(f"beats persistence and climatology at every lead: {ok}; report in {report} "
-                  f"({', '.join(Path(p).name for p in summary['plots'])})")
+    console.print(
+        f"beats persistence and climatology at every lead: {ok}; report in {report} "
+        f"({', '.join(Path(p).name for p in summary['plots'])})"
+    )

@@ -23,10 +23,13 @@ app.command("plan")(plan_cli.plan)
 
 @app.command()
 def demo(
-    store: Annotated[Path | None, typer.Option(help="Atmosphere store (default: the "
-                                               "embedded dataset, built if missing).")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Atmosphere store (default: the embedded dataset, built if missing)."),
+    ] = None,
     workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = (
-        atmosphere_cli.DEFAULT_RUN),
+        atmosphere_cli.DEFAULT_RUN
+    ),
     report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
     enso: Annotated[bool, typer.Option(help="Also run the ENSO part.")] = True,
 ) -> None:
@@ -41,13 +44,28 @@ def demo(
     describe.render(describe.summarize(store))
     typer.echo("== 2/5 training the lead-time models (cpu preset; resumes after a kill)")
     atmosphere_cli.train_atmosphere(
-        store=store, workdir=workdir, preset=atmosphere_cli.CPU_PRESET, leads=None,
-        steps=atmosphere_cli.CPU_STEPS, batch=atmosphere_cli.CPU_BATCH, residual=True,
-        loss=atmosphere_cli.CPU_LOSS, rollout=atmosphere_cli.CPU_ROLLOUT,
-        finetune=atmosphere_cli.CPU_FINETUNE)
+        store=store,
+        workdir=workdir,
+        preset=atmosphere_cli.CPU_PRESET,
+        leads=None,
+        steps=atmosphere_cli.CPU_STEPS,
+        batch=atmosphere_cli.CPU_BATCH,
+        residual=True,
+        loss=atmosphere_cli.CPU_LOSS,
+        rollout=atmosphere_cli.CPU_ROLLOUT,
+        finetune=atmosphere_cli.CPU_FINETUNE,
+    )
     typer.echo("== 3/5 evaluating against persistence and climatology")
-    atmosphere_cli.evaluate(store=store, workdir=workdir, report=report, lead="5d",
-                            every="6h", init_every="24h", max_inits=None, naive=True)
+    atmosphere_cli.evaluate(
+        store=store,
+        workdir=workdir,
+        report=report,
+        lead="5d",
+        every="6h",
+        init_every="24h",
+        max_inits=None,
+        naive=True,
+    )
     if not enso:
         return
     typer.echo("== 4/5 ENSO: the embedded worlds and the ResoNet ensemble (resumes after a kill)")

@@ -16,8 +16,9 @@ import typer
 
 from tellus.pipelines import paths
 
-app = typer.Typer(help="Build, ingest, check and describe Zarr stores in the Tellus schema.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build, ingest, check and describe Zarr stores in the Tellus schema.", no_args_is_help=True
+)
 
 
 @contextlib.contextmanager
@@ -36,14 +37,17 @@ class Embedded(StrEnum):
     atmosphere = "atmosphere"
 
 
-def build_atmosphere(out: Path, preset: str = "default", *, stats: bool = True,
-                     progress: bool = True) -> Path:
+def build_atmosphere(
+    out: Path, preset: str = "default", *, stats: bool = True, progress: bool = True
+) -> Path:
     """Builds (or resumes, or finds cached) the embedded Held-Suarez atmosphere dataset."""
     from tellus.data import held_suarez, statistics, validation
 
     if preset not in held_suarez.PRESETS:
-        raise typer.BadParameter(f"unknown preset '{preset}'; choose from "
-                                 f"{sorted(held_suarez.PRESETS)}", param_hint="--preset")
+        raise typer.BadParameter(
+            f"unknown preset '{preset}'; choose from {sorted(held_suarez.PRESETS)}",
+            param_hint="--preset",
+        )
     config = held_suarez.PRESETS[preset]
     start = time.perf_counter()
     held_suarez.build(out, config, progress=progress)
@@ -57,16 +61,18 @@ def build_atmosphere(out: Path, preset: str = "default", *, stats: bool = True,
 @app.command()
 def build(
     dataset: Annotated[Embedded, typer.Argument(help="Which embedded dataset to build.")],
-    out: Annotated[Path | None, typer.Option(help="Store path (default $TELLUS_DATA/NAME.zarr).")
-                   ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Store path (default $TELLUS_DATA/NAME.zarr).")
+    ] = None,
     preset: Annotated[str, typer.Option(help="Size preset: 'default' or 'tiny'.")] = "default",
     stats: Annotated[bool, typer.Option(help="Also write normalization statistics.")] = True,
 ) -> None:
     """Build an embedded dataset from real physics (cached; resumes after a kill)."""
     from tellus.data import describe as describe_
 
-    out = out or paths.default_store(dataset.value if preset == "default"
-                                     else f"{dataset.value}-{preset}")
+    out = out or paths.default_store(
+        dataset.value if preset == "default" else f"{dataset.value}-{preset}"
+    )
     build_atmosphere(out, preset, stats=stats)
     describe_.render(describe_.summarize(out))
 
@@ -104,8 +110,9 @@ def validate(
     from tellus.data import validation
 
     with _exit_on_data_error("invalid"):
-        validation.open_dataset(store, check_values="full" if full else "sample",
-                                allow_gaps=allow_gaps)
+        validation.open_dataset(
+            store, check_values="full" if full else "sample", allow_gaps=allow_gaps
+        )
     typer.echo(f"{store}: valid")
 
 
@@ -123,6 +130,7 @@ def stats(
     with _exit_on_data_error("cannot compute statistics"):
         ds = validation.open_dataset(store, allow_gaps=True)
     time_range = (start or str(ds.time.values[0]), stop or str(ds.time.values[-1]))
-    out = statistics.write_statistics(ds, store, step=step, time_range=time_range,
-                                      climatology=climatology)
+    out = statistics.write_statistics(
+        ds, store, step=step, time_range=time_range, climatology=climatology
+    )
     typer.echo(f"wrote {out}")

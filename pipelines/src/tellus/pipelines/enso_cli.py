@@ -41,8 +41,10 @@ def open_worlds(directory: Path | None = None):
 
     directory = directory or worlds_dir()
     stores = [directory / f"{kind}.zarr" for kind in ("model", "observed")]
-    if all(p.exists() and len(writing.completed_chunks(p)) == writing.expected_chunks(p)
-           for p in stores):
+    if all(
+        p.exists() and len(writing.completed_chunks(p)) == writing.expected_chunks(p)
+        for p in stores
+    ):
         return tuple(validation.open_dataset(p) for p in stores)
     return build_worlds(directory)
 
@@ -58,9 +60,13 @@ def train_enso(
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
-    lead_rank: Annotated[int | None, typer.Option(
-        help="Features every lead is read from (the head's rank); 0 for a full-rank head "
-             "(default: the preset's, 4).")] = None,
+    lead_rank: Annotated[
+        int | None,
+        typer.Option(
+            help="Features every lead is read from (the head's rank); 0 for a full-rank head "
+            "(default: the preset's, 4)."
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option(help="Ensemble members.")] = CPU_SEEDS,
     pretrain_steps: Annotated[int, typer.Option(help="Steps on the model run.")] = CPU_PRETRAIN,
     finetune_steps: Annotated[int, typer.Option(help="Steps on the observed years.")] = (
@@ -79,8 +85,9 @@ def train_enso(
 
     t0 = time.perf_counter()
     if min(seeds, pretrain_steps, finetune_steps, batch) < 1:
-        raise typer.BadParameter("--seeds, --pretrain-steps, --finetune-steps and --batch must "
-                                 "be >= 1")
+        raise typer.BadParameter(
+            "--seeds, --pretrain-steps, --finetune-steps and --batch must be >= 1"
+        )
     if lead_rank is not None and not 0 <= lead_rank < train.N_LEADS:
         raise typer.BadParameter(f"--lead-rank must be in [0, {train.N_LEADS}), got {lead_rank}")
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
@@ -108,9 +115,13 @@ def evaluate_enso(
     workdir: Annotated[Path, typer.Option(help="The trained ensemble.")] = DEFAULT_RUN,
     worlds: Annotated[Path | None, typer.Option(help="Folder of the worlds.")] = None,
     report: Annotated[Path, typer.Option(help="Report folder.")] = DEFAULT_REPORT,
-    long_test_years: Annotated[int, typer.Option(
-        help="Years of an independent draw of the observed world to score on as well "
-             "(0 to skip).")] = 1200,
+    long_test_years: Annotated[
+        int,
+        typer.Option(
+            help="Years of an independent draw of the observed world to score on as well "
+            "(0 to skip)."
+        ),
+    ] = 1200,
 ) -> None:
     """Skill by lead and season against persistence, damped persistence, a LIM and the
     exact optimum, on the observed test years and on a long independent draw of the
@@ -121,11 +132,15 @@ def evaluate_enso(
 
     t0 = time.perf_counter()
     if not (workdir / "ensemble.json").exists():
-        raise typer.BadParameter(f"no trained ensemble in {workdir} (ensemble.json missing); "
-                                 f"run `tellus train enso` first", param_hint="--workdir")
+        raise typer.BadParameter(
+            f"no trained ensemble in {workdir} (ensemble.json missing); "
+            f"run `tellus train enso` first",
+            param_hint="--workdir",
+        )
     model_ds, observed_ds = open_worlds(worlds)
-    summary, _ = skill.evaluate_ensemble(workdir, model_ds, observed_ds, report,
-                                         long_test_years=long_test_years)
+    summary, _ = skill.evaluate_ensemble(
+        workdir, model_ds, observed_ds, report, long_test_years=long_test_years
+    )
     console = Console()
     _print_skill(console, summary, f"the last {summary['test_years']} observed years")
     if summary["long_test"]:

@@ -78,7 +78,9 @@ class PanguConfig:
             if width % h:
                 raise ValueError(f"stage {stage}: width {width} is not divisible by {h} heads")
         if self.attention_impl not in ("fast", "reference"):
-            raise ValueError(f"attention_impl must be 'fast' or 'reference': {self.attention_impl!r}")
+            raise ValueError(
+                f"attention_impl must be 'fast' or 'reference': {self.attention_impl!r}"
+            )
         if self.partitioning not in ("auto", "shard_map"):
             raise ValueError(f"partitioning must be 'auto' or 'shard_map': {self.partitioning!r}")
         if not 0.0 <= self.drop_path < 1.0:
@@ -106,7 +108,7 @@ class PanguConfig:
         mirrored in the decoder (stages 3-4), as in the pseudocode."""
         n = self.depths[0] + self.depths[1]
         rates = [self.drop_path * i / max(n - 1, 1) for i in range(n)]
-        first, second = rates[: self.depths[0]], rates[self.depths[0]:]
+        first, second = rates[: self.depths[0]], rates[self.depths[0] :]
         third = (second + second[-1:] * self.depths[2])[: self.depths[2]]
         fourth = (first + first[-1:] * self.depths[3])[: self.depths[3]]
         return tuple(first + second + third + fourth)
@@ -125,18 +127,35 @@ PRESETS: dict[str, PanguConfig] = {
     # 2 x 4 x 4 patches give an 8 x 8 x 16 token grid (surface + 7 level patches); windows
     # (2, 4, 8) tile it and the 8 x 4 x 8 coarse grid. Half Pangu's width, 2 blocks a stage.
     "cpu": PanguConfig(
-        lat=32, lon=64, dim=96, depths=(2, 2, 2, 2), heads=(6, 12, 12, 6), window=(2, 4, 8),
+        lat=32,
+        lon=64,
+        dim=96,
+        depths=(2, 2, 2, 2),
+        heads=(6, 12, 12, 6),
+        window=(2, 4, 8),
         drop_path=0.1,
     ),
     # The smallest model, for tests: 2 x 2 x 2 patches give an 8 x 16 x 32 token grid on the
     # 32 x 64 dataset; C = 48.
     "tiny": PanguConfig(
-        lat=32, lon=64, patch=(2, 2, 2), dim=48, depths=(2, 2, 2, 2),
-        heads=(3, 6, 6, 3), window=(2, 4, 8), drop_path=0.1,
+        lat=32,
+        lon=64,
+        patch=(2, 2, 2),
+        dim=48,
+        depths=(2, 2, 2, 2),
+        heads=(3, 6, 6, 3),
+        window=(2, 4, 8),
+        drop_path=0.1,
     ),
     "small": PanguConfig(
-        lat=32, lon=64, patch=(2, 2, 2), dim=96, depths=(2, 4, 4, 2),
-        heads=(6, 12, 12, 6), window=(2, 4, 8), drop_path=0.1,
+        lat=32,
+        lon=64,
+        patch=(2, 2, 2),
+        dim=96,
+        depths=(2, 4, 4, 2),
+        heads=(6, 12, 12, 6),
+        window=(2, 4, 8),
+        drop_path=0.1,
     ),
 }
 

@@ -18,13 +18,16 @@ def pangu_store(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("atmos") / "mock.zarr")
     ds = mock.mock_era5(
         times=pd.date_range("2000-01-01", periods=40, freq="6h"),
-        levels=schema.PRESSURE_LEVELS_13, n_lat=N_LAT, n_lon=N_LON,
-        upper_air=fc.UPPER_VARIABLES, surface=fc.SURFACE_VARIABLES,
-        static=fc.STATIC_VARIABLES, noise=0.02,
+        levels=schema.PRESSURE_LEVELS_13,
+        n_lat=N_LAT,
+        n_lon=N_LON,
+        upper_air=fc.UPPER_VARIABLES,
+        surface=fc.SURFACE_VARIABLES,
+        static=fc.STATIC_VARIABLES,
+        noise=0.02,
     )
     # The mock's seasonal wave is additive; keep humidity physical.
     ds["specific_humidity"] = ds["specific_humidity"].clip(0.0, 0.02)
     ds.to_zarr(path, zarr_format=3, consolidated=False)
-    statistics.write_statistics(validation.open_dataset(path), path, step="6h",
-                                climatology=False)
+    statistics.write_statistics(validation.open_dataset(path), path, step="6h", climatology=False)
     return path

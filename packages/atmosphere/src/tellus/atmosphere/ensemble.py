@@ -92,8 +92,10 @@ def perturbation_fn(
     step_fn = None
     if config.kind == "bred":
         if static is None:
-            raise ValueError("bred perturbations step the model, which needs the static "
-                             "fields: pass static= (e.g. from forecast.read_initial_conditions)")
+            raise ValueError(
+                "bred perturbations step the model, which needs the static "
+                "fields: pass static= (e.g. from forecast.read_initial_conditions)"
+            )
         lead = min(system.leads)
 
         def step_fn(xn: jax.Array) -> jax.Array:
@@ -128,7 +130,8 @@ def ensemble_mean(forecast: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataAr
 
 
 def ensemble_spread(
-    forecast: xr.Dataset | xr.DataArray, ddof: int = 1,
+    forecast: xr.Dataset | xr.DataArray,
+    ddof: int = 1,
 ) -> xr.Dataset | xr.DataArray:
     """Pointwise standard deviation over ``realization`` (unbiased with ``ddof=1``).
 
@@ -137,8 +140,9 @@ def ensemble_spread(
     """
     m = ensemble_size(forecast)
     if MEMBER_DIM not in forecast.dims or m <= ddof:
-        raise ValueError(f"spread needs a {MEMBER_DIM!r} dim with more than {ddof} members, "
-                         f"got {m}")
+        raise ValueError(
+            f"spread needs a {MEMBER_DIM!r} dim with more than {ddof} members, got {m}"
+        )
     return forecast.std(MEMBER_DIM, ddof=ddof, keep_attrs=True)
 
 

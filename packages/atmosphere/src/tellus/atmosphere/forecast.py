@@ -65,7 +65,10 @@ class ForecastSystem:
             if m.config.lead_hours != lead:
                 raise ValueError(f"model under {lead} h was trained for {m.config.lead_hours} h")
             if (m.config.model.lat, m.config.model.lon, m.config.channels) != (
-                    first.model.lat, first.model.lon, first.channels):
+                first.model.lat,
+                first.model.lon,
+                first.channels,
+            ):
                 raise ValueError(f"the {lead} h model's grid/channels differ from the others'")
 
     @property
@@ -76,7 +79,9 @@ class ForecastSystem:
         return temporal.plan_leads(lead_hours, self.leads)
 
     def steps(
-        self, x0: np.ndarray | jax.Array, static: np.ndarray | jax.Array,
+        self,
+        x0: np.ndarray | jax.Array,
+        static: np.ndarray | jax.Array,
         lead_hours: Sequence[int],
     ) -> Iterator[tuple[int, jax.Array]]:
         """Yields ``(lead_hours, state [N, H, W, C])`` in increasing lead order.
@@ -128,7 +133,9 @@ def output_leads(max_lead: str | pd.Timedelta | int, every: str | pd.Timedelta |
 
 
 def read_initial_conditions(
-    store: str | Path, init_times: Sequence[str | pd.Timestamp], cfg: fc.ForecasterConfig,
+    store: str | Path,
+    init_times: Sequence[str | pd.Timestamp],
+    cfg: fc.ForecasterConfig,
 ) -> tuple[np.ndarray, np.ndarray, stacking.ChannelLayout, xr.Dataset]:
     """Raw states ``[N, H, W, C]`` at ``init_times``, the statics ``[H, W, S]``, the channel
     layout and the store (lazily opened).
@@ -141,12 +148,16 @@ def read_initial_conditions(
     inits = pd.DatetimeIndex([pd.Timestamp(t) for t in init_times])
     missing = inits.difference(times)
     if len(missing):
-        raise KeyError(f"init times {[str(t) for t in missing]} are not in {store} "
-                       f"({times[0]} .. {times[-1]}, every {times[1] - times[0]})")
+        raise KeyError(
+            f"init times {[str(t) for t in missing]} are not in {store} "
+            f"({times[0]} .. {times[-1]}, every {times[1] - times[0]})"
+        )
     levels = list(ds[schema.LEVEL].values[: cfg.model.levels]) if cfg.model.levels else []
     layout = stacking.ChannelLayout.from_dataset(
-        ds, fc.UPPER_VARIABLES + fc.SURFACE_VARIABLES,
-        [lv for lv in schema.PRESSURE_LEVELS_13 if lv in set(levels)] or levels)
+        ds,
+        fc.UPPER_VARIABLES + fc.SURFACE_VARIABLES,
+        [lv for lv in schema.PRESSURE_LEVELS_13 if lv in set(levels)] or levels,
+    )
     x0 = stacking.dataset_to_stacked(ds[list(layout.names)].sel(time=inits).load(), layout)
     static_layout = stacking.ChannelLayout.from_dataset(ds, fc.STATIC_VARIABLES, [])
     static = stacking.dataset_to_stacked(ds[list(fc.STATIC_VARIABLES)].load(), static_layout)
@@ -154,16 +165,23 @@ def read_initial_conditions(
 
 
 def _lead_dataset(
-    state: np.ndarray, layout: stacking.ChannelLayout, inits: pd.DatetimeIndex, members: int,
-    lead_h: int, grid: xr.Dataset,
+    state: np.ndarray,
+    layout: stacking.ChannelLayout,
+    inits: pd.DatetimeIndex,
+    members: int,
+    lead_h: int,
+    grid: xr.Dataset,
 ) -> xr.Dataset:
     _, h, w, c = state.shape
     lead_dims: tuple[str, ...] = (schema.TIME,)
     if members > 1:
         state = state.reshape(len(inits), members, h, w, c)
         lead_dims = (schema.TIME, MEMBER_DIM)
-    coords = {schema.TIME: inits, schema.LATITUDE: grid[schema.LATITUDE].values,
-              schema.LONGITUDE: grid[schema.LONGITUDE].values}
+    coords = {
+        schema.TIME: inits,
+        schema.LATITUDE: grid[schema.LATITUDE].values,
+        schema.LONGITUDE: grid[schema.LONGITUDE].values,
+    }
     if members > 1:
         coords[MEMBER_DIM] = np.arange(members)
     ds = stacking.stacked_to_dataset(state, layout, leading_dims=lead_dims, coords=coords)
@@ -209,8 +227,10 @@ def forecast(
             raise ValueError(f"members={members} needs a perturbation function")
         x0 = np.asarray(perturb(x0, members), np.float32)
         if x0.shape[0] != len(inits) * members:
-            raise ValueError(f"perturb returned {x0.shape[0]} states, expected "
-                             f"{len(inits)} inits x {members} members")
+            raise ValueError(
+                f"perturb returned {x0.shape[0]} states, expected "
+                f"{len(inits)} inits x {members} members"
+            )
     leads = sorted(set(int(h) for h in lead_hours))
     partial = None
     if out is not None:
@@ -221,14 +241,17 @@ def forecast(
         _create_store(partial, layout, inits, members, leads, grid)
     pieces = []
     steps = system.steps(x0, static, leads)
-    for lead_h, state in writing.track(steps, description="forecast", enabled=show_progress,
-                                       total=len(leads)):
+    for lead_h, state in writing.track(
+        steps, description="forecast", enabled=show_progress, total=len(leads)
+    ):
         ds = _lead_dataset(np.asarray(state), layout, inits, members, lead_h, grid)
         if partial is None:
             pieces.append(ds)
         else:
             i = leads.index(lead_h)
-            ds.drop_vars([c for c in ds.coords if c != LEAD_DIM]).to_zarr(partial, region={LEAD_DIM: slice(i, i + 1)}, zarr_format=3, consolidated=False)
+            ds.drop_vars([c for c in ds.coords if c != LEAD_DIM]).to_zarr(
+                partial, region={LEAD_DIM: slice(i, i + 1)}, zarr_format=3, consolidated=False
+            )
     if partial is None:
         return xr.concat(pieces, dim=LEAD_DIM)
     if out.exists():
@@ -241,9 +264,12 @@ def _create_store(path: Path, layout, inits, members, leads, grid) -> None:
     n_lat, n_lon = grid.sizes[schema.LATITUDE], grid.sizes[schema.LONGITUDE]
     dims = (schema.TIME, LEAD_DIM) + ((MEMBER_DIM,) if members > 1 else ())
     shape = (len(inits), len(leads)) + ((members,) if members > 1 else ())
-    coords = {schema.TIME: inits, LEAD_DIM: pd.to_timedelta(leads, unit="h"),
-              schema.LATITUDE: grid[schema.LATITUDE].values,
-              schema.LONGITUDE: grid[schema.LONGITUDE].values}
+    coords = {
+        schema.TIME: inits,
+        LEAD_DIM: pd.to_timedelta(leads, unit="h"),
+        schema.LATITUDE: grid[schema.LATITUDE].values,
+        schema.LONGITUDE: grid[schema.LONGITUDE].values,
+    }
     if members > 1:
         coords[MEMBER_DIM] = np.arange(members)
     data_vars = {}
@@ -257,8 +283,12 @@ def _create_store(path: Path, layout, inits, members, leads, grid) -> None:
             vdims = (*dims, schema.LATITUDE, schema.LONGITUDE)
             vshape = (*shape, n_lat, n_lon)
         chunks = tuple(1 if d == LEAD_DIM else s for d, s in zip(vdims, vshape, strict=True))
-        data_vars[v.name] = (vdims, da.zeros(vshape, dtype=np.float32, chunks=chunks),
-                             dict(grid[v.name].attrs) if v.name in grid else {})
+        data_vars[v.name] = (
+            vdims,
+            da.zeros(vshape, dtype=np.float32, chunks=chunks),
+            dict(grid[v.name].attrs) if v.name in grid else {},
+        )
         encoding[v.name] = {"chunks": chunks}
     xr.Dataset(data_vars, coords=coords).to_zarr(
-        path, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
+        path, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=False
+    )

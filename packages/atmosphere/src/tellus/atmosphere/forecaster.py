@@ -114,12 +114,16 @@ class ForecasterConfig:
         c = m.upper_vars * m.levels + m.surface_vars
         for f in ("mean", "std", "increment_scale"):
             if len(getattr(self, f)) != c:
-                raise ValueError(f"{f} has {len(getattr(self, f))} channels; the model has "
-                                 f"{m.upper_vars} x {m.levels} + {m.surface_vars} = {c}")
+                raise ValueError(
+                    f"{f} has {len(getattr(self, f))} channels; the model has "
+                    f"{m.upper_vars} x {m.levels} + {m.surface_vars} = {c}"
+                )
         for f in ("static_mean", "static_std"):
             if len(getattr(self, f)) != m.static_vars:
-                raise ValueError(f"{f} has {len(getattr(self, f))} channels; the model has "
-                                 f"{m.static_vars} static variables")
+                raise ValueError(
+                    f"{f} has {len(getattr(self, f))} channels; the model has "
+                    f"{m.static_vars} static variables"
+                )
         if len(self.latitude) != m.lat:
             raise ValueError(f"latitude has {len(self.latitude)} rows; the model has {m.lat}")
 
@@ -162,9 +166,11 @@ def split_channels(x: jax.Array, cfg: PanguConfig) -> tuple[jax.Array, jax.Array
     """``[B, H, W, C]`` stacked channels -> upper ``[B, L, H, W, 5]``, surface ``[B, H, W, 4]``."""
     n_up = cfg.upper_vars * cfg.levels
     if x.shape[-1] != n_up + cfg.surface_vars:
-        raise ValueError(f"expected {n_up + cfg.surface_vars} channels "
-                         f"({cfg.upper_vars} x {cfg.levels} levels + {cfg.surface_vars}), "
-                         f"got {x.shape[-1]}")
+        raise ValueError(
+            f"expected {n_up + cfg.surface_vars} channels "
+            f"({cfg.upper_vars} x {cfg.levels} levels + {cfg.surface_vars}), "
+            f"got {x.shape[-1]}"
+        )
     up = x[..., :n_up].reshape(*x.shape[:-1], cfg.upper_vars, cfg.levels)
     return jnp.moveaxis(up, (-2, -1), (-1, -4)), x[..., n_up:]
 
@@ -182,7 +188,9 @@ def channel_weights(cfg: PanguConfig) -> np.ndarray:
     n_up = cfg.upper_vars * cfg.levels
     c = n_up + cfg.surface_vars
     up_w = UPPER_WEIGHTS if cfg.upper_vars == len(UPPER_WEIGHTS) else (1.0,) * cfg.upper_vars
-    sf_w = SURFACE_WEIGHTS if cfg.surface_vars == len(SURFACE_WEIGHTS) else (1.0,) * cfg.surface_vars
+    sf_w = (
+        SURFACE_WEIGHTS if cfg.surface_vars == len(SURFACE_WEIGHTS) else (1.0,) * cfg.surface_vars
+    )
     upper = np.repeat(np.asarray(up_w, np.float32), cfg.levels) * c / n_up
     surface = np.asarray(sf_w, np.float32) * SURFACE_LOSS_WEIGHT * c / cfg.surface_vars
     return np.concatenate([upper, surface]).astype(np.float32)
@@ -251,8 +259,10 @@ def rollout_loss_fn(num_steps: int):
     def loss(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | None = None):
         cfg = model.config
         if batch["targets"].shape[1] != num_steps:
-            raise ValueError(f"rollout of {num_steps} steps needs {num_steps} targets per "
-                             f"sample, got {batch['targets'].shape[1]}")
+            raise ValueError(
+                f"rollout of {num_steps} steps needs {num_steps} targets per "
+                f"sample, got {batch['targets'].shape[1]}"
+            )
         mean, std, inc, _, _ = model._consts()
         scale = inc * std if cfg.residual else std
         w_lat = losses.latitude_weights(np.asarray(cfg.latitude))

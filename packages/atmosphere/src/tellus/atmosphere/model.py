@@ -72,8 +72,15 @@ class EarthSpecificBlock(nnx.Module):
     """One transformer block over a ``[B, Z, H, W, C]`` token grid."""
 
     def __init__(
-        self, cfg: PanguConfig, dim: int, heads: int, grid: ZHW, *, shift: bool,
-        drop_rate: float, rngs: nnx.Rngs,
+        self,
+        cfg: PanguConfig,
+        dim: int,
+        heads: int,
+        grid: ZHW,
+        *,
+        shift: bool,
+        drop_rate: float,
+        rngs: nnx.Rngs,
     ):
         padded = tuple(-(-n // w) * w for n, w in zip(grid, cfg.window, strict=True))
         self.drop_rate = drop_rate
@@ -104,18 +111,29 @@ class Stage(nnx.Module):
     """``depth`` blocks; odd blocks use shifted windows."""
 
     def __init__(
-        self, cfg: PanguConfig, dim: int, heads: int, grid: ZHW, rates: Sequence[float],
-        *, rngs: nnx.Rngs,
+        self,
+        cfg: PanguConfig,
+        dim: int,
+        heads: int,
+        grid: ZHW,
+        rates: Sequence[float],
+        *,
+        rngs: nnx.Rngs,
     ):
         self.remat = cfg.remat_blocks
-        self.blocks = nnx.List([
-            EarthSpecificBlock(cfg, dim, heads, grid, shift=i % 2 == 1, drop_rate=r, rngs=rngs)
-            for i, r in enumerate(rates)
-        ])
+        self.blocks = nnx.List(
+            [
+                EarthSpecificBlock(cfg, dim, heads, grid, shift=i % 2 == 1, drop_rate=r, rngs=rngs)
+                for i, r in enumerate(rates)
+            ]
+        )
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        keys = [None] * len(self.blocks) if key is None else list(
-            jax.random.split(key, len(self.blocks)))
+        keys = (
+            [None] * len(self.blocks)
+            if key is None
+            else list(jax.random.split(key, len(self.blocks)))
+        )
         for block, k in zip(self.blocks, keys, strict=True):
             if self.remat:
                 x = nnx.remat(lambda b, x, k: b(x, k))(block, x, k)
@@ -130,8 +148,11 @@ class DownSample(nnx.Module):
     def __init__(self, dim: int, *, rngs: nnx.Rngs):
         self.norm = _norm(4 * dim, rngs)
         self.linear = nnx.Linear(
-            4 * dim, 2 * dim, use_bias=False,
-            kernel_init=nnx.with_partitioning(_init, ("embed", "mlp")), rngs=rngs,
+            4 * dim,
+            2 * dim,
+            use_bias=False,
+            kernel_init=nnx.with_partitioning(_init, ("embed", "mlp")),
+            rngs=rngs,
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -149,8 +170,11 @@ class UpSample(nnx.Module):
     def __init__(self, in_dim: int, out_dim: int, hw: tuple[int, int], *, rngs: nnx.Rngs):
         self.hw = hw
         self.linear1 = nnx.Linear(
-            in_dim, 4 * out_dim, use_bias=False,
-            kernel_init=nnx.with_partitioning(_init, ("mlp", "embed")), rngs=rngs,
+            in_dim,
+            4 * out_dim,
+            use_bias=False,
+            kernel_init=nnx.with_partitioning(_init, ("mlp", "embed")),
+            rngs=rngs,
         )
         self.norm = _norm(out_dim, rngs)
         self.linear2 = _dense(out_dim, out_dim, ("embed", "mlp"), rngs)
@@ -176,40 +200,48 @@ class PanguModel(nnx.Module):
         c = cfg.dim
         pimpl = "conv" if cfg.attention_impl == "reference" else "matmul"
         self.embed_upper = patch_embed.PatchEmbed3D(
-            cfg.upper_vars, c, cfg.patch, impl=pimpl, rngs=rngs)
+            cfg.upper_vars, c, cfg.patch, impl=pimpl, rngs=rngs
+        )
         self.embed_surface = patch_embed.PatchEmbed2D(
-            cfg.surface_vars + cfg.static_vars, c, cfg.patch[1:], impl=pimpl, rngs=rngs)
+            cfg.surface_vars + cfg.static_vars, c, cfg.patch[1:], impl=pimpl, rngs=rngs
+        )
         rates = cfg.drop_path_rates
         d = cfg.depths
         grid, coarse = cfg.token_grid, cfg.coarse_grid
         self.stage1 = Stage(cfg, c, cfg.heads[0], grid, rates[: d[0]], rngs=rngs)
         self.down = DownSample(c, rngs=rngs)
-        self.stage2 = Stage(cfg, 2 * c, cfg.heads[1], coarse, rates[d[0]: d[0] + d[1]],
-                            rngs=rngs)
-        self.stage3 = Stage(cfg, 2 * c, cfg.heads[2], coarse,
-                            rates[d[0] + d[1]: d[0] + d[1] + d[2]], rngs=rngs)
+        self.stage2 = Stage(cfg, 2 * c, cfg.heads[1], coarse, rates[d[0] : d[0] + d[1]], rngs=rngs)
+        self.stage3 = Stage(
+            cfg, 2 * c, cfg.heads[2], coarse, rates[d[0] + d[1] : d[0] + d[1] + d[2]], rngs=rngs
+        )
         self.up = UpSample(2 * c, c, grid[1:], rngs=rngs)
-        self.stage4 = Stage(cfg, c, cfg.heads[3], grid, rates[d[0] + d[1] + d[2]:], rngs=rngs)
+        self.stage4 = Stage(cfg, c, cfg.heads[3], grid, rates[d[0] + d[1] + d[2] :], rngs=rngs)
         self.recover_upper = patch_embed.PatchRecovery3D(
-            2 * c, cfg.upper_vars, (cfg.levels, cfg.lat, cfg.lon), cfg.patch, impl=pimpl,
-            rngs=rngs)
+            2 * c, cfg.upper_vars, (cfg.levels, cfg.lat, cfg.lon), cfg.patch, impl=pimpl, rngs=rngs
+        )
         self.recover_surface = patch_embed.PatchRecovery2D(
-            2 * c, cfg.surface_vars, (cfg.lat, cfg.lon), cfg.patch[1:], impl=pimpl, rngs=rngs)
+            2 * c, cfg.surface_vars, (cfg.lat, cfg.lon), cfg.patch[1:], impl=pimpl, rngs=rngs
+        )
 
     def _check(self, upper: jax.Array, surface: jax.Array, static: jax.Array) -> None:
         cfg = self.config
         want_u = (cfg.levels, cfg.lat, cfg.lon, cfg.upper_vars)
         if upper.ndim != 5 or upper.shape[1:] != want_u:
-            raise ValueError(f"upper-air input must be [batch, {', '.join(map(str, want_u))}] "
-                             f"(level, lat, lon, variable); got {upper.shape}")
+            raise ValueError(
+                f"upper-air input must be [batch, {', '.join(map(str, want_u))}] "
+                f"(level, lat, lon, variable); got {upper.shape}"
+            )
         want_s = (cfg.lat, cfg.lon, cfg.surface_vars)
         if surface.ndim != 4 or surface.shape[1:] != want_s or surface.shape[0] != upper.shape[0]:
-            raise ValueError(f"surface input must be [{upper.shape[0]}, "
-                             f"{', '.join(map(str, want_s))}]; got {surface.shape}")
+            raise ValueError(
+                f"surface input must be [{upper.shape[0]}, "
+                f"{', '.join(map(str, want_s))}]; got {surface.shape}"
+            )
         want_c = (cfg.lat, cfg.lon, cfg.static_vars)
         if static.shape[-3:] != want_c or static.ndim not in (3, 4):
-            raise ValueError(f"static input must be [(batch,) {', '.join(map(str, want_c))}]; "
-                             f"got {static.shape}")
+            raise ValueError(
+                f"static input must be [(batch,) {', '.join(map(str, want_c))}]; got {static.shape}"
+            )
 
     def __call__(
         self,

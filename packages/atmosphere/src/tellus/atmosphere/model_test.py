@@ -24,13 +24,16 @@ def test_paper_config_parameter_count_without_allocation():
     # type and head; 124 types in the fine stages (4 level x 31 lat windows of the padded
     # 8 x 186 x 360 grid), 64 in the coarse ones (4 x 16 of 8 x 96 x 180).
     tables = sum(
-        int(x.size) for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(m, nnx.Param))
+        int(x.size)
+        for p, x in jax.tree_util.tree_leaves_with_path(nnx.state(m, nnx.Param))
         if "bias" in jax.tree_util.keystr(p) and "table" in jax.tree_util.keystr(p)
     )
     per_table = (2 * 12 - 1) * 6 * 6 * 2 * 2
     assert tables == per_table * (124 * 6 * 4 + 64 * 12 * 12)
-    print(f"\npaper Pangu: {n:,} parameters ({n / 1e6:.1f} M; paper ~64 M), "
-          f"of which {tables:,} in Earth-specific bias tables")
+    print(
+        f"\npaper Pangu: {n:,} parameters ({n / 1e6:.1f} M; paper ~64 M), "
+        f"of which {tables:,} in Earth-specific bias tables"
+    )
     assert abs(n - PAPER_PARAMS) / PAPER_PARAMS < 0.02
 
 
@@ -80,12 +83,11 @@ def test_shapes_batch_independence_and_rotation(tiny):
     # 16 fine tokens = 32 grid points) rolls the output: a property that a Swin model with
     # masks at the edges lacks.
     shift = cfg.window[2] * cfg.patch[2] * 2
-    ru, rs = f(m, jnp.roll(up, shift, axis=3), jnp.roll(sf, shift, axis=2),
-               jnp.roll(st, shift, axis=1))
-    np.testing.assert_allclose(np.asarray(ru), np.asarray(jnp.roll(ou, shift, axis=3)),
-                               atol=2e-4)
-    np.testing.assert_allclose(np.asarray(rs), np.asarray(jnp.roll(os_, shift, axis=2)),
-                               atol=2e-4)
+    ru, rs = f(
+        m, jnp.roll(up, shift, axis=3), jnp.roll(sf, shift, axis=2), jnp.roll(st, shift, axis=1)
+    )
+    np.testing.assert_allclose(np.asarray(ru), np.asarray(jnp.roll(ou, shift, axis=3)), atol=2e-4)
+    np.testing.assert_allclose(np.asarray(rs), np.asarray(jnp.roll(os_, shift, axis=2)), atol=2e-4)
 
 
 def test_reference_and_fast_paths_agree(tiny):

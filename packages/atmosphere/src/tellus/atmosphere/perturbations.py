@@ -92,8 +92,9 @@ def _axis(n: int, cells: int) -> tuple[jax.Array, jax.Array]:
     return pos // n, (pos % n).astype(jnp.float32) / n
 
 
-def _perlin_octave(angle: jax.Array, h: int, w: int, cells_lat: int, cells_lon: int,
-                   periodic_lon: bool) -> jax.Array:
+def _perlin_octave(
+    angle: jax.Array, h: int, w: int, cells_lat: int, cells_lon: int, periodic_lon: bool
+) -> jax.Array:
     """One octave ``[H, W]`` from the gradient angles ``[cells_lat + 1, lon lattice]``."""
     grad = jnp.stack([jnp.sin(angle), jnp.cos(angle)])  # (north, east) unit gradients
     i0, fy = _axis(h, cells_lat)
@@ -117,8 +118,9 @@ def _cells(base_scale: int | tuple[int, int], h: int, w: int) -> tuple[int, int]
     return int(base_scale[0]), int(base_scale[1])
 
 
-@functools.partial(jax.jit, static_argnames=("shape_hw", "octaves", "base_scale", "persistence",
-                                             "periodic_lon"))
+@functools.partial(
+    jax.jit, static_argnames=("shape_hw", "octaves", "base_scale", "persistence", "periodic_lon")
+)
 def perlin_noise(
     key: jax.Array,
     shape_hw: tuple[int, int],
@@ -150,18 +152,21 @@ def perlin_noise(
     """
     h, w = shape_hw
     cells_lat, cells_lon = _cells(base_scale, h, w)
-    lattices = [(cells_lat * 2**o + 1, cells_lon * 2**o + (0 if periodic_lon else 1))
-                for o in range(octaves)]
+    lattices = [
+        (cells_lat * 2**o + 1, cells_lon * 2**o + (0 if periodic_lon else 1))
+        for o in range(octaves)
+    ]
     # One draw for all octaves: each random call is a separate (slow to compile) kernel.
     angles = jax.random.uniform(key, (sum(a * b for a, b in lattices),), maxval=2.0 * math.pi)
     total = jnp.zeros((h, w), jnp.float32)
     weight, start = 0.0, 0
     for o, (n_lat, n_lon) in enumerate(lattices):
-        angle = angles[start: start + n_lat * n_lon].reshape(n_lat, n_lon)
+        angle = angles[start : start + n_lat * n_lon].reshape(n_lat, n_lon)
         start += n_lat * n_lon
         a = persistence**o
-        total = total + a * _perlin_octave(angle, h, w, cells_lat * 2**o, cells_lon * 2**o,
-                                           periodic_lon)
+        total = total + a * _perlin_octave(
+            angle, h, w, cells_lat * 2**o, cells_lon * 2**o, periodic_lon
+        )
         weight += a
     return total / weight
 
@@ -184,8 +189,7 @@ def _smooth_axis(x: jax.Array, axis: int, sigma: float, periodic: bool) -> jax.A
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "smoothing", "spatial_axes",
-                                             "periodic_lon"))
+@functools.partial(jax.jit, static_argnames=("shape", "smoothing", "spatial_axes", "periodic_lon"))
 def gaussian_noise(
     key: jax.Array,
     shape: tuple[int, ...],
@@ -235,9 +239,16 @@ def _unit_fields(key: jax.Array, shape: tuple[int, ...], config: PerturbationCon
     *lead, h, w, c = shape
     if config.kind == "perlin":
         n = math.prod(lead) * c
-        fields = jax.vmap(lambda k: perlin_noise(
-            k, (h, w), config.octaves, config.base_scale, config.persistence,
-            config.periodic_lon))(jax.random.split(key, n))
+        fields = jax.vmap(
+            lambda k: perlin_noise(
+                k,
+                (h, w),
+                config.octaves,
+                config.base_scale,
+                config.persistence,
+                config.periodic_lon,
+            )
+        )(jax.random.split(key, n))
         fields = fields.reshape(*lead, c, h, w)
         fields = jnp.moveaxis(fields, -3, -1)
         # Each field scaled to unit RMS, so ``amplitude`` means the same for every kind.
@@ -285,8 +296,9 @@ def breed(
     def rescale(d):
         return d / jnp.maximum(_rms(d / amp, (-3, -2, -1)), 1e-30)
 
-    delta = rescale(gaussian_noise(key, (n_members, b, h, w, c), smoothing,
-                                   periodic_lon=periodic_lon) * amp)
+    delta = rescale(
+        gaussian_noise(key, (n_members, b, h, w, c), smoothing, periodic_lon=periodic_lon) * amp
+    )
     control = step_fn(state)
     for _ in range(cycles):
         grown = step_fn((state[None] + delta).reshape(n_members * b, h, w, c))
@@ -329,18 +341,30 @@ def perturb(
     return _noise_members(key, jnp.asarray(state), n_members, config)
 
 
-def _members(key: jax.Array, state: jax.Array, n_members: int, config: PerturbationConfig,
-             step_fn: StepFn | None = None) -> jax.Array:
+def _members(
+    key: jax.Array,
+    state: jax.Array,
+    n_members: int,
+    config: PerturbationConfig,
+    step_fn: StepFn | None = None,
+) -> jax.Array:
     n_pert = n_members - 1 if config.include_control else n_members
     if n_pert == 0:
         return state[None]
     b, h, w, c = state.shape
     if config.kind == "bred":
-        delta = breed(key, state, step_fn, n_pert, config.cycles, config.amplitude,
-                      config.smoothing, config.periodic_lon)
+        delta = breed(
+            key,
+            state,
+            step_fn,
+            n_pert,
+            config.cycles,
+            config.amplitude,
+            config.smoothing,
+            config.periodic_lon,
+        )
     else:
-        delta = _amplitude(config.amplitude, c) * _unit_fields(key, (n_pert, b, h, w, c),
-                                                                config)
+        delta = _amplitude(config.amplitude, c) * _unit_fields(key, (n_pert, b, h, w, c), config)
     members = state[None] + delta.astype(state.dtype)
     if config.include_control:
         members = jnp.concatenate([state[None], members], axis=0)

@@ -48,14 +48,15 @@ def test_perlin_is_periodic_in_longitude(perlin_fields):
     # Across the seam the field changes like between any two neighbours...
     assert 0.5 < _wrap_ratio(perlin_fields) < 1.5
     # ... while a non-periodic field jumps there.
-    open_ = np.asarray(jax.vmap(lambda k: pt.perlin_noise(k, SHAPE_HW, OCTAVES, CELLS, 0.5,
-                                                          False))(_keys(12)))
+    open_ = np.asarray(
+        jax.vmap(lambda k: pt.perlin_noise(k, SHAPE_HW, OCTAVES, CELLS, 0.5, False))(_keys(12))
+    )
     assert _wrap_ratio(open_) > 3.0
 
 
 def _low_wavenumber_fraction(f, kmax):
     power = np.abs(np.fft.rfft(f - f.mean(axis=-1, keepdims=True), axis=-1)) ** 2
-    return power[..., 1: kmax + 1].sum() / power[..., 1:].sum()
+    return power[..., 1 : kmax + 1].sum() / power[..., 1:].sum()
 
 
 def test_perlin_spectrum_is_dominated_by_large_scales(perlin_fields):
@@ -78,8 +79,9 @@ def perlin_members():
 def test_gaussian_perturbations_have_the_amplitude_as_std(smoothing):
     state = jnp.asarray(STATE)
     # White noise without a control member, smoothed noise with one.
-    cfg = pt.PerturbationConfig(kind="gaussian", amplitude=(0.1, 0.5), smoothing=smoothing,
-                                include_control=smoothing > 0)
+    cfg = pt.PerturbationConfig(
+        kind="gaussian", amplitude=(0.1, 0.5), smoothing=smoothing, include_control=smoothing > 0
+    )
     members = np.asarray(pt.perturb(jax.random.key(0), state, 33, cfg))
     assert members.shape == (33, 2, 16, 32, 2)
     if smoothing:
@@ -188,11 +190,15 @@ def test_forecast_bred_perturbations_grow_along_the_model_mode():
 
 def test_ensemble_mean_spread_and_control():
     values = np.array([1.0, 2.0, 6.0])[None, :, None] * np.ones((2, 3, 4))
-    fc = xr.Dataset({"2m_temperature": (("time", "realization", "latitude"), values)},
-                    coords={"realization": [0, 1, 2]})
+    fc = xr.Dataset(
+        {"2m_temperature": (("time", "realization", "latitude"), values)},
+        coords={"realization": [0, 1, 2]},
+    )
     np.testing.assert_allclose(ensemble.ensemble_mean(fc)["2m_temperature"], 3.0)
-    np.testing.assert_allclose(ensemble.ensemble_spread(fc)["2m_temperature"],
-                               np.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 2))
+    np.testing.assert_allclose(
+        ensemble.ensemble_spread(fc)["2m_temperature"],
+        np.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 2),
+    )
     np.testing.assert_allclose(ensemble.control(fc)["2m_temperature"], 1.0)
     assert ensemble.ensemble_size(fc) == 3
     det = fc.isel(realization=0, drop=True)

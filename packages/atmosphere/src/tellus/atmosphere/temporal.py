@@ -47,8 +47,10 @@ def schedule(target: int, model_leads: Sequence[int]) -> tuple[int, ...]:
     for t in range(1, target + 1):
         best[t] = min((best[t - m] + 1 for m in leads if m <= t), default=inf)
     if best[target] >= inf:
-        raise ValueError(f"{target} h is not a sum of the model leads {list(leads)} h; "
-                         f"use a lead that is a multiple of {min(leads)} h")
+        raise ValueError(
+            f"{target} h is not a sum of the model leads {list(leads)} h; "
+            f"use a lead that is a multiple of {min(leads)} h"
+        )
     calls: list[int] = []
     t = target
     while t:
@@ -105,8 +107,9 @@ def plan_leads(targets: Sequence[int], model_leads: Sequence[int]) -> tuple[Call
     for target in sorted(set(int(t) for t in targets)):
         if target in have:
             continue
-        starts = [s for s in have if s <= target
-                  and n_calls(s) + n_calls(target - s) == n_calls(target)]
+        starts = [
+            s for s in have if s <= target and n_calls(s) + n_calls(target - s) == n_calls(target)
+        ]
         start = max(starts) if starts else max(s for s in have if s <= target)
         t = start
         for m in schedule(target - start, leads):

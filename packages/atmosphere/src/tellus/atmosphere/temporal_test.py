@@ -31,7 +31,9 @@ def test_schedule_brute_force_minimum():
     for target in range(0, 121, 6):
         best = min(
             a + b + c
-            for a in range(21) for b in range(8) for c in range(6)
+            for a in range(21)
+            for b in range(8)
+            for c in range(6)
             if 6 * a + 18 * b + 24 * c == target
         )
         calls = temporal.schedule(target, leads)

@@ -45,8 +45,17 @@ UPPER_WINDS = ("u_component_of_wind", "v_component_of_wind")
 SURFACE_WINDS = ("10m_u_component_of_wind", "10m_v_component_of_wind")
 EARTH_RADIUS_KM = constants.EARTH_RADIUS / 1.0e3
 
-COLUMNS = ("track_id", "time", INIT, LEAD, MEMBER_DIM, "lat", "lon", "min_pressure",
-           "max_vorticity")
+COLUMNS = (
+    "track_id",
+    "time",
+    INIT,
+    LEAD,
+    MEMBER_DIM,
+    "lat",
+    "lon",
+    "min_pressure",
+    "max_vorticity",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +107,9 @@ def _is_global(lon: np.ndarray) -> bool:
     return len(lon) > 2 and np.allclose(d, d[0]) and abs(len(lon) * d[0] - 360.0) < 1e-6 * 360
 
 
-def relative_vorticity(u: np.ndarray, v: np.ndarray, lat: np.ndarray,
-                       lon: np.ndarray) -> np.ndarray:
+def relative_vorticity(
+    u: np.ndarray, v: np.ndarray, lat: np.ndarray, lon: np.ndarray
+) -> np.ndarray:
     """Relative vorticity (s-1) of winds ``[..., lat, lon]`` (m s-1) on the sphere.
 
     ``zeta = (dv/dlambda - d(u cos phi)/dphi) / (a cos phi)`` with centred differences
@@ -122,8 +132,13 @@ def _spacing_km(lat: np.ndarray) -> float:
     return float(np.median(np.abs(np.diff(lat)))) * np.pi / 180.0 * EARTH_RADIUS_KM
 
 
-def detect(pressure_hpa: np.ndarray, vorticity: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-           config: TrackerConfig = TrackerConfig()) -> list[dict]:
+def detect(
+    pressure_hpa: np.ndarray,
+    vorticity: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    config: TrackerConfig = TrackerConfig(),
+) -> list[dict]:
     """Vortex centres in one field.
 
     Args:
@@ -143,8 +158,7 @@ def detect(pressure_hpa: np.ndarray, vorticity: np.ndarray, lat: np.ndarray, lon
     # A flat neighbourhood is its own minimum everywhere; drop it before the costlier checks.
     high = ndimage.maximum_filter(filled, size=config.neighbourhood, mode=mode)
     band = (lat >= config.lat_band[0]) & (lat <= config.lat_band[1])
-    ii, jj = np.nonzero((filled == low) & (high > low) & band[:, None]
-                        & np.isfinite(pressure_hpa))
+    ii, jj = np.nonzero((filled == low) & (high > low) & band[:, None] & np.isfinite(pressure_hpa))
     dy = _spacing_km(lat)
     ring_out = max(config.ring_km, 1.5 * dy)
     vort_r = max(config.vorticity_radius_km, 1.5 * dy)
@@ -164,18 +178,27 @@ def detect(pressure_hpa: np.ndarray, vorticity: np.ndarray, lat: np.ndarray, lon
         cyclonic = np.max(sign * vorticity[rows][disc])
         if cyclonic < config.vorticity_threshold:
             continue
-        if any(great_circle_km(lat[i], lon[j], c["lat"], c["lon"]) < config.merge_km
-               for c in found):
+        if any(
+            great_circle_km(lat[i], lon[j], c["lat"], c["lon"]) < config.merge_km for c in found
+        ):
             continue
-        found.append({"lat": float(lat[i]), "lon": float(lon[j]),
-                      "min_pressure": float(pressure_hpa[i, j]),
-                      "max_vorticity": float(sign * cyclonic)})
+        found.append(
+            {
+                "lat": float(lat[i]),
+                "lon": float(lon[j]),
+                "min_pressure": float(pressure_hpa[i, j]),
+                "max_vorticity": float(sign * cyclonic),
+            }
+        )
     return found
 
 
-def link(candidates: list[list[dict]], times: pd.DatetimeIndex,
-         config: TrackerConfig = TrackerConfig(),
-         min_radius_km: float = 0.0) -> list[list[tuple[int, dict]]]:
+def link(
+    candidates: list[list[dict]],
+    times: pd.DatetimeIndex,
+    config: TrackerConfig = TrackerConfig(),
+    min_radius_km: float = 0.0,
+) -> list[list[tuple[int, dict]]]:
     """Links per-time candidates into tracks of ``(time index, candidate)``.
 
     Greedy nearest neighbour: at each step the closest (track end, candidate) pairs within
@@ -198,10 +221,12 @@ def link(candidates: list[list[dict]], times: pd.DatetimeIndex,
             hours = (times[k] - times[k - 1]) / pd.Timedelta("1h")
             radius = max(config.speed_km_per_6h * hours / 6.0, min_radius_km)
             ends = [tracks[t][-1][1] for t in active]
-            d = great_circle_km(np.array([e["lat"] for e in ends])[:, None],
-                                np.array([e["lon"] for e in ends])[:, None],
-                                np.array([c["lat"] for c in cands])[None, :],
-                                np.array([c["lon"] for c in cands])[None, :])
+            d = great_circle_km(
+                np.array([e["lat"] for e in ends])[:, None],
+                np.array([e["lon"] for e in ends])[:, None],
+                np.array([c["lat"] for c in cands])[None, :],
+                np.array([c["lon"] for c in cands])[None, :],
+            )
             used_tracks: set[int] = set()
             for flat in np.argsort(d, axis=None, kind="stable"):
                 a, c = np.unravel_index(flat, d.shape)
@@ -219,29 +244,35 @@ def link(candidates: list[list[dict]], times: pd.DatetimeIndex,
                 new_active.append(len(tracks) - 1)
         active = new_active
     min_h = config.min_duration_hours
-    return [t for t in tracks
-            if (times[t[-1][0]] - times[t[0][0]]) / pd.Timedelta("1h") >= min_h]
+    return [t for t in tracks if (times[t[-1][0]] - times[t[0][0]]) / pd.Timedelta("1h") >= min_h]
 
 
-def _fields(ds: xr.Dataset, config: TrackerConfig) -> tuple[xr.DataArray, xr.DataArray,
-                                                             xr.DataArray]:
+def _fields(
+    ds: xr.Dataset, config: TrackerConfig
+) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray]:
     name = next((p for p in PRESSURE_VARIABLES if p in ds), None)
     if name is None:
-        raise KeyError(f"tracking needs one of {PRESSURE_VARIABLES}; the dataset has "
-                       f"{sorted(map(str, ds.data_vars))}")
+        raise KeyError(
+            f"tracking needs one of {PRESSURE_VARIABLES}; the dataset has "
+            f"{sorted(map(str, ds.data_vars))}"
+        )
     pressure = ds[name]
     scale = 1.0 if pressure.attrs.get("units") == "hPa" else 0.01  # schema: Pa
     pressure = pressure * scale
-    if (all(w in ds for w in UPPER_WINDS) and schema.LEVEL in ds[UPPER_WINDS[0]].dims
-            and config.vorticity_level in ds[schema.LEVEL].values):
-        u, v = (ds[w].sel({schema.LEVEL: config.vorticity_level}, drop=True)
-                for w in UPPER_WINDS)
+    if (
+        all(w in ds for w in UPPER_WINDS)
+        and schema.LEVEL in ds[UPPER_WINDS[0]].dims
+        and config.vorticity_level in ds[schema.LEVEL].values
+    ):
+        u, v = (ds[w].sel({schema.LEVEL: config.vorticity_level}, drop=True) for w in UPPER_WINDS)
     elif all(w in ds for w in SURFACE_WINDS):
         u, v = ds[SURFACE_WINDS[0]], ds[SURFACE_WINDS[1]]
     else:
-        raise KeyError(f"the vorticity check needs {UPPER_WINDS} at "
-                       f"{config.vorticity_level} hPa or {SURFACE_WINDS}; the dataset has "
-                       f"{sorted(map(str, ds.data_vars))}")
+        raise KeyError(
+            f"the vorticity check needs {UPPER_WINDS} at "
+            f"{config.vorticity_level} hPa or {SURFACE_WINDS}; the dataset has "
+            f"{sorted(map(str, ds.data_vars))}"
+        )
     return pressure, u, v
 
 
@@ -282,8 +313,10 @@ def track(ds: xr.Dataset, config: TrackerConfig = TrackerConfig()) -> pd.DataFra
                 sel[schema.TIME] = init
             if member is not None:
                 sel[MEMBER_DIM] = member
-            fields = [f.sel(sel).transpose(along, schema.LATITUDE, schema.LONGITUDE).values
-                      for f in (pressure, u, v)]
+            fields = [
+                f.sel(sel).transpose(along, schema.LATITUDE, schema.LONGITUDE).values
+                for f in (pressure, u, v)
+            ]
             if forecast:
                 leads = pd.TimedeltaIndex(ds[LEAD_DIM].values)
                 times = pd.Timestamp(init) + leads
@@ -293,11 +326,16 @@ def track(ds: xr.Dataset, config: TrackerConfig = TrackerConfig()) -> pd.DataFra
             cands = [detect(fields[0][k], zeta[k], lat, lon, config) for k in range(len(times))]
             for tr in link(cands, times, config, 1.5 * _spacing_km(lat)):
                 for k, c in tr:
-                    rows.append({
-                        "track_id": next_id, "time": times[k],
-                        INIT: pd.Timestamp(init) if forecast else np.datetime64("NaT", "ns"),
-                        LEAD: leads[k] if forecast else np.timedelta64("NaT", "ns"),
-                        MEMBER_DIM: -1 if member is None else int(member), **c})
+                    rows.append(
+                        {
+                            "track_id": next_id,
+                            "time": times[k],
+                            INIT: pd.Timestamp(init) if forecast else np.datetime64("NaT", "ns"),
+                            LEAD: leads[k] if forecast else np.timedelta64("NaT", "ns"),
+                            MEMBER_DIM: -1 if member is None else int(member),
+                            **c,
+                        }
+                    )
                 next_id += 1
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     out[INIT] = pd.to_datetime(out[INIT])
@@ -305,8 +343,9 @@ def track(ds: xr.Dataset, config: TrackerConfig = TrackerConfig()) -> pd.DataFra
     return out.astype({"track_id": int, MEMBER_DIM: int})
 
 
-def match_tracks(forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame,
-                 max_distance_km: float = 300.0) -> pd.DataFrame:
+def match_tracks(
+    forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame, max_distance_km: float = 300.0
+) -> pd.DataFrame:
     """Pairs each forecast track with the observed track it starts on.
 
     A forecast track matches the truth track closest to it at its first valid time that
@@ -324,8 +363,7 @@ def match_tracks(forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame,
             if both.empty:
                 continue
             first = both[both["time"] == both["time"].min()]
-            d = great_circle_km(first["lat"], first["lon"], first["lat_truth"],
-                                first["lon_truth"])
+            d = great_circle_km(first["lat"], first["lon"], first["lat_truth"], first["lon_truth"])
             for dist, truth_id in zip(d, first["track_id_truth"], strict=True):
                 if dist <= max_distance_km:
                     options.append((float(dist), int(tid), int(truth_id)))
@@ -339,9 +377,13 @@ def match_tracks(forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame,
     return pd.DataFrame(pairs, columns=["track_id", "truth_track_id", "distance_km"])
 
 
-def track_errors(forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame,
-                 max_distance_km: float = 300.0, matches: pd.DataFrame | None = None,
-                 by_lead: bool = True) -> pd.DataFrame:
+def track_errors(
+    forecast_tracks: pd.DataFrame,
+    truth_tracks: pd.DataFrame,
+    max_distance_km: float = 300.0,
+    matches: pd.DataFrame | None = None,
+    by_lead: bool = True,
+) -> pd.DataFrame:
     """Position and intensity errors of matched forecast tracks along the lead.
 
     Args:
@@ -363,17 +405,25 @@ def track_errors(forecast_tracks: pd.DataFrame, truth_tracks: pd.DataFrame,
     if fc[LEAD].isna().all():
         fc[LEAD] = fc["time"] - fc.groupby("track_id")["time"].transform("min")
     truth = truth_tracks[["track_id", "time", "lat", "lon", "min_pressure", "max_vorticity"]]
-    both = fc.merge(truth.rename(columns={"track_id": "truth_track_id"}),
-                    on=["truth_track_id", "time"], suffixes=("", "_truth"))
-    both["position_error_km"] = great_circle_km(both["lat"], both["lon"], both["lat_truth"],
-                                                both["lon_truth"])
+    both = fc.merge(
+        truth.rename(columns={"track_id": "truth_track_id"}),
+        on=["truth_track_id", "time"],
+        suffixes=("", "_truth"),
+    )
+    both["position_error_km"] = great_circle_km(
+        both["lat"], both["lon"], both["lat_truth"], both["lon_truth"]
+    )
     both["pressure_error_hpa"] = both["min_pressure"] - both["min_pressure_truth"]
     both["abs_pressure_error_hpa"] = both["pressure_error_hpa"].abs()
     both["vorticity_error"] = both["max_vorticity"] - both["max_vorticity_truth"]
     if not by_lead:
         return both
-    metrics = ["position_error_km", "pressure_error_hpa", "abs_pressure_error_hpa",
-               "vorticity_error"]
+    metrics = [
+        "position_error_km",
+        "pressure_error_hpa",
+        "abs_pressure_error_hpa",
+        "vorticity_error",
+    ]
     out = both.groupby(LEAD)[metrics].mean()
     out.insert(0, "count", both.groupby(LEAD).size())
     return out.reset_index()

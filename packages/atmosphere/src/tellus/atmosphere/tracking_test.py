@@ -141,9 +141,11 @@ def _forecast(ds, shift_cells=0):
 
 def _chord_km(lat1, lon1, lat2, lon2):
     """Great-circle distance from the angle between unit vectors (independent formula)."""
+
     def xyz(lat, lon):
         la, lo = np.radians(lat), np.radians(lon)
         return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], -1)
+
     dot = np.clip(np.sum(xyz(lat1, lon1) * xyz(lat2, lon2), -1), -1.0, 1.0)
     return A / 1e3 * np.arccos(dot)
 
@@ -158,13 +160,17 @@ def test_forecast_tracks_match_truth_and_errors_along_the_lead():
     errors = tracking.track_errors(same, truth)
     assert list(errors[tracking.LEAD]) == list(pd.to_timedelta(np.arange(6) * 6, unit="h"))
     assert (errors["count"] == 2).all()
-    np.testing.assert_allclose(errors[["position_error_km", "pressure_error_hpa",
-                                       "vorticity_error"]].to_numpy(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(
+        errors[["position_error_km", "pressure_error_hpa", "vorticity_error"]].to_numpy(),
+        0.0,
+        atol=1e-9,
+    )
     # One cell east: the error is the great-circle distance between the two grid points.
     east = tracking.track(_forecast(ds, shift_cells=1))
     points = tracking.track_errors(east, truth, by_lead=False)
-    expected = _chord_km(points["lat_truth"], points["lon_truth"], points["lat"],
-                         points["lon_truth"] + CELL)
+    expected = _chord_km(
+        points["lat_truth"], points["lon_truth"], points["lat"], points["lon_truth"] + CELL
+    )
     np.testing.assert_allclose(points["position_error_km"], expected, rtol=1e-6)
     np.testing.assert_allclose(_lon_error(points["lon"], points["lon_truth"]), CELL)
     # One init as a scalar ``time`` coordinate, one member without a realization dim.
@@ -174,17 +180,24 @@ def test_forecast_tracks_match_truth_and_errors_along_the_lead():
 
 
 def test_match_and_errors_on_hand_made_tracks():
-    truth = pd.DataFrame({
-        "track_id": [7, 7, 7, 9, 9], "time": list(TIMES[:3]) + list(TIMES[:2]),
-        "lat": [10.0, 11.0, 12.0, -30.0, -31.0], "lon": [359.0, 0.5, 2.0, 100.0, 101.0],
-        "min_pressure": [990.0, 985.0, 980.0, 1000.0, 999.0],
-        "max_vorticity": [1e-4, 1.2e-4, 1.4e-4, -5e-5, -6e-5]})
+    truth = pd.DataFrame(
+        {
+            "track_id": [7, 7, 7, 9, 9],
+            "time": list(TIMES[:3]) + list(TIMES[:2]),
+            "lat": [10.0, 11.0, 12.0, -30.0, -31.0],
+            "lon": [359.0, 0.5, 2.0, 100.0, 101.0],
+            "min_pressure": [990.0, 985.0, 980.0, 1000.0, 999.0],
+            "max_vorticity": [1e-4, 1.2e-4, 1.4e-4, -5e-5, -6e-5],
+        }
+    )
     fc = truth.assign(**{tracking.INIT: TIMES[0], tracking.MEMBER_DIM: -1})
     fc[tracking.LEAD] = fc["time"] - TIMES[0]
     fc["track_id"] = fc["track_id"] + 100
     matches = tracking.match_tracks(fc, truth, max_distance_km=100.0)
     assert dict(zip(matches["track_id"], matches["truth_track_id"], strict=True)) == {
-        107: 7, 109: 9}
+        107: 7,
+        109: 9,
+    }
     np.testing.assert_allclose(matches["distance_km"], 0.0, atol=1e-9)
     # One degree north and 2 hPa deeper: 1 deg of arc on the mean Earth radius.
     moved = fc.assign(lat=fc["lat"] + 1.0, min_pressure=fc["min_pressure"] - 2.0)
@@ -203,5 +216,6 @@ def test_relative_vorticity_of_solid_body_rotation():
     u = 10.0 * np.cos(np.radians(LAT))[:, None] * np.ones((1, len(LON)))
     zeta = tracking.relative_vorticity(u, np.zeros_like(u), LAT, LON)
     expected = 2 * 10.0 * np.sin(np.radians(LAT))[:, None] / A
-    np.testing.assert_allclose(zeta[1:-1], np.broadcast_to(expected, zeta.shape)[1:-1],
-                               rtol=1e-2, atol=1e-9)  # O(dphi^2) centred differences
+    np.testing.assert_allclose(
+        zeta[1:-1], np.broadcast_to(expected, zeta.shape)[1:-1], rtol=1e-2, atol=1e-9
+    )  # O(dphi^2) centred differences

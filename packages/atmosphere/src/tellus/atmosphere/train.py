@@ -52,12 +52,15 @@ class Splits:
         times = pd.DatetimeIndex(sources.open_metadata(str(store)).indexes["time"])
         n = len(times)
         if n < 24:
-            raise ValueError(f"{store} has {n} times; train/validation/test splits need at "
-                             f"least 24 (the embedded default has 1460)")
+            raise ValueError(
+                f"{store} has {n} times; train/validation/test splits need at "
+                f"least 24 (the embedded default has 1460)"
+            )
         a, b = times[int(0.75 * n)], times[int(0.83 * n)]
         end = times[-1] + (times[-1] - times[-2])
-        return cls(sources.DateRange(times[0], a), sources.DateRange(a, b),
-                   sources.DateRange(b, end))
+        return cls(
+            sources.DateRange(times[0], a), sources.DateRange(a, b), sources.DateRange(b, end)
+        )
 
 
 def available_leads(store: str | Path, leads: Sequence[int] = PANGU_LEADS) -> tuple[int, ...]:
@@ -66,8 +69,9 @@ def available_leads(store: str | Path, leads: Sequence[int] = PANGU_LEADS) -> tu
     step_h = (times[1] - times[0]) / pd.Timedelta("1h")
     out = tuple(h for h in leads if h % step_h == 0)
     if not out:
-        raise ValueError(f"none of the leads {list(leads)} h is a multiple of the store's "
-                         f"{step_h:g} h time step")
+        raise ValueError(
+            f"none of the leads {list(leads)} h is a multiple of the store's {step_h:g} h time step"
+        )
     return out
 
 
@@ -99,8 +103,10 @@ def make_forecaster_config(
     task = fc.task_for(lead_hours, store_time_step(store), static_variables=fc.STATIC_VARIABLES)
     src = sources.WindowSource(store, task, train_range)
     if (len(src.latitude), len(src.longitude)) != (model.lat, model.lon):
-        raise ValueError(f"model grid {model.lat} x {model.lon} does not match the store's "
-                         f"{len(src.latitude)} x {len(src.longitude)} ({store})")
+        raise ValueError(
+            f"model grid {model.lat} x {model.lon} does not match the store's "
+            f"{len(src.latitude)} x {len(src.longitude)} ({store})"
+        )
     if len(task.levels) != model.levels:
         raise ValueError(f"model has {model.levels} levels, the task {len(task.levels)}")
     stats = normalization.NormalizationStats.from_store(statistics.stats_path(store))
@@ -111,14 +117,22 @@ def make_forecaster_config(
     s_std = np.where(s_std > 0, s_std, 1.0)
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(src), size=min(n_increment_samples, len(src)), replace=False)
-    incs = np.stack([(s["targets"][0] - s["inputs"][-1]) / std
-                     for s in (src[int(i)] for i in np.sort(idx))])
+    incs = np.stack(
+        [(s["targets"][0] - s["inputs"][-1]) / std for s in (src[int(i)] for i in np.sort(idx))]
+    )
     inc = np.sqrt(np.mean(incs.astype(np.float64) ** 2, axis=(0, 1, 2)))
     inc = np.where(inc > 1e-6, inc, 1.0)
     return fc.ForecasterConfig(
-        model=model, lead_hours=lead_hours, latitude=tuple(src.latitude), mean=tuple(mean),
-        std=tuple(std), static_mean=tuple(s_mean), static_std=tuple(s_std),
-        increment_scale=tuple(inc), residual=residual, loss=loss,
+        model=model,
+        lead_hours=lead_hours,
+        latitude=tuple(src.latitude),
+        mean=tuple(mean),
+        std=tuple(std),
+        static_mean=tuple(s_mean),
+        static_std=tuple(s_std),
+        increment_scale=tuple(inc),
+        residual=residual,
+        loss=loss,
     )
 
 
@@ -128,13 +142,12 @@ class WindowBatches(trainer.IndexedStream):
     def __init__(self, source: sources.WindowSource, batch_size: int, seed: int = 0):
         n_batches = len(source) // batch_size
         if n_batches == 0:
-            raise ValueError(f"{len(source)} training windows cannot fill a batch of "
-                             f"{batch_size}")
+            raise ValueError(f"{len(source)} training windows cannot fill a batch of {batch_size}")
 
         def batch_fn(index: int) -> dict[str, np.ndarray]:
             epoch, pos = divmod(index, n_batches)
             perm = np.random.default_rng([seed, epoch]).permutation(len(source))
-            rows = [source[int(j)] for j in perm[pos * batch_size:(pos + 1) * batch_size]]
+            rows = [source[int(j)] for j in perm[pos * batch_size : (pos + 1) * batch_size]]
             return {k: np.stack([r[k] for r in rows]) for k in ("inputs", "targets", "statics")}
 
         super().__init__(batch_fn)
@@ -156,8 +169,10 @@ class RolloutPhase:
 
     def __post_init__(self) -> None:
         if self.rollout < 1 or self.steps < 1:
-            raise ValueError(f"rollout phase of the {self.lead} h model needs rollout >= 1 "
-                             f"and steps >= 1, got rollout={self.rollout}, steps={self.steps}")
+            raise ValueError(
+                f"rollout phase of the {self.lead} h model needs rollout >= 1 "
+                f"and steps >= 1, got rollout={self.rollout}, steps={self.steps}"
+            )
 
     def directory(self, workdir: str | Path) -> Path:
         return lead_dir(workdir, self.lead) / f"rollout_{self.rollout}"
@@ -183,17 +198,22 @@ class TrainPlan:
     def __post_init__(self) -> None:
         bad = sorted({lead for lead, _ in self.steps_by_lead} - set(self.leads))
         if bad:
-            raise ValueError(f"steps given for the {bad} h models, which the plan does not "
-                             f"train (leads {list(self.leads)})")
+            raise ValueError(
+                f"steps given for the {bad} h models, which the plan does not "
+                f"train (leads {list(self.leads)})"
+            )
         extra = sorted({p.lead for p in self.finetune} - set(self.leads))
         if extra:
-            raise ValueError(f"rollout fine-tuning of the {extra} h models, which the plan does "
-                             f"not train (leads {list(self.leads)})")
+            raise ValueError(
+                f"rollout fine-tuning of the {extra} h models, which the plan does "
+                f"not train (leads {list(self.leads)})"
+            )
         for lead in self.leads:
             ks = [p.rollout for p in self.finetune if p.lead == lead]
             if ks != sorted(set(ks)):  # the last phase is the longest: final_phase relies on it
-                raise ValueError(f"the rollout phases of the {lead} h model must grow in length, "
-                                 f"got {ks}")
+                raise ValueError(
+                    f"the rollout phases of the {lead} h model must grow in length, got {ks}"
+                )
 
     def train_config(self, lead: int) -> train_config.TrainConfig:
         """``train`` with the ``lead`` model's own step count (``steps_by_lead``), the
@@ -203,11 +223,16 @@ class TrainPlan:
             return self.train
         t = self.train
         opt = dataclasses.replace(
-            t.optimizer, decay_steps=max(1, round(t.optimizer.decay_steps * steps / t.num_steps)),
-            warmup_steps=min(t.optimizer.warmup_steps, max(steps // 10, 1)))
+            t.optimizer,
+            decay_steps=max(1, round(t.optimizer.decay_steps * steps / t.num_steps)),
+            warmup_steps=min(t.optimizer.warmup_steps, max(steps // 10, 1)),
+        )
         return dataclasses.replace(
-            t, optimizer=opt, num_steps=steps,
-            checkpoint_every=max(1, round(t.checkpoint_every * steps / t.num_steps)))
+            t,
+            optimizer=opt,
+            num_steps=steps,
+            checkpoint_every=max(1, round(t.checkpoint_every * steps / t.num_steps)),
+        )
 
     def phases(self, lead: int) -> tuple[RolloutPhase, ...]:
         """The rollout fine-tuning phases of the ``lead`` model, in the order they run."""
@@ -219,8 +244,12 @@ class TrainPlan:
 
 
 def default_train_config(
-    steps: int, batch_size: int, peak_learning_rate: float = 2e-3, decay: float = 100.0,
-    max_warmup: int = 50, seed: int = 0,
+    steps: int,
+    batch_size: int,
+    peak_learning_rate: float = 2e-3,
+    decay: float = 100.0,
+    max_warmup: int = 50,
+    seed: int = 0,
 ) -> train_config.TrainConfig:
     """AdamW with warm-up (a tenth of ``steps``, at most ``max_warmup``) + cosine decay to
     ``steps`` (peak / ``decay`` at the end), for the CPU presets."""
@@ -229,7 +258,9 @@ def default_train_config(
             peak_learning_rate=peak_learning_rate,
             end_learning_rate=peak_learning_rate / decay,
             warmup_steps=min(max_warmup, steps // 10),
-            decay_steps=steps, weight_decay=0.05, ema_decay=None,
+            decay_steps=steps,
+            weight_decay=0.05,
+            ema_decay=None,
         ),
         num_steps=steps,
         batch_size=batch_size,
@@ -255,8 +286,14 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
         if cfg_file.exists():  # resume with exactly the config the run started with
             fcfg = fc.ForecasterConfig.from_dict(json.loads(cfg_file.read_text()))
         else:
-            fcfg = make_forecaster_config(plan.store, lead, plan.model, plan.splits.train,
-                                          residual=plan.residual, loss=plan.loss)
+            fcfg = make_forecaster_config(
+                plan.store,
+                lead,
+                plan.model,
+                plan.splits.train,
+                residual=plan.residual,
+                loss=plan.loss,
+            )
             tmp = cfg_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(fcfg.to_dict()))
             tmp.replace(cfg_file)
@@ -267,17 +304,25 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
         data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
         tcfg = plan.train_config(lead)
         if show_progress:
-            print(f"training the {lead} h model: {len(src)} windows, "
-                  f"{tcfg.num_steps} steps of {tcfg.batch_size}"
-                  + (f", loss over a {k}-step rollout" if k > 1 else ""))
+            print(
+                f"training the {lead} h model: {len(src)} windows, "
+                f"{tcfg.num_steps} steps of {tcfg.batch_size}"
+                + (f", loss over a {k}-step rollout" if k > 1 else "")
+            )
         histories[lead] = trainer.fit(
-            fc.make_forecaster, fcfg, tcfg, loss_fn, data, out,
+            fc.make_forecaster,
+            fcfg,
+            tcfg,
+            loss_fn,
+            data,
+            out,
             show_progress=show_progress,
         )
         previous = out
         for phase in plan.phases(lead):
             histories[lead] = histories[lead] + _run_phase(
-                plan, phase, fcfg, previous, show_progress)
+                plan, phase, fcfg, previous, show_progress
+            )
             previous = phase.directory(plan.workdir)
     return histories
 
@@ -287,22 +332,39 @@ def _loss_fn(rollout: int):
     return fc.loss_fn if rollout == 1 else fc.rollout_loss_fn(rollout)
 
 
-def _run_phase(plan: TrainPlan, phase: RolloutPhase, fcfg: fc.ForecasterConfig,
-               previous: Path, show_progress: bool) -> list[tuple[int, float]]:
+def _run_phase(
+    plan: TrainPlan,
+    phase: RolloutPhase,
+    fcfg: fc.ForecasterConfig,
+    previous: Path,
+    show_progress: bool,
+) -> list[tuple[int, float]]:
     """One rollout fine-tuning phase, warm-started from ``previous`` (resumable)."""
     task = fc.task_for(phase.lead, store_time_step(plan.store), rollout=phase.rollout)
     src = sources.WindowSource(plan.store, task, plan.splits.train)
-    cfg = default_train_config(phase.steps, plan.train.batch_size, phase.learning_rate,
-                               decay=10.0, max_warmup=10, seed=plan.train.seed + phase.rollout)
+    cfg = default_train_config(
+        phase.steps,
+        plan.train.batch_size,
+        phase.learning_rate,
+        decay=10.0,
+        max_warmup=10,
+        seed=plan.train.seed + phase.rollout,
+    )
     if show_progress:
-        print(f"fine-tuning the {phase.lead} h model on a {phase.rollout}-step rollout: "
-              f"{len(src)} windows, {phase.steps} steps of {plan.train.batch_size}, "
-              f"LR {phase.learning_rate:g}")
+        print(
+            f"fine-tuning the {phase.lead} h model on a {phase.rollout}-step rollout: "
+            f"{len(src)} windows, {phase.steps} steps of {plan.train.batch_size}, "
+            f"LR {phase.learning_rate:g}"
+        )
     loss_fn = _loss_fn(phase.rollout)
     return trainer.fit(
-        ckpt_lib.warm_start(previous, fc.make_forecaster), fcfg, cfg, loss_fn,
+        ckpt_lib.warm_start(previous, fc.make_forecaster),
+        fcfg,
+        cfg,
+        loss_fn,
         WindowBatches(src, plan.train.batch_size, seed=cfg.seed),
-        phase.directory(plan.workdir), show_progress=show_progress,
+        phase.directory(plan.workdir),
+        show_progress=show_progress,
     )
 
 
@@ -310,8 +372,9 @@ def final_phase(directory: str | Path) -> Path:
     """The folder of the last training phase of a ``lead_{H}h`` model that has a checkpoint:
     its longest ``rollout_{k}`` fine-tuning phase, or ``directory`` itself."""
     directory = Path(directory)
-    phases = sorted(directory.glob("rollout_*"), key=lambda p: int(p.name.split("_")[1]),
-                    reverse=True)
+    phases = sorted(
+        directory.glob("rollout_*"), key=lambda p: int(p.name.split("_")[1]), reverse=True
+    )
     for p in phases:
         ck = ckpt_lib.Checkpointer(p / "checkpoints", async_save=False)
         try:
@@ -334,8 +397,10 @@ def load_forecaster(directory: str | Path, use_ema: bool = True) -> fc.Forecaste
     try:
         step = ck.latest_step()
         if step is None:
-            raise FileNotFoundError(f"no complete checkpoint in {directory}/checkpoints; "
-                                    "train first (just train-atmosphere)")
+            raise FileNotFoundError(
+                f"no complete checkpoint in {directory}/checkpoints; "
+                "train first (just train-atmosphere)"
+            )
         model, _, state, _ = ckpt_lib.rebuild(ck, step, fc.make_forecaster)
     finally:
         ck.close()
@@ -350,7 +415,7 @@ def load_models(workdir: str | Path) -> dict[int, fc.Forecaster]:
     """Every trained lead model under ``workdir``, by lead hours."""
     out = {}
     for d in sorted(Path(workdir).glob("lead_*h")):
-        lead = int(d.name[len("lead_"):-1])
+        lead = int(d.name[len("lead_") : -1])
         out[lead] = load_forecaster(d)
     if not out:
         raise FileNotFoundError(f"no lead_*h model folders in {workdir}")
@@ -362,7 +427,17 @@ def model_info(models: dict[int, fc.Forecaster]) -> dict[str, Any]:
 
 
 __all__ = [
-    "PANGU_LEADS", "RolloutPhase", "Splits", "TrainPlan", "WindowBatches", "available_leads",
-    "default_train_config", "final_phase", "lead_dir", "load_forecaster", "load_models",
-    "make_forecaster_config", "train_models",
+    "PANGU_LEADS",
+    "RolloutPhase",
+    "Splits",
+    "TrainPlan",
+    "WindowBatches",
+    "available_leads",
+    "default_train_config",
+    "final_phase",
+    "lead_dir",
+    "load_forecaster",
+    "load_models",
+    "make_forecaster_config",
+    "train_models",
 ]

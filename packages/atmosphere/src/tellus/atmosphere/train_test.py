@@ -67,8 +67,9 @@ def test_forecaster_config_from_store(pangu_store, fcfg):
     assert all(s > 0 for s in fcfg.increment_scale)
     assert fc.ForecasterConfig.from_dict(fcfg.to_dict()) == fcfg
     with pytest.raises(ValueError, match="grid"):
-        train.make_forecaster_config(pangu_store, 6, config.preset("tiny"),
-                                     train.Splits.for_store(pangu_store).train)
+        train.make_forecaster_config(
+            pangu_store, 6, config.preset("tiny"), train.Splits.for_store(pangu_store).train
+        )
 
 
 def test_loss_is_zero_for_the_models_own_forecast(pangu_store, fcfg):
@@ -110,7 +111,9 @@ def test_rollout_loss_matches_one_step_loss_and_vanishes_on_own_rollout(pangu_st
 def trained(pangu_store, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("atmos_train")
     plan = train.TrainPlan(
-        store=pangu_store, workdir=str(workdir), leads=LEADS,
+        store=pangu_store,
+        workdir=str(workdir),
+        leads=LEADS,
         model=config.preset("tiny", lat=N_LAT, lon=N_LON),
         train=train.default_train_config(steps=4, batch_size=2),
         splits=train.Splits.for_store(pangu_store),
@@ -144,7 +147,8 @@ def test_hierarchical_and_naive_compose_the_lead_models(pangu_store, trained):
     assert len(system.calls([168])) == 7 and len(naive.calls([168])) == 28
     assert [c.lead for c in system.calls([30])] == [24, 6]
     x0, static, _, _ = forecast.read_initial_conditions(
-        pangu_store, ["2000-01-02T00"], system.config)
+        pangu_store, ["2000-01-02T00"], system.config
+    )
     hier = dict(system.steps(x0, static, [24, 30]))
     st, q = jnp.asarray(static), list(fc.nonnegative_channels(system.config.model))
     std = np.asarray(system.config.std)
@@ -173,8 +177,13 @@ def test_forecast_layout_and_streaming(pangu_store, trained, tmp_path):
     leads = forecast.output_leads("2d", "12h")
     assert leads == [12, 24, 36, 48]
     mem = forecast.forecast(system, pangu_store, inits, leads, show_progress=False)
-    assert mem["temperature"].dims == (schema.TIME, forecast.LEAD_DIM, schema.LEVEL,
-                                       schema.LATITUDE, schema.LONGITUDE)
+    assert mem["temperature"].dims == (
+        schema.TIME,
+        forecast.LEAD_DIM,
+        schema.LEVEL,
+        schema.LATITUDE,
+        schema.LONGITUDE,
+    )
     assert list(mem[forecast.LEAD_DIM].values) == list(pd.to_timedelta(leads, unit="h"))
     assert list(mem[schema.TIME].values) == list(pd.DatetimeIndex(inits).values)
     out = tmp_path / "fc.zarr"
@@ -194,32 +203,51 @@ def test_ensemble_forecast_has_realizations(pangu_store, trained):
         noise[:, 0] = 0.0
         return (x0[:, None] * (1 + 1e-3 * noise)).reshape(-1, *x0.shape[1:])
 
-    ens = forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6, 24], members=3,
-                            perturb=perturb, show_progress=False)
+    ens = forecast.forecast(
+        system,
+        pangu_store,
+        ["2000-01-02T00"],
+        [6, 24],
+        members=3,
+        perturb=perturb,
+        show_progress=False,
+    )
     assert ens.sizes[forecast.MEMBER_DIM] == 3
-    det = forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6, 24],
-                            show_progress=False)
-    np.testing.assert_allclose(ens["2m_temperature"].isel(realization=0).values,
-                               det["2m_temperature"].values, rtol=1e-5)
+    det = forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6, 24], show_progress=False)
+    np.testing.assert_allclose(
+        ens["2m_temperature"].isel(realization=0).values, det["2m_temperature"].values, rtol=1e-5
+    )
     assert float(ens["2m_temperature"].std(forecast.MEMBER_DIM).max()) > 0
     with pytest.raises(ValueError, match="perturbation"):
-        forecast.forecast(system, pangu_store, ["2000-01-02T00"], [6], members=2,
-                          show_progress=False)
+        forecast.forecast(
+            system, pangu_store, ["2000-01-02T00"], [6], members=2, show_progress=False
+        )
 
 
 def test_evaluate_writes_report_and_scores_persistence_by_hand(pangu_store, trained, tmp_path):
     from tellus.atmosphere import evaluate
 
     plan, _, _ = trained
-    cfg = evaluate.EvalConfig(max_lead="1d", every="6h", init_every="6h", map_leads=("1d",),
-                              rollout_days=2)
-    summary = evaluate.run(pangu_store, plan.workdir, tmp_path / "report", cfg,
-                           show_progress=False)
+    cfg = evaluate.EvalConfig(
+        max_lead="1d", every="6h", init_every="6h", map_leads=("1d",), rollout_days=2
+    )
+    summary = evaluate.run(pangu_store, plan.workdir, tmp_path / "report", cfg, show_progress=False)
     report = tmp_path / "report"
-    for name in ("scores.csv", "scorecard_rmse.md", "scorecard_acc.csv", "rmse_vs_lead.png",
-                 "acc_vs_lead.png", "maps_Z500_1d.png", "summary.json", "forecast.zarr",
-                 "verdict.csv", "rollout_2d.csv", "tracks_forecast.csv", "tracks_truth.csv",
-                 "tracks_errors.csv"):
+    for name in (
+        "scores.csv",
+        "scorecard_rmse.md",
+        "scorecard_acc.csv",
+        "rmse_vs_lead.png",
+        "acc_vs_lead.png",
+        "maps_Z500_1d.png",
+        "summary.json",
+        "forecast.zarr",
+        "verdict.csv",
+        "rollout_2d.csv",
+        "tracks_forecast.csv",
+        "tracks_truth.csv",
+        "tracks_errors.csv",
+    ):
         assert (report / name).exists(), name
     assert summary["model_calls_per_forecast"] == {evaluate.MODEL: 4, evaluate.NAIVE: 4}
     df = pd.read_csv(report / "scores.csv")
@@ -233,11 +261,17 @@ def test_evaluate_writes_report_and_scores_persistence_by_hand(pangu_store, trai
     edges = np.r_[-np.pi / 2, (lat[:-1] + lat[1:]) / 2, np.pi / 2]
     w = np.diff(np.sin(edges))
     w = w / w.mean()
-    errs = [((t2m.sel(time=t + pd.Timedelta("12h")) - t2m.sel(time=t)) ** 2
-             * w[:, None]).mean().item() for t in inits]
-    got = df[(df.model == "persistence") & (df.metric == "rmse") & (df.region == "global")
-             & (df.variable == "2m_temperature") & (pd.to_timedelta(df["lead"]) ==
-                                                     pd.Timedelta("12h"))]["value"]
+    errs = [
+        ((t2m.sel(time=t + pd.Timedelta("12h")) - t2m.sel(time=t)) ** 2 * w[:, None]).mean().item()
+        for t in inits
+    ]
+    got = df[
+        (df.model == "persistence")
+        & (df.metric == "rmse")
+        & (df.region == "global")
+        & (df.variable == "2m_temperature")
+        & (pd.to_timedelta(df["lead"]) == pd.Timedelta("12h"))
+    ]["value"]
     assert got.item() == pytest.approx(np.sqrt(np.mean(errs)), rel=1e-5)
     v = evaluate.verdict(df)
     assert set(v["variable"]) == set(evaluate.VERDICT_VARIABLES) and len(v) == 3 * 4
@@ -251,8 +285,9 @@ def test_training_climatology_is_the_training_mean(pangu_store):
     t2m = xr.open_zarr(pangu_store, consolidated=False)["2m_temperature"]
     n_train = int((pd.DatetimeIndex(t2m["time"].values) < pd.Timestamp(splits.train.stop)).sum())
     want = t2m.isel(time=slice(0, n_train)).mean("time").values
-    np.testing.assert_allclose(clim["2m_temperature"].sel(dayofyear=200, hour=6).values, want,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        clim["2m_temperature"].sel(dayofyear=200, hour=6).values, want, rtol=1e-6
+    )
 
 
 class _Amplifier(nnx.Module):
@@ -272,8 +307,9 @@ def test_long_rollout_flags_what_leaves_the_bounds(pangu_store, fcfg):
 
     def check(factor):
         system = forecast.ForecastSystem({24: _Amplifier(fcfg, factor)})
-        return evaluate.long_rollout(system, pangu_store, "2000-01-02T00", days=30,
-                                     show_progress=False)
+        return evaluate.long_rollout(
+            system, pangu_store, "2000-01-02T00", days=30, show_progress=False
+        )
 
     steady = check(1.0)
     assert len(steady) == 5 * 13 + 4  # every variable and level
@@ -299,8 +335,7 @@ class _Shift(_Amplifier):
 
 
 def test_rollout_never_feeds_back_negative_humidity(pangu_store, fcfg):
-    x0, static, layout, _ = forecast.read_initial_conditions(pangu_store, ["2000-01-02T00"],
-                                                             fcfg)
+    x0, static, layout, _ = forecast.read_initial_conditions(pangu_store, ["2000-01-02T00"], fcfg)
     system = forecast.ForecastSystem({24: _Shift(fcfg, 0.5)})
     steps = dict(system.steps(x0, static, [24, 48]))
     q = fc.nonnegative_channels(fcfg.model)
@@ -311,8 +346,9 @@ def test_rollout_never_feeds_back_negative_humidity(pangu_store, fcfg):
     # humidity (< 0.5 kg/kg everywhere) is clipped to 0 at each step, the rest just shifts
     np.testing.assert_array_equal(np.asarray(steps[24])[..., q], 0.0)
     np.testing.assert_array_equal(np.asarray(steps[48])[..., q], 0.0)
-    np.testing.assert_allclose(np.asarray(steps[48])[..., other], x0[..., other] - 1.0,
-                               rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(steps[48])[..., other], x0[..., other] - 1.0, rtol=1e-6, atol=1e-3
+    )
 
 
 def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_store, trained):
@@ -330,11 +366,15 @@ def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_sto
     task = fc.task_for(24, "6h", rollout=2)
     src = sources.WindowSource(pangu_store, task, plan.splits.train)
     batch = next(train.WindowBatches(src, plan.train.batch_size, seed=plan.train.seed + 2))
-    want = float(nnx.jit(fc.rollout_loss_fn(2))(
-        models[24], {k: jnp.asarray(v) for k, v in batch.items()}))
-    fresh = float(nnx.jit(fc.rollout_loss_fn(2))(
-        fc.make_forecaster(models[24].config.to_dict()),
-        {k: jnp.asarray(v) for k, v in batch.items()}))
+    want = float(
+        nnx.jit(fc.rollout_loss_fn(2))(models[24], {k: jnp.asarray(v) for k, v in batch.items()})
+    )
+    fresh = float(
+        nnx.jit(fc.rollout_loss_fn(2))(
+            fc.make_forecaster(models[24].config.to_dict()),
+            {k: jnp.asarray(v) for k, v in batch.items()},
+        )
+    )
     # (training-mode numerics differ from the eval call in the last digits)
     np.testing.assert_allclose(hist[24][0][1], want, rtol=2e-3)
     assert abs(fresh - want) > 20 * 2e-3 * want, (fresh, want)
@@ -352,10 +392,13 @@ def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_sto
 
 def test_per_lead_steps_scale_the_schedule(pangu_store):
     plan = train.TrainPlan(
-        store=pangu_store, workdir="unused", leads=LEADS,
+        store=pangu_store,
+        workdir="unused",
+        leads=LEADS,
         model=config.preset("tiny", lat=N_LAT, lon=N_LON),
         train=train.default_train_config(steps=400, batch_size=2),
-        splits=train.Splits.for_store(pangu_store), steps_by_lead=((6, 100),),
+        splits=train.Splits.for_store(pangu_store),
+        steps_by_lead=((6, 100),),
     )
     assert plan.train_config(24) == plan.train
     six = plan.train_config(6)

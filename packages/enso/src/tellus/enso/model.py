@@ -244,7 +244,9 @@ class ResoNet(nnx.Module):
         )
         rank = cfg.lead_rank or cfg.n_leads
         self.head2 = _dense(cfg.head_hidden, rank, ("mlp", None), rngs)
-        self.leads = None if cfg.lead_rank is None else _dense(rank, cfg.n_leads, (None, None), rngs)
+        self.leads = (
+            None if cfg.lead_rank is None else _dense(rank, cfg.n_leads, (None, None), rngs)
+        )
 
     def tokens(self, x: jax.Array) -> jax.Array:
         """The stem's tokens [B, n_tokens, conv_channels[-1]] of normalized inputs."""

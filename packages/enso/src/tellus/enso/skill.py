@@ -500,13 +500,16 @@ def compare(
     return summary, sc
 
 
-def long_test(n_years: int = LONG_TEST_YEARS, seed: int = LONG_TEST_SEED) -> tuple[Series, np.ndarray]:
+def long_test(
+    n_years: int = LONG_TEST_YEARS, seed: int = LONG_TEST_SEED
+) -> tuple[Series, np.ndarray]:
     """A long independent draw of the observed world and every start in it:
     ``(series, inits)``."""
     from tellus.enso import train
 
-    series = train.to_series(world.build_world("observed", n_years=n_years, seed=seed,
-                                               progress=False))
+    series = train.to_series(
+        world.build_world("observed", n_years=n_years, seed=seed, progress=False)
+    )
     return series, train.inits_between(series, 0, series.n_time - 1)
 
 
@@ -576,8 +579,11 @@ def evaluate_ensemble(
         blocks = lte[:, 0] * 100_000 + lte[:, 1] // MONTHS
         long_info, long_sc = compare(lfc, lt["y"].astype(np.float64), lt["month"], blocks)
         long_info["years"] = long_test_years
-        plot_skill_by_lead(long_sc, report / "skill_by_lead_long_test.png",
-                           title=f"{long_test_years} independent observed-world years")
+        plot_skill_by_lead(
+            long_sc,
+            report / "skill_by_lead_long_test.png",
+            title=f"{long_test_years} independent observed-world years",
+        )
         long_sc.to_netcdf(report / "scores_long_test.nc")
 
     # Explanations: the ensemble mean is linear in the members, so are its attributions.

@@ -332,7 +332,9 @@ def build_world(
     writing.create_store(path, template, time_chunk=time_chunk, attrs=_attrs(plan))
     done = writing.completed_chunks(path)
     todo = [i for i in range(n_chunks) if i not in done]
-    for i in writing.track(todo, description=f"ENSO world ({kind})", enabled=progress and bool(todo)):
+    for i in writing.track(
+        todo, description=f"ENSO world ({kind})", enabled=progress and bool(todo)
+    ):
         writing.write_chunk(path, i, chunk(i))
     return validation.open_dataset(path)
 

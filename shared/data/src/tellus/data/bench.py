@@ -24,8 +24,14 @@ from tellus.data import loader, mock, schema, sources, tasks, validation
 def mock_store(path: Path) -> Path:
     """Writes the default benchmark store (WeatherBench2-like 64x128 layout)."""
     times = pd.date_range("2000-01-01", periods=200, freq="6h")
-    ds = mock.mock_era5(times=times, levels=schema.PRESSURE_LEVELS_13, n_lat=64, n_lon=128,
-                        upper_air=tasks.ATMOSPHERE_UPPER_AIR, surface=tasks.ATMOSPHERE_SURFACE)
+    ds = mock.mock_era5(
+        times=times,
+        levels=schema.PRESSURE_LEVELS_13,
+        n_lat=64,
+        n_lon=128,
+        upper_air=tasks.ATMOSPHERE_UPPER_AIR,
+        surface=tasks.ATMOSPHERE_SURFACE,
+    )
     ds.chunk({"time": 1}).to_zarr(path, zarr_format=3, consolidated=False)
     return path
 
@@ -39,7 +45,7 @@ def raw_read_throughput(store: Path) -> tuple[float, float]:
             continue
         step = array.chunks[0]
         for i in range(0, array.shape[0], step):
-            total += array[i:i + step].nbytes
+            total += array[i : i + step].nbytes
     return total / 1e6, time.perf_counter() - start
 
 
@@ -49,8 +55,9 @@ def loader_throughput(
     """Draws ``batches`` shuffled batches of atmosphere windows; returns (samples/s, MB/s)."""
     # The store's own step, so that hourly and 6-hourly stores both work.
     step = validation.time_step(sources.open_metadata(store)[schema.TIME].values)
-    task = tasks.TaskConfig.atmosphere(time_step=to_offset(step).freqstr, lead_times=(step,),
-                                       history=2, history_spacing=step)
+    task = tasks.TaskConfig.atmosphere(
+        time_step=to_offset(step).freqstr, lead_times=(step,), history=2, history_spacing=step
+    )
     source = sources.WindowSource(store, task)
     config = loader.LoaderConfig(global_batch_size=batch_size, seed=0, worker_count=workers)
     it = iter(loader.make_loader(source, config, shard_index=0, shard_count=1))
@@ -78,12 +85,16 @@ def main(argv: list[str] | None = None) -> None:
             store = default if default.exists() else mock_store(Path(tmp) / "bench.zarr")
         print(f"store: {store}")
         mb, seconds = raw_read_throughput(store)
-        print(f"raw sequential zarr read: {mb:,.0f} MB in {seconds:.1f} s = "
-              f"{mb / seconds:,.0f} MB/s")
-        samples, rate = loader_throughput(store, batches=args.batches,
-                                          batch_size=args.batch_size, workers=args.workers)
-        print(f"grain loader (batch {args.batch_size}, shuffled, {args.workers} workers): "
-              f"{samples:,.1f} samples/s = {rate:,.0f} MB/s of arrays")
+        print(
+            f"raw sequential zarr read: {mb:,.0f} MB in {seconds:.1f} s = {mb / seconds:,.0f} MB/s"
+        )
+        samples, rate = loader_throughput(
+            store, batches=args.batches, batch_size=args.batch_size, workers=args.workers
+        )
+        print(
+            f"grain loader (batch {args.batch_size}, shuffled, {args.workers} workers): "
+            f"{samples:,.1f} samples/s = {rate:,.0f} MB/s of arrays"
+        )
         print(f"loader / raw throughput: {rate / (mb / seconds):.2f}")
 
 

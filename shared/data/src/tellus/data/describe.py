@@ -82,11 +82,22 @@ def summarize(path: str | os.PathLike) -> StoreSummary:
     for name, var in sample.data_vars.items():
         values = np.asarray(var.values, dtype=np.float64)
         finite = values[np.isfinite(values)]
-        lo, mean, hi = ((float(finite.min()), float(finite.mean()), float(finite.max()))
-                        if finite.size else (np.nan, np.nan, np.nan))
-        variables.append(VariableSummary(
-            name=str(name), dims=tuple(map(str, var.dims)), units=str(var.attrs.get("units", "?")),
-            long_name=str(var.attrs.get("long_name", "")), minimum=lo, mean=mean, maximum=hi))
+        lo, mean, hi = (
+            (float(finite.min()), float(finite.mean()), float(finite.max()))
+            if finite.size
+            else (np.nan, np.nan, np.nan)
+        )
+        variables.append(
+            VariableSummary(
+                name=str(name),
+                dims=tuple(map(str, var.dims)),
+                units=str(var.attrs.get("units", "?")),
+                long_name=str(var.attrs.get("long_name", "")),
+                minimum=lo,
+                mean=mean,
+                maximum=hi,
+            )
+        )
     levels: tuple[float, ...] = ()
     for dim in (schema.LEVEL, schema.DEPTH):
         if dim in ds.dims:
@@ -101,7 +112,9 @@ def summarize(path: str | os.PathLike) -> StoreSummary:
     return StoreSummary(
         path=str(path),
         sizes={str(k): int(v) for k, v in ds.sizes.items()},
-        time_start=time_start, time_stop=time_stop, time_step=step,
+        time_start=time_start,
+        time_stop=time_stop,
+        time_step=step,
         latitude=_spacing(ds[schema.LATITUDE].values),
         longitude=_spacing(ds[schema.LONGITUDE].values),
         levels=levels,
@@ -120,27 +133,40 @@ def render(summary: StoreSummary) -> None:
 
     console = Console(width=None if Console().is_terminal else 120)
     status = {True: "complete", False: "INCOMPLETE (resume the build)", None: "external store"}
-    console.print(f"[bold]{summary.path}[/bold]  ({summary.nbytes / 2**20:,.1f} MiB "
-                  f"uncompressed, {status[summary.complete]})")
+    console.print(
+        f"[bold]{summary.path}[/bold]  ({summary.nbytes / 2**20:,.1f} MiB "
+        f"uncompressed, {status[summary.complete]})"
+    )
     dims = ", ".join(f"{k}={v}" for k, v in summary.sizes.items())
     console.print(f"dims: {dims}")
     if summary.time_start:
-        console.print(f"time: {summary.time_start} .. {summary.time_stop}, step "
-                      f"{summary.time_step}")
+        console.print(
+            f"time: {summary.time_start} .. {summary.time_stop}, step {summary.time_step}"
+        )
     lat, lon = summary.latitude, summary.longitude
-    console.print(f"grid: latitude {lat[0]:g}..{lat[1]:g} every {lat[2]:g} deg, longitude "
-                  f"{lon[0]:g}..{lon[1]:g} every {lon[2]:g} deg")
+    console.print(
+        f"grid: latitude {lat[0]:g}..{lat[1]:g} every {lat[2]:g} deg, longitude "
+        f"{lon[0]:g}..{lon[1]:g} every {lon[2]:g} deg"
+    )
     if summary.levels:
         console.print(f"levels: {', '.join(f'{v:g}' for v in summary.levels)}")
     table = Table(title="variables (range over sampled time steps)")
     for column in ("name", "dims", "units", "min", "mean", "max"):
         table.add_column(column, justify="right" if column in ("min", "mean", "max") else "left")
     for v in summary.variables:
-        table.add_row(v.name, ",".join(v.dims), v.units, f"{v.minimum:.4g}", f"{v.mean:.4g}",
-                      f"{v.maximum:.4g}")
+        table.add_row(
+            v.name,
+            ",".join(v.dims),
+            v.units,
+            f"{v.minimum:.4g}",
+            f"{v.mean:.4g}",
+            f"{v.maximum:.4g}",
+        )
     console.print(table)
-    console.print("normalization statistics: "
-                  + (statistics.stats_path(summary.path) if summary.has_statistics else "none"))
+    console.print(
+        "normalization statistics: "
+        + (statistics.stats_path(summary.path) if summary.has_statistics else "none")
+    )
     for key in ("title", "source", "description", "history"):
         if key in summary.attrs:
             console.print(f"{key}: {summary.attrs[key]}")

@@ -119,8 +119,7 @@ def ingest(
                 pieces.append((label, conventions.canonicalize(ds, source=label)))
         ds = combine(pieces)
         ds = _prepare_for_write(ds, [Path(s) for s in sources], time_chunk)
-        _write_atomically(ds, store, overwrite=overwrite, progress=progress,
-                          time_chunk=time_chunk)
+        _write_atomically(ds, store, overwrite=overwrite, progress=progress, time_chunk=time_chunk)
     finally:
         for ds in opened:
             ds.close()
@@ -461,21 +460,32 @@ def _prepare_for_write(ds: xr.Dataset, sources: list[Path], time_chunk: int) -> 
     return ds
 
 
-def _write_atomically(ds: xr.Dataset, store: Path, *, overwrite: bool, progress: bool,
-                      time_chunk: int) -> None:
+def _write_atomically(
+    ds: xr.Dataset, store: Path, *, overwrite: bool, progress: bool, time_chunk: int
+) -> None:
     """Writes ``ds`` to ``.NAME.partial`` beside ``store``, resumably, then renames it."""
     store.parent.mkdir(parents=True, exist_ok=True)
     tmp = store.parent / f".{store.name}.partial"
     try:
         if schema.TIME in ds.dims:
             try:
-                writing.write_dataset(ds, tmp, time_chunk=time_chunk, progress=progress,
-                                      description=f"Writing {store.name}")
+                writing.write_dataset(
+                    ds,
+                    tmp,
+                    time_chunk=time_chunk,
+                    progress=progress,
+                    description=f"Writing {store.name}",
+                )
             except SchemaError:
                 # A partial copy left by a killed run of *other* sources: start afresh.
                 shutil.rmtree(tmp, ignore_errors=True)
-                writing.write_dataset(ds, tmp, time_chunk=time_chunk, progress=progress,
-                                      description=f"Writing {store.name}")
+                writing.write_dataset(
+                    ds,
+                    tmp,
+                    time_chunk=time_chunk,
+                    progress=progress,
+                    description=f"Writing {store.name}",
+                )
         else:  # Static fields only: small, written in one go.
             shutil.rmtree(tmp, ignore_errors=True)
             ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)

@@ -104,8 +104,10 @@ def make_loader(
     shards = shard_options(shard_index, shard_count)
     per_shard, rem = divmod(config.global_batch_size, shards.shard_count)
     if rem:
-        raise ValueError(f"global_batch_size {config.global_batch_size} does not divide among "
-                         f"{shards.shard_count} processes")
+        raise ValueError(
+            f"global_batch_size {config.global_batch_size} does not divide among "
+            f"{shards.shard_count} processes"
+        )
     sampler = grain.samplers.IndexSampler(
         num_records=len(source),
         shard_options=grain.sharding.NoSharding(),  # The DataLoader shards (see module doc).
@@ -116,7 +118,8 @@ def make_loader(
     read_options = grain.ReadOptions(
         num_threads=config.read_threads,
         prefetch_buffer_size=max(config.prefetch_buffer_size, config.read_threads)
-        if config.prefetch_buffer_size else 0,
+        if config.prefetch_buffer_size
+        else 0,
     )
     return grain.DataLoader(
         data_source=source,

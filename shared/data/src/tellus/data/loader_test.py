@@ -61,8 +61,7 @@ def test_two_processes_split_each_global_batch():
     cfg = loader.LoaderConfig(global_batch_size=6, seed=1, num_epochs=1)
     source = _IndexSource(30)
     whole = _ids(loader.make_loader(source, cfg, shard_index=0, shard_count=1))
-    shards = [_ids(loader.make_loader(source, cfg, shard_index=i, shard_count=2))
-              for i in range(2)]
+    shards = [_ids(loader.make_loader(source, cfg, shard_index=i, shard_count=2)) for i in range(2)]
     assert len(shards[0]) == len(shards[1]) == len(whole) == 5
     for step, global_batch in enumerate(whole):
         a, b = shards[0][step], shards[1][step]
@@ -87,8 +86,9 @@ def test_resume_from_saved_state_continues_on_the_same_batches():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="does not divide"):
-        loader.make_loader(_IndexSource(8), loader.LoaderConfig(global_batch_size=3),
-                           shard_index=0, shard_count=2)
+        loader.make_loader(
+            _IndexSource(8), loader.LoaderConfig(global_batch_size=3), shard_index=0, shard_count=2
+        )
     with pytest.raises(ValueError, match="both shard_index and shard_count"):
         loader.shard_options(shard_index=0)
     with pytest.raises(ValueError, match="seed"):
@@ -101,14 +101,18 @@ def test_default_sharding_follows_jax():
 
 
 def test_window_source_batches_resume(tmp_path):
-    ds = mock.mock_era5(times=pd.date_range("2020-01-01", periods=20, freq="6h"), n_lat=4,
-                        n_lon=8)
+    ds = mock.mock_era5(times=pd.date_range("2020-01-01", periods=20, freq="6h"), n_lat=4, n_lon=8)
     ds.to_zarr(tmp_path / "s.zarr", consolidated=False)
-    task = tasks.TaskConfig(input_variables=("temperature", "2m_temperature"),
-                            target_variables=("temperature",), levels=(500, 850),
-                            forcing_variables=(tasks.YEAR_PROGRESS_SIN,),
-                            static_variables=("land_sea_mask",),
-                            time_step="6h", history_steps=2, lead_steps=(1, 2))
+    task = tasks.TaskConfig(
+        input_variables=("temperature", "2m_temperature"),
+        target_variables=("temperature",),
+        levels=(500, 850),
+        forcing_variables=(tasks.YEAR_PROGRESS_SIN,),
+        static_variables=("land_sea_mask",),
+        time_step="6h",
+        history_steps=2,
+        lead_steps=(1, 2),
+    )
     source = sources.WindowSource(tmp_path / "s.zarr", task)
     cfg = loader.LoaderConfig(global_batch_size=4, seed=0)
     it = iter(loader.make_loader(source, cfg, shard_index=0, shard_count=1))

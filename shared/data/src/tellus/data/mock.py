@@ -104,8 +104,9 @@ def mock_era5(
     for name in static:
         var = schema.VARIABLES[name]
         lo, hi = var.plausible or (0.0, 1.0)
-        values = lo + (hi - lo) * 0.1 * (1 + np.cos(np.deg2rad(lon))[None, :] * np.cos(
-            np.deg2rad(lat))[:, None])
+        values = lo + (hi - lo) * 0.1 * (
+            1 + np.cos(np.deg2rad(lon))[None, :] * np.cos(np.deg2rad(lat))[:, None]
+        )
         if name == "land_sea_mask":
             values = (values > lo + 0.15 * (hi - lo)).astype(np.float32)
         data_vars[name] = (var.dims, values.astype(np.float32))
@@ -120,8 +121,9 @@ def mock_era5(
         },
     )
     for name in ds.data_vars:
-        ds[name].attrs.update(units=schema.VARIABLES[name].units,
-                              long_name=schema.VARIABLES[name].long_name)
+        ds[name].attrs.update(
+            units=schema.VARIABLES[name].units, long_name=schema.VARIABLES[name].long_name
+        )
     ds[schema.LEVEL].attrs.update(units="hPa", long_name="pressure level")
     ds[schema.LATITUDE].attrs.update(units="degrees_north")
     ds[schema.LONGITUDE].attrs.update(units="degrees_east")
@@ -150,8 +152,13 @@ def mock_ocean(
     mask[:, :2] = 0.0
     shape3 = (len(times), len(depth), n_lat, n_lon)
     shape2 = (len(times), n_lat, n_lon)
-    theta = 25.0 * np.cos(np.deg2rad(lat))[None, None, :, None] * np.exp(-depth / 500.0)[
-        None, :, None, None] + 2.0 + rng.standard_normal(shape3) * 0.1
+    theta = (
+        25.0
+        * np.cos(np.deg2rad(lat))[None, None, :, None]
+        * np.exp(-depth / 500.0)[None, :, None, None]
+        + 2.0
+        + rng.standard_normal(shape3) * 0.1
+    )
     salt = 35.0 + rng.standard_normal(shape3) * 0.1
     ssh = 0.1 * rng.standard_normal(shape2)
     land3 = np.broadcast_to(mask == 0, shape3)
@@ -172,8 +179,12 @@ def mock_ocean(
             ),
             "ocean_mask": (schema.VARIABLES["ocean_mask"].dims, mask),
         },
-        coords={schema.TIME: times, schema.DEPTH: depth, schema.LATITUDE: lat,
-                schema.LONGITUDE: lon},
+        coords={
+            schema.TIME: times,
+            schema.DEPTH: depth,
+            schema.LATITUDE: lat,
+            schema.LONGITUDE: lon,
+        },
     )
     for name in ds.data_vars:
         ds[name].attrs["units"] = schema.VARIABLES[name].units

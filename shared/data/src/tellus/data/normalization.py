@@ -55,11 +55,14 @@ class NormalizationStats:
             for name, da in ds.data_vars.items():
                 extra = set(da.dims) - set(_REDUCED_DIMS_ALLOWED)
                 if extra:
-                    raise ValueError(f"{field}[{name!r}] has dims {da.dims}: reduce over "
-                                     f"{sorted(extra)} first")
+                    raise ValueError(
+                        f"{field}[{name!r}] has dims {da.dims}: reduce over {sorted(extra)} first"
+                    )
         if set(self.mean.data_vars) != set(self.std.data_vars):
-            raise ValueError(f"mean and std have different variables: "
-                             f"{sorted(set(self.mean.data_vars) ^ set(self.std.data_vars))}")
+            raise ValueError(
+                f"mean and std have different variables: "
+                f"{sorted(set(self.mean.data_vars) ^ set(self.std.data_vars))}"
+            )
         extra = set(self.diff_std.data_vars) - set(self.mean.data_vars)
         if extra:
             raise ValueError(f"diff_std has variables without a mean/std: {sorted(extra)}")
@@ -190,27 +193,46 @@ class Normalizer:
         static_layout = static_layout or empty
 
         input_channels = {ch: i for i, ch in enumerate(input_layout.channels)}
-        residual = np.array([input_channels.get(ch, -1) for ch in target_layout.channels],
-                            dtype=np.int64)
+        residual = np.array(
+            [input_channels.get(ch, -1) for ch in target_layout.channels], dtype=np.int64
+        )
         target_mean = channel_values(stats.mean, target_layout)
         target_std = _safe_scale(channel_values(stats.std, target_layout))
         if np.any(residual >= 0):
-            residual_vars = stacking.ChannelLayout(tuple(
-                v for v in target_layout.variables
-                if any(residual[target_layout.slices()[v.name]] >= 0)))
-            diff = dict(zip(residual_vars.channels,
-                            _safe_scale(channel_values(stats.diff_std, residual_vars)), strict=True))
-            target_scale = np.array([diff[ch] if r >= 0 else s for ch, r, s in
-                                     zip(target_layout.channels, residual, target_std, strict=True)],
-                                    dtype=np.float32)
+            residual_vars = stacking.ChannelLayout(
+                tuple(
+                    v
+                    for v in target_layout.variables
+                    if any(residual[target_layout.slices()[v.name]] >= 0)
+                )
+            )
+            diff = dict(
+                zip(
+                    residual_vars.channels,
+                    _safe_scale(channel_values(stats.diff_std, residual_vars)),
+                    strict=True,
+                )
+            )
+            target_scale = np.array(
+                [
+                    diff[ch] if r >= 0 else s
+                    for ch, r, s in zip(target_layout.channels, residual, target_std, strict=True)
+                ],
+                dtype=np.float32,
+            )
         else:
             target_scale = target_std
 
         def forcing_stats(ds: xr.Dataset, default: float) -> np.ndarray:
-            return np.concatenate([
-                np.full(v.size, default, np.float32) if v.name in tasks.COMPUTED_FORCINGS
-                else channel_values(ds, stacking.ChannelLayout((v,)))
-                for v in forcing_layout.variables] or [np.zeros(0, np.float32)])
+            return np.concatenate(
+                [
+                    np.full(v.size, default, np.float32)
+                    if v.name in tasks.COMPUTED_FORCINGS
+                    else channel_values(ds, stacking.ChannelLayout((v,)))
+                    for v in forcing_layout.variables
+                ]
+                or [np.zeros(0, np.float32)]
+            )
 
         return cls(
             input_mean=channel_values(stats.mean, input_layout),

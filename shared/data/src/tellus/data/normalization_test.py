@@ -13,12 +13,15 @@ LEVEL = xr.DataArray([500, 850], dims="level", coords={"level": [500, 850]})
 
 def _stats() -> normalization.NormalizationStats:
     def ds(t, t2m, tp, lsm):
-        return xr.Dataset({
-            "temperature": ("level", np.array(t, float)),
-            "2m_temperature": t2m,
-            "total_precipitation_6hr": tp,
-            "land_sea_mask": lsm,
-        }, coords={"level": [500, 850]})
+        return xr.Dataset(
+            {
+                "temperature": ("level", np.array(t, float)),
+                "2m_temperature": t2m,
+                "total_precipitation_6hr": tp,
+                "land_sea_mask": lsm,
+            },
+            coords={"level": [500, 850]},
+        )
 
     return normalization.NormalizationStats.from_datasets(
         mean=ds([250.0, 280.0], 288.0, 0.001, 0.3),
@@ -30,8 +33,9 @@ def _stats() -> normalization.NormalizationStats:
 def _layouts():
     vc = stacking.VariableChannels
     inputs = stacking.ChannelLayout((vc("temperature", "level", (850, 500)), vc("2m_temperature")))
-    targets = stacking.ChannelLayout((vc("2m_temperature"), vc("total_precipitation_6hr"),
-                                      vc("temperature", "level", (500,))))
+    targets = stacking.ChannelLayout(
+        (vc("2m_temperature"), vc("total_precipitation_6hr"), vc("temperature", "level", (500,)))
+    )
     forcings = stacking.ChannelLayout((vc(tasks.YEAR_PROGRESS_SIN), vc("2m_temperature")))
     statics = stacking.ChannelLayout((vc("land_sea_mask"),))
     return inputs, targets, forcings, statics
@@ -39,30 +43,39 @@ def _layouts():
 
 def test_channel_values_follow_layout_order():
     inputs, *_ = _layouts()
-    np.testing.assert_array_equal(normalization.channel_values(_stats().mean, inputs),
-                                  [280.0, 250.0, 288.0])
+    np.testing.assert_array_equal(
+        normalization.channel_values(_stats().mean, inputs), [280.0, 250.0, 288.0]
+    )
 
 
 def test_inputs_by_hand():
     norm = normalization.Normalizer.from_stats(_stats(), *_layouts())
     x = np.array([[300.0, 240.0, 298.0]])  # T850, T500, T2m.
-    np.testing.assert_allclose(norm.normalize_inputs(x), [[(300 - 280) / 20, (240 - 250) / 10,
-                                                           (298 - 288) / 5]])
+    np.testing.assert_allclose(
+        norm.normalize_inputs(x), [[(300 - 280) / 20, (240 - 250) / 10, (298 - 288) / 5]]
+    )
     np.testing.assert_allclose(norm.denormalize_inputs(norm.normalize_inputs(x)), x, rtol=1e-6)
 
 
 def test_residual_targets_by_hand():
     norm = normalization.Normalizer.from_stats(_stats(), *_layouts())
     x_last = np.array([300.0, 240.0, 298.0])  # T850, T500, T2m at the last input time.
-    y = np.array([[297.0, 0.005, 243.0],  # Lead 1: T2m, precipitation, T500.
-                  [299.0, 0.0, 238.0]])  # Lead 2.
+    y = np.array(
+        [
+            [297.0, 0.005, 243.0],  # Lead 1: T2m, precipitation, T500.
+            [299.0, 0.0, 238.0],
+        ]
+    )  # Lead 2.
     # T2m and T500 are inputs: residual over diff_std (0.5, 1). Precipitation is not: mean/std.
-    want = [[(297 - 298) / 0.5, (0.005 - 0.001) / 0.002, (243 - 240) / 1.0],
-            [(299 - 298) / 0.5, (0.0 - 0.001) / 0.002, (238 - 240) / 1.0]]
+    want = [
+        [(297 - 298) / 0.5, (0.005 - 0.001) / 0.002, (243 - 240) / 1.0],
+        [(299 - 298) / 0.5, (0.0 - 0.001) / 0.002, (238 - 240) / 1.0],
+    ]
     np.testing.assert_array_equal(norm.residual_input_index, [2, -1, 1])
     np.testing.assert_allclose(norm.normalize_targets(y, x_last), want, rtol=1e-6)
-    np.testing.assert_allclose(norm.denormalize_targets(norm.normalize_targets(y, x_last),
-                                                        x_last), y, rtol=1e-6)
+    np.testing.assert_allclose(
+        norm.denormalize_targets(norm.normalize_targets(y, x_last), x_last), y, rtol=1e-6
+    )
 
 
 def test_forcings_statics_and_zero_std():
@@ -80,8 +93,9 @@ def test_broadcasts_over_batch_time_and_space():
     y = np.full((4, 2, 3, 5, 3), 250.0, np.float32)  # [batch, lead, lat, lon, C_out]
     out = norm.normalize_targets(y, x[:, -1:])
     assert out.shape == y.shape and out.dtype == np.float32
-    np.testing.assert_allclose(out[0, 0, 0, 0], [(250 - 250) / 0.5, (250 - 0.001) / 0.002,
-                                                  (250 - 250) / 1.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        out[0, 0, 0, 0], [(250 - 250) / 0.5, (250 - 0.001) / 0.002, (250 - 250) / 1.0], rtol=1e-6
+    )
 
 
 def test_works_on_jax_arrays():
@@ -96,8 +110,9 @@ def test_works_on_jax_arrays():
 def test_fill_nan_and_errors():
     inputs, targets, *_ = _layouts()
     norm = normalization.Normalizer.from_stats(_stats(), inputs, targets, fill_nan=True)
-    np.testing.assert_array_equal(norm.normalize_inputs(np.array([np.nan, 250.0, 288.0])),
-                                  [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(
+        norm.normalize_inputs(np.array([np.nan, 250.0, 288.0])), [0.0, 0.0, 0.0]
+    )
     missing = stacking.ChannelLayout((stacking.VariableChannels("specific_humidity"),))
     with pytest.raises(KeyError, match="no statistics for 'specific_humidity'"):
         normalization.Normalizer.from_stats(_stats(), missing, targets)

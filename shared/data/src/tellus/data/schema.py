@@ -29,7 +29,21 @@ LONGITUDE = "longitude"
 SPATIAL_DIMS = (LATITUDE, LONGITUDE)
 
 # The 13 pressure levels of WeatherBench2 and Pangu-Weather, hPa, top to bottom.
-PRESSURE_LEVELS_13: tuple[int, ...] = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+PRESSURE_LEVELS_13: tuple[int, ...] = (
+    50,
+    100,
+    150,
+    200,
+    250,
+    300,
+    400,
+    500,
+    600,
+    700,
+    850,
+    925,
+    1000,
+)
 
 Kind = Literal["upper_air", "surface", "static", "ocean_3d", "ocean_surface", "climate"]
 
@@ -73,72 +87,139 @@ _VARIABLES = (
     Variable("geopotential", "m2 s-2", "upper_air", "Geopotential", ("z",), (-1.0e4, 3.5e5)),
     Variable("temperature", "K", "upper_air", "Air temperature", ("t",), (150.0, 350.0)),
     Variable("u_component_of_wind", "m s-1", "upper_air", "Eastward wind", ("u",), (-250.0, 250.0)),
-    Variable("v_component_of_wind", "m s-1", "upper_air", "Northward wind", ("v",), (-250.0, 250.0)),
-    Variable("specific_humidity", "kg kg-1", "upper_air", "Specific humidity", ("q",), (-1e-3, 0.1)),
-    Variable("vertical_velocity", "Pa s-1", "upper_air", "Pressure velocity", ("w",), (-50.0, 50.0)),
+    Variable(
+        "v_component_of_wind", "m s-1", "upper_air", "Northward wind", ("v",), (-250.0, 250.0)
+    ),
+    Variable(
+        "specific_humidity", "kg kg-1", "upper_air", "Specific humidity", ("q",), (-1e-3, 0.1)
+    ),
+    Variable(
+        "vertical_velocity", "Pa s-1", "upper_air", "Pressure velocity", ("w",), (-50.0, 50.0)
+    ),
     # Surface.
     Variable(
-        "mean_sea_level_pressure", "Pa", "surface", "Mean sea level pressure",
-        ("msl", "prmsl", "mslp"), (8.0e4, 1.15e5),
+        "mean_sea_level_pressure",
+        "Pa",
+        "surface",
+        "Mean sea level pressure",
+        ("msl", "prmsl", "mslp"),
+        (8.0e4, 1.15e5),
     ),
     Variable("surface_pressure", "Pa", "surface", "Surface pressure", ("sp",), (3.0e4, 1.15e5)),
-    Variable("2m_temperature", "K", "surface", "2 m air temperature", ("t2m", "2t"), (150.0, 350.0)),
     Variable(
-        "10m_u_component_of_wind", "m s-1", "surface", "10 m eastward wind", ("u10", "10u"),
+        "2m_temperature", "K", "surface", "2 m air temperature", ("t2m", "2t"), (150.0, 350.0)
+    ),
+    Variable(
+        "10m_u_component_of_wind",
+        "m s-1",
+        "surface",
+        "10 m eastward wind",
+        ("u10", "10u"),
         (-150.0, 150.0),
     ),
     Variable(
-        "10m_v_component_of_wind", "m s-1", "surface", "10 m northward wind", ("v10", "10v"),
+        "10m_v_component_of_wind",
+        "m s-1",
+        "surface",
+        "10 m northward wind",
+        ("v10", "10v"),
         (-150.0, 150.0),
     ),
     Variable(
-        "total_precipitation_6hr", "m", "surface", "6-hourly accumulated precipitation",
-        ("tp6",), (-1e-3, 1.0),
+        "total_precipitation_6hr",
+        "m",
+        "surface",
+        "6-hourly accumulated precipitation",
+        ("tp6",),
+        (-1e-3, 1.0),
     ),
     # Static fields.
     Variable("land_sea_mask", "1", "static", "Land fraction", ("lsm",), (0.0, 1.0)),
     Variable(
-        "geopotential_at_surface", "m2 s-2", "static", "Surface geopotential (orography x g)",
-        ("z_surface", "orography_geopotential"), (-1.0e4, 1.0e5),
+        "geopotential_at_surface",
+        "m2 s-2",
+        "static",
+        "Surface geopotential (orography x g)",
+        ("z_surface", "orography_geopotential"),
+        (-1.0e4, 1.0e5),
     ),
     Variable("soil_type", "1", "static", "Soil type (category index)", ("slt",), (0.0, 10.0)),
     # Ocean (CF standard names).
     Variable(
-        "sea_water_potential_temperature", "degC", "ocean_3d", "Potential temperature",
-        ("thetao", "pot_temp", "temp"), (-3.0, 40.0),
+        "sea_water_potential_temperature",
+        "degC",
+        "ocean_3d",
+        "Potential temperature",
+        ("thetao", "pot_temp", "temp"),
+        (-3.0, 40.0),
     ),
-    Variable("sea_water_salinity", "1e-3", "ocean_3d", "Salinity (PSU)", ("so", "salt"), (0.0, 45.0)),
     Variable(
-        "eastward_sea_water_velocity", "m s-1", "ocean_3d", "Eastward current", ("uo",),
+        "sea_water_salinity", "1e-3", "ocean_3d", "Salinity (PSU)", ("so", "salt"), (0.0, 45.0)
+    ),
+    Variable(
+        "eastward_sea_water_velocity",
+        "m s-1",
+        "ocean_3d",
+        "Eastward current",
+        ("uo",),
         (-5.0, 5.0),
     ),
     Variable(
-        "northward_sea_water_velocity", "m s-1", "ocean_3d", "Northward current", ("vo",),
+        "northward_sea_water_velocity",
+        "m s-1",
+        "ocean_3d",
+        "Northward current",
+        ("vo",),
         (-5.0, 5.0),
     ),
     Variable(
-        "sea_surface_height", "m", "ocean_surface", "Sea surface height above geoid",
-        ("zos", "ssh"), (-5.0, 5.0),
+        "sea_surface_height",
+        "m",
+        "ocean_surface",
+        "Sea surface height above geoid",
+        ("zos", "ssh"),
+        (-5.0, 5.0),
     ),
     Variable(
-        "surface_downward_eastward_stress", "N m-2", "ocean_surface", "Eastward wind stress",
-        ("tauu", "taux"), (-5.0, 5.0),
+        "surface_downward_eastward_stress",
+        "N m-2",
+        "ocean_surface",
+        "Eastward wind stress",
+        ("tauu", "taux"),
+        (-5.0, 5.0),
     ),
     Variable(
-        "surface_downward_northward_stress", "N m-2", "ocean_surface", "Northward wind stress",
-        ("tauv", "tauy"), (-5.0, 5.0),
+        "surface_downward_northward_stress",
+        "N m-2",
+        "ocean_surface",
+        "Northward wind stress",
+        ("tauv", "tauy"),
+        (-5.0, 5.0),
     ),
     Variable(
-        "ocean_mask", "1", "static", "1 over ocean, 0 over land", ("mask", "tmask"), (0.0, 1.0),
+        "ocean_mask",
+        "1",
+        "static",
+        "1 over ocean, 0 over land",
+        ("mask", "tmask"),
+        (0.0, 1.0),
     ),
     # Monthly climate anomalies.
     Variable(
-        "sea_surface_temperature_anomaly", "K", "climate", "SST anomaly", ("ssta",),
+        "sea_surface_temperature_anomaly",
+        "K",
+        "climate",
+        "SST anomaly",
+        ("ssta",),
         (-15.0, 15.0),
     ),
     Variable(
-        "ocean_heat_content_anomaly", "K", "climate",
-        "Upper-ocean (0-300 m) mean temperature anomaly", ("hca", "t300a"), (-15.0, 15.0),
+        "ocean_heat_content_anomaly",
+        "K",
+        "climate",
+        "Upper-ocean (0-300 m) mean temperature anomaly",
+        ("hca", "t300a"),
+        (-15.0, 15.0),
     ),
     Variable("sea_surface_temperature", "K", "climate", "SST", ("sst", "tos"), (260.0, 320.0)),
 )

@@ -79,7 +79,7 @@ def check_disjoint(ranges: Mapping[str, DateRange]) -> None:
     """Raises ValueError if any two named ranges overlap (which would leak data)."""
     items = list(ranges.items())
     for i, (a, ra) in enumerate(items):
-        for b, rb in items[i + 1:]:
+        for b, rb in items[i + 1 :]:
             if ra.overlaps(rb):
                 raise ValueError(f"splits {a!r} {ra} and {b!r} {rb} overlap")
 
@@ -118,12 +118,16 @@ def step_ordinals(times: pd.DatetimeIndex, time_step: str) -> np.ndarray:
     else:
         raise ValueError(f"unsupported time_step {time_step!r}: use a fixed step or months")
     if np.any(rem != 0):
-        raise ValueError(f"times {list(times[rem != 0][:3])} are not on the {time_step!r} grid "
-                         f"starting at {times[0]}")
+        raise ValueError(
+            f"times {list(times[rem != 0][:3])} are not on the {time_step!r} grid "
+            f"starting at {times[0]}"
+        )
     if np.any(np.diff(units) <= 0):
         bad = np.flatnonzero(np.diff(units) <= 0)[:3]
-        raise ValueError(f"time coordinate must have one time per {time_step!r} step, "
-                         f"increasing; see {list(times[bad])} -> {list(times[bad + 1])}")
+        raise ValueError(
+            f"time coordinate must have one time per {time_step!r} step, "
+            f"increasing; see {list(times[bad])} -> {list(times[bad + 1])}"
+        )
     return units.astype(np.int64)
 
 
@@ -166,8 +170,9 @@ def computed_forcings(
     """
     seconds = np.asarray(times_ns, dtype=np.int64) // 10**9
     year = np.mod(seconds / _SECONDS_PER_DAY / _DAYS_PER_YEAR, 1.0)[:, None]
-    day = np.mod((seconds % 86400)[:, None] / _SECONDS_PER_DAY
-                 + np.asarray(longitude)[None, :] / 360.0, 1.0)
+    day = np.mod(
+        (seconds % 86400)[:, None] / _SECONDS_PER_DAY + np.asarray(longitude)[None, :] / 360.0, 1.0
+    )
     features = {
         tasks.YEAR_PROGRESS_SIN: lambda: np.sin(2 * np.pi * year) + 0 * day,
         tasks.YEAR_PROGRESS_COS: lambda: np.cos(2 * np.pi * year) + 0 * day,
@@ -195,7 +200,7 @@ class _Done:
 
 def _tensorstore_kvstore(store: str, name: str) -> dict | None:
     if store.startswith("gs://"):
-        bucket, _, path = store[len("gs://"):].partition("/")
+        bucket, _, path = store[len("gs://") :].partition("/")
         return {"driver": "gcs", "bucket": bucket, "path": f"{path.rstrip('/')}/{name}/"}
     if "://" in store and not store.startswith("file://"):
         return None
@@ -292,30 +297,39 @@ class WindowSource:
                 raise KeyError(f"{name!r} not in {self.store} ({sorted(ds.data_vars)})")
             dims = ds[name].dims
             if dims[0] != schema.TIME or dims[-2:] != schema.SPATIAL_DIMS or len(dims) > 4:
-                raise ValueError(f"{name!r} has dims {dims}; expected (time, [level|depth], "
-                                 "latitude, longitude): bring the store into the schema")
+                raise ValueError(
+                    f"{name!r} has dims {dims}; expected (time, [level|depth], "
+                    "latitude, longitude): bring the store into the schema"
+                )
 
         self._times = pd.DatetimeIndex(ds.indexes[schema.TIME]).as_unit("ns")
         self.time_indices = window_indices(self._times, task, dates)
         if len(self.time_indices) == 0:
-            raise ValueError(f"no complete window of {task.window_offsets} steps of "
-                             f"{task.time_step!r} in {self.store} within {dates}")
+            raise ValueError(
+                f"no complete window of {task.window_offsets} steps of "
+                f"{task.time_step!r} in {self.store} within {dates}"
+            )
         self.latitude = np.asarray(ds[schema.LATITUDE].values)
         self.longitude = np.asarray(ds[schema.LONGITUDE].values)
 
         levels = task.levels
         self.input_layout = stacking.ChannelLayout.from_dataset(ds, task.input_variables, levels)
         self.target_layout = stacking.ChannelLayout.from_dataset(ds, task.target_variables, levels)
-        self.forcing_layout = stacking.ChannelLayout(tuple(
-            stacking.VariableChannels(n) if n in tasks.COMPUTED_FORCINGS
-            else stacking.ChannelLayout.from_dataset(ds, [n], levels).variables[0]
-            for n in task.forcing_variables))
-        self.static_layout = stacking.ChannelLayout.from_dataset(ds, task.static_variables,
-                                                                 levels)
+        self.forcing_layout = stacking.ChannelLayout(
+            tuple(
+                stacking.VariableChannels(n)
+                if n in tasks.COMPUTED_FORCINGS
+                else stacking.ChannelLayout.from_dataset(ds, [n], levels).variables[0]
+                for n in task.forcing_variables
+            )
+        )
+        self.static_layout = stacking.ChannelLayout.from_dataset(ds, task.static_variables, levels)
         statics = ds[list(task.static_variables)].load()
-        self._statics = (stacking.dataset_to_stacked(statics, self.static_layout)
-                         .astype(np.float32) if task.static_variables
-                         else np.zeros((len(self.latitude), len(self.longitude), 0), np.float32))
+        self._statics = (
+            stacking.dataset_to_stacked(statics, self.static_layout).astype(np.float32)
+            if task.static_variables
+            else np.zeros((len(self.latitude), len(self.longitude), 0), np.float32)
+        )
         self._plans = self._make_plans(ds)
         self._readers: dict[str, _Reader] | None = None
 
@@ -328,8 +342,9 @@ class WindowSource:
             (FORCINGS, self.forcing_layout, np.arange(n_rows)),
         )
         plans = []
-        names = dict.fromkeys(self.task.input_variables + self.task.target_variables
-                              + self.task.store_forcings)
+        names = dict.fromkeys(
+            self.task.input_variables + self.task.target_variables + self.task.store_forcings
+        )
         for name in names:
             used = [(key, layout, rows) for key, layout, rows in roles if name in layout.names]
             rows = np.unique(np.concatenate([r for _, _, r in used]))
@@ -340,8 +355,15 @@ class WindowSource:
                 if np.array_equal(level_idx, np.arange(ds.sizes[vc.vertical_dim])):
                     level_idx = None  # All levels in store order: no index needed.
             # Inputs fill rows 0..h-1, targets 0..n_leads-1, forcings every window row.
-            dests = tuple((key, np.searchsorted(rows, r), r - h if key == TARGETS else r,
-                           layout.slices()[name]) for key, layout, r in used)
+            dests = tuple(
+                (
+                    key,
+                    np.searchsorted(rows, r),
+                    r - h if key == TARGETS else r,
+                    layout.slices()[name],
+                )
+                for key, layout, r in used
+            )
             plans.append(_Plan(name, rows, level_idx, dests))
         return tuple(plans)
 
@@ -355,8 +377,7 @@ class WindowSource:
         if not 0 <= index < len(self):
             raise IndexError(f"window {index} out of range [0, {len(self)})")
         if self._readers is None:
-            self._readers = {p.name: _Reader(self.store, p.name, self.backend)
-                             for p in self._plans}
+            self._readers = {p.name: _Reader(self.store, p.name, self.backend) for p in self._plans}
         tidx = self.time_indices[index]
         # Issue every read before waiting on any: tensorstore reads them concurrently.
         futures = [self._readers[p.name].read(tidx[p.rows], p.level_idx) for p in self._plans]
@@ -366,10 +387,10 @@ class WindowSource:
         times_ns = self._times.asi8[tidx]
         out = {
             INPUTS: np.empty((h, n_lat, n_lon, self.input_layout.num_channels), np.float32),
-            TARGETS: np.empty((n_leads, n_lat, n_lon, self.target_layout.num_channels),
-                              np.float32),
-            FORCINGS: np.empty((h + n_leads, n_lat, n_lon, self.forcing_layout.num_channels),
-                               np.float32),
+            TARGETS: np.empty((n_leads, n_lat, n_lon, self.target_layout.num_channels), np.float32),
+            FORCINGS: np.empty(
+                (h + n_leads, n_lat, n_lon, self.forcing_layout.num_channels), np.float32
+            ),
             STATICS: self._statics.copy(),
             INIT_TIME: np.int64(times_ns[h - 1]),
         }
@@ -378,7 +399,7 @@ class WindowSource:
             values = computed_forcings(computed, times_ns, self.longitude, n_lat)
             slices = self.forcing_layout.slices()
             for c, name in enumerate(computed):
-                out[FORCINGS][..., slices[name]] = values[..., c:c + 1]
+                out[FORCINGS][..., slices[name]] = values[..., c : c + 1]
         for plan, future in zip(self._plans, futures, strict=True):
             data = future.result()
             # [rows, level, lat, lon] -> [rows, lat, lon, level]; 2D gets a channel axis.
@@ -389,8 +410,10 @@ class WindowSource:
 
     def __repr__(self) -> str:
         # grain checks repr(source) when restoring an iterator state: keep it stable.
-        return (f"WindowSource(store={self.store!r}, task={self.task!r}, dates={self.dates!r},"
-                f" n={len(self)})")
+        return (
+            f"WindowSource(store={self.store!r}, task={self.task!r}, dates={self.dates!r},"
+            f" n={len(self)})"
+        )
 
     def __getstate__(self):
         # Open arrays are per process: worker processes reopen them lazily.
@@ -411,11 +434,14 @@ class WindowSource:
 
     def unstack(self, array: np.ndarray, key: str, leading_dims=("time",)) -> xr.Dataset:
         """A sample array (``inputs``, ``targets``...) back as a Dataset on the store grid."""
-        layout = {INPUTS: self.input_layout, TARGETS: self.target_layout,
-                  FORCINGS: self.forcing_layout, STATICS: self.static_layout}[key]
+        layout = {
+            INPUTS: self.input_layout,
+            TARGETS: self.target_layout,
+            FORCINGS: self.forcing_layout,
+            STATICS: self.static_layout,
+        }[key]
         coords = {schema.LATITUDE: self.latitude, schema.LONGITUDE: self.longitude}
-        return stacking.stacked_to_dataset(array, layout, leading_dims=leading_dims,
-                                           coords=coords)
+        return stacking.stacked_to_dataset(array, layout, leading_dims=leading_dims, coords=coords)
 
     @classmethod
     def splits(

@@ -21,8 +21,13 @@ def _write(ds: xr.Dataset, path, time_chunk: int = 1) -> str:
 
 @pytest.fixture(scope="module")
 def era5() -> xr.Dataset:
-    return mock.mock_era5(times=HOURLY, levels=(50, 500, 850), n_lat=4, n_lon=8,
-                          surface=("2m_temperature", "mean_sea_level_pressure"))
+    return mock.mock_era5(
+        times=HOURLY,
+        levels=(50, 500, 850),
+        n_lat=4,
+        n_lon=8,
+        surface=("2m_temperature", "mean_sea_level_pressure"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,10 @@ def _task(**kw) -> tasks.TaskConfig:
         forcing_variables=(tasks.DAY_PROGRESS_SIN, "mean_sea_level_pressure"),
         static_variables=("land_sea_mask",),
         levels=(850, 50),
-        time_step="1h", history_steps=2, history_spacing=3, lead_steps=(1, 4),
+        time_step="1h",
+        history_steps=2,
+        history_spacing=3,
+        lead_steps=(1, 4),
     )
     return tasks.TaskConfig(**(base | kw))
 
@@ -110,14 +118,16 @@ def test_forcings_cover_input_and_target_times(store):
     src = sources.WindowSource(store, _task())
     sample = src[0]
     hours = src.window_times(0).hour.to_numpy()  # Longitude 0 is the first column.
-    np.testing.assert_allclose(sample["forcings"][:, 0, 0, 0], np.sin(2 * np.pi * hours / 24),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        sample["forcings"][:, 0, 0, 0], np.sin(2 * np.pi * hours / 24), atol=1e-6
+    )
 
 
 def test_windows_never_cross_a_gap(era5, tmp_path):
     gappy = era5.drop_sel(time=HOURLY[20:22])
-    src = sources.WindowSource(_write(gappy, tmp_path / "gap.zarr"),
-                               _task(history_spacing=1, lead_steps=(1, 2)))
+    src = sources.WindowSource(
+        _write(gappy, tmp_path / "gap.zarr"), _task(history_spacing=1, lead_steps=(1, 2))
+    )
     # Offsets (-1, 0, 1, 2): inits 1..45 (45 windows) except those whose hours t-1..t+2
     # touch 20 or 21, i.e. t in 18..22.
     assert len(src) == 45 - 5
@@ -131,8 +141,9 @@ def test_monthly_windows_step_by_calendar_month(tmp_path):
     # Labels mid-month: month lengths differ, and February's label is 30 days after January's.
     times = pd.DatetimeIndex([f"2001-{m:02d}-15" for m in range(1, 13)]).delete(6)  # No July.
     ocean = mock.mock_ocean(times=times, depths=(5.0, 50.0))
-    task = tasks.TaskConfig.ocean(depths=(50.0,), lead_months=(1, 2), time_step="MS",
-                                  static=("ocean_mask",))
+    task = tasks.TaskConfig.ocean(
+        depths=(50.0,), lead_months=(1, 2), time_step="MS", static=("ocean_mask",)
+    )
     src = sources.WindowSource(_write(ocean, tmp_path / "o.zarr"), task)
     # Windows are months (m, m+1, m+2) within Jan..Dec without July: Jan-Apr, Aug-Oct.
     assert [t.month for t in src.init_times] == [1, 2, 3, 4, 8, 9, 10]
@@ -144,10 +155,12 @@ def test_monthly_windows_step_by_calendar_month(tmp_path):
 
 def test_step_ordinals():
     np.testing.assert_array_equal(
-        sources.step_ordinals(pd.DatetimeIndex(["2000-01-31", "2000-02-01", "2000-04-30"]),
-                              "MS"), [0, 1, 3])
+        sources.step_ordinals(pd.DatetimeIndex(["2000-01-31", "2000-02-01", "2000-04-30"]), "MS"),
+        [0, 1, 3],
+    )
     np.testing.assert_array_equal(
-        sources.step_ordinals(pd.date_range("2000", periods=3, freq="6h"), "3h"), [0, 2, 4])
+        sources.step_ordinals(pd.date_range("2000", periods=3, freq="6h"), "3h"), [0, 2, 4]
+    )
     with pytest.raises(ValueError, match="not on the '6h' grid"):
         sources.step_ordinals(pd.DatetimeIndex(["2000-01-01T00", "2000-01-01T03"]), "6h")
     with pytest.raises(ValueError, match="one time per 'MS' step"):
@@ -174,8 +187,9 @@ def test_splits_do_not_leak(store):
     # Window span is hours t-3..t+4, so a split of hours [a, b) holds inits a+3..b-5.
     assert [len(s) for s in splits.values()] == [20 - 3 - 4, 12 - 3 - 4, 16 - 3 - 4]
     with pytest.raises(ValueError, match="overlap"):
-        sources.check_disjoint({"a": sources.DateRange("2020", "2021"),
-                                "b": sources.DateRange("2020-06", "2022")})
+        sources.check_disjoint(
+            {"a": sources.DateRange("2020", "2021"), "b": sources.DateRange("2020-06", "2022")}
+        )
 
 
 def test_errors(store):

@@ -136,9 +136,7 @@ class ChannelLayout:
     @property
     def channels(self) -> tuple[tuple[str, float | None], ...]:
         """``(variable, level)`` of every channel in order; level is None for 2D variables."""
-        return tuple(
-            (v.name, level) for v in self.variables for level in (v.levels or (None,))
-        )
+        return tuple((v.name, level) for v in self.variables for level in (v.levels or (None,)))
 
     def slices(self) -> dict[str, slice]:
         """The channel slice of each variable."""
@@ -155,9 +153,10 @@ class ChannelLayout:
           KeyError: if the layout has no such channel.
         """
         for i, (n, lv) in enumerate(self.channels):
-            if n == name and ((lv is None and level is None)
-                              or (lv is not None and level is not None
-                              and np.isclose(lv, level))):
+            if n == name and (
+                (lv is None and level is None)
+                or (lv is not None and level is not None and np.isclose(lv, level))
+            ):
                 return i
         raise KeyError(f"no channel ({name!r}, {level!r}) in layout")
 
@@ -199,8 +198,9 @@ def dataset_to_stacked(ds: xr.Dataset, layout: ChannelLayout) -> np.ndarray:
         da = ds[v.name]
         if v.vertical_dim is not None:
             da = da.isel({v.vertical_dim: level_indices(ds[v.vertical_dim].values, v.levels)})
-            da = da.transpose(*[d for d in lead if d in da.dims], *schema.SPATIAL_DIMS,
-                              v.vertical_dim)
+            da = da.transpose(
+                *[d for d in lead if d in da.dims], *schema.SPATIAL_DIMS, v.vertical_dim
+            )
         else:
             da = da.transpose(*[d for d in lead if d in da.dims], *schema.SPATIAL_DIMS)
             da = da.expand_dims("_channel", axis=-1)
@@ -239,7 +239,8 @@ def stacked_to_dataset(
     if array.ndim != len(leading_dims) + 3:
         raise ValueError(
             f"array of shape {array.shape} needs {array.ndim - 3} leading dim names, "
-            f"got {tuple(leading_dims)}")
+            f"got {tuple(leading_dims)}"
+        )
     if array.shape[-1] != layout.num_channels:
         raise ValueError(f"array has {array.shape[-1]} channels, layout {layout.num_channels}")
     lead = tuple(leading_dims)
@@ -254,8 +255,10 @@ def stacked_to_dataset(
             known = vertical_coords.setdefault(v.vertical_dim, levels)
             if known.shape != levels.shape or not np.array_equal(known, levels):
                 raise ValueError(f"variables disagree on the {v.vertical_dim!r} coordinate")
-            data_vars[v.name] = ((*lead, v.vertical_dim, *schema.SPATIAL_DIMS),
-                                 np.moveaxis(block, -1, len(lead)))
+            data_vars[v.name] = (
+                (*lead, v.vertical_dim, *schema.SPATIAL_DIMS),
+                np.moveaxis(block, -1, len(lead)),
+            )
     ds = xr.Dataset(data_vars, coords=vertical_coords)
     if coords is not None:
         for name, coord in coords.items():
@@ -263,8 +266,9 @@ def stacked_to_dataset(
             dims = getattr(value, "dims", (name,))
             if not all(d in ds.dims for d in dims):
                 continue
-            if name in vertical_coords and not np.array_equal(np.asarray(value),
-                                                              vertical_coords[name]):
+            if name in vertical_coords and not np.array_equal(
+                np.asarray(value), vertical_coords[name]
+            ):
                 continue  # A template's full level axis: keep the layout's subset.
             ds = ds.assign_coords({name: value})
     return ds

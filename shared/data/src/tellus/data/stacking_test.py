@@ -16,10 +16,15 @@ def ds() -> xr.Dataset:
 
 def test_channel_order_by_hand(ds):
     layout = stacking.ChannelLayout.from_dataset(
-        ds, ["temperature", "2m_temperature", "geopotential"], levels=(850, 50))
+        ds, ["temperature", "2m_temperature", "geopotential"], levels=(850, 50)
+    )
     assert layout.channels == (
-        ("temperature", 850), ("temperature", 50), ("2m_temperature", None),
-        ("geopotential", 850), ("geopotential", 50))
+        ("temperature", 850),
+        ("temperature", 50),
+        ("2m_temperature", None),
+        ("geopotential", 850),
+        ("geopotential", 50),
+    )
     assert layout.num_channels == len(layout) == 5
     assert layout.slices()["geopotential"] == slice(3, 5)
     assert layout.index("geopotential", 50) == 4
@@ -34,8 +39,7 @@ def test_round_trip_is_exact(ds):
     names = ["geopotential", "temperature", "2m_temperature", "mean_sea_level_pressure"]
     layout = stacking.ChannelLayout.from_dataset(ds, names, levels=(50, 500, 850))
     stacked = stacking.dataset_to_stacked(ds, layout)
-    back = stacking.stacked_to_dataset(stacked, layout, leading_dims=("time",),
-                                       coords=ds.coords)
+    back = stacking.stacked_to_dataset(stacked, layout, leading_dims=("time",), coords=ds.coords)
     expected = ds[names].copy()
     for name in names:
         expected[name].attrs = {}  # Channels carry no attributes; coordinates keep theirs.
@@ -59,14 +63,15 @@ def test_statics_stack_without_leading_dims_and_broadcast_with_them(ds):
 def test_ocean_depths_and_float_levels():
     ocean = mock.mock_ocean(depths=(5.0, 50.0, 200.0))
     layout = stacking.ChannelLayout.from_dataset(
-        ocean, ["sea_water_salinity", "sea_surface_height"], levels=(50, 200.0000001))
+        ocean, ["sea_water_salinity", "sea_surface_height"], levels=(50, 200.0000001)
+    )
     assert layout.channels[:2] == (("sea_water_salinity", 50.0), ("sea_water_salinity", 200.0))
     assert layout["sea_water_salinity"].vertical_dim == "depth"
     stacked = stacking.dataset_to_stacked(ocean, layout)
-    back = stacking.stacked_to_dataset(stacked, layout, leading_dims=("time",),
-                                       coords=ocean.coords)
-    np.testing.assert_array_equal(back.sea_water_salinity.values,
-                                  ocean.sea_water_salinity.values[:, 1:])  # NaNs included.
+    back = stacking.stacked_to_dataset(stacked, layout, leading_dims=("time",), coords=ocean.coords)
+    np.testing.assert_array_equal(
+        back.sea_water_salinity.values, ocean.sea_water_salinity.values[:, 1:]
+    )  # NaNs included.
     np.testing.assert_array_equal(back.depth.values, [50.0, 200.0])
 
 

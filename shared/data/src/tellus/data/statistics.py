@@ -38,8 +38,9 @@ def stats_path(store: str | os.PathLike) -> str:
     return (s[: -len(".zarr")] if s.endswith(".zarr") else s) + ".stats.zarr"
 
 
-def _select(ds: xr.Dataset, time_range: tuple[str, str] | None,
-            variables: Sequence[str] | None) -> xr.Dataset:
+def _select(
+    ds: xr.Dataset, time_range: tuple[str, str] | None, variables: Sequence[str] | None
+) -> xr.Dataset:
     if variables is not None:
         missing = sorted(set(variables) - set(ds.data_vars))
         if missing:
@@ -48,8 +49,10 @@ def _select(ds: xr.Dataset, time_range: tuple[str, str] | None,
     if time_range is not None and schema.TIME in ds.dims:
         ds = ds.sel({schema.TIME: slice(*time_range)})
         if ds.sizes[schema.TIME] < 2:
-            raise SchemaError(f"time range {time_range} selects {ds.sizes[schema.TIME]} time "
-                              "step(s); statistics need at least 2")
+            raise SchemaError(
+                f"time range {time_range} selects {ds.sizes[schema.TIME]} time "
+                "step(s); statistics need at least 2"
+            )
     return ds
 
 
@@ -101,8 +104,10 @@ def compute_statistics(
     if schema.TIME in ds.dims:
         i, j = step_pairs(ds[schema.TIME].values, step)
         if i.size == 0:
-            raise SchemaError(f"no pairs of times {step} apart in the selected range; is the "
-                              f"step a multiple of the store's time step?")
+            raise SchemaError(
+                f"no pairs of times {step} apart in the selected range; is the "
+                f"step a multiple of the store's time step?"
+            )
     for name, var in ds.data_vars.items():
         dims = _reduce_dims(var)
         out["mean"][name] = var.mean(dims, skipna=True)
@@ -117,8 +122,9 @@ def compute_statistics(
     for group, variables_ in out.items():
         stat = xr.Dataset(variables_)
         stat = stat.drop_vars([c for c in stat.coords if c not in stat.dims])
-        stat.attrs.update(statistic=group, step=str(step),
-                          time_range=str(time_range) if time_range else "all")
+        stat.attrs.update(
+            statistic=group, step=str(step), time_range=str(time_range) if time_range else "all"
+        )
         result[group] = stat
     return result
 
@@ -145,12 +151,19 @@ def compute_climatology(
       1..366.
     """
     ds = _select(ds, time_range, variables)
-    names = [n for n, v in ds.data_vars.items()
-             if schema.TIME in v.dims and np.issubdtype(v.dtype, np.floating)]
+    names = [
+        n
+        for n, v in ds.data_vars.items()
+        if schema.TIME in v.dims and np.issubdtype(v.dtype, np.floating)
+    ]
     ds = ds[names].astype(np.float64)
     times = pd.DatetimeIndex(ds[schema.TIME].values)
-    key = xr.DataArray(times.day_of_year * 100 + times.hour, dims=[schema.TIME],
-                       coords={schema.TIME: ds[schema.TIME]}, name="doy_hour")
+    key = xr.DataArray(
+        times.day_of_year * 100 + times.hour,
+        dims=[schema.TIME],
+        coords={schema.TIME: ds[schema.TIME]},
+        name="doy_hour",
+    )
     # Sums and counts per (day of year, hour), so that smoothing weighs days by their samples.
     sums = ds.groupby(key).sum(schema.TIME, skipna=True)
     counts = ds.notnull().astype(np.float64).groupby(key).sum(schema.TIME)
@@ -160,23 +173,33 @@ def compute_climatology(
     def by_day(x: xr.Dataset) -> xr.Dataset:
         x = x.reindex(doy_hour=full, fill_value=0.0)
         x = x.assign_coords(dayofyear=("doy_hour", full // 100), hour=("doy_hour", full % 100))
-        return x.set_index(doy_hour=["dayofyear", "hour"]).unstack("doy_hour").chunk(
-            {"dayofyear": -1})
+        return (
+            x.set_index(doy_hour=["dayofyear", "hour"]).unstack("doy_hour").chunk({"dayofyear": -1})
+        )
 
     sums, counts = by_day(sums), by_day(counts)
     if smooth_days > 1:
         # A centred box window over the circular 366-day year.
         def smooth(x):
             return xr.apply_ufunc(
-                scipy.ndimage.uniform_filter1d, x, input_core_dims=[["dayofyear"]],
-                output_core_dims=[["dayofyear"]], dask="parallelized",
-                kwargs={"size": smooth_days, "mode": "wrap"}, output_dtypes=[np.float64])
+                scipy.ndimage.uniform_filter1d,
+                x,
+                input_core_dims=[["dayofyear"]],
+                output_core_dims=[["dayofyear"]],
+                dask="parallelized",
+                kwargs={"size": smooth_days, "mode": "wrap"},
+                output_dtypes=[np.float64],
+            )
+
         sums, counts = smooth(sums), smooth(counts)
     clim = sums / counts.where(counts > 0)
     order = ["dayofyear", "hour"]
     clim = clim.transpose(*order, ...)
-    clim.attrs.update(statistic=CLIMATOLOGY, smooth_days=smooth_days,
-                      time_range=str(time_range) if time_range else "all")
+    clim.attrs.update(
+        statistic=CLIMATOLOGY,
+        smooth_days=smooth_days,
+        time_range=str(time_range) if time_range else "all",
+    )
     return clim
 
 
@@ -207,13 +230,15 @@ def write_statistics(
     stats = compute_statistics(ds, step=step, time_range=time_range)
     for i, (group, stat) in enumerate(stats.items()):
         stat.attrs["source"] = str(store)
-        stat.compute().to_zarr(out, group=group, mode="w" if i == 0 else "a", zarr_format=3,
-                               consolidated=False)
+        stat.compute().to_zarr(
+            out, group=group, mode="w" if i == 0 else "a", zarr_format=3, consolidated=False
+        )
     if climatology:
         clim = compute_climatology(ds, time_range=time_range, smooth_days=smooth_days)
         clim.attrs["source"] = str(store)
-        clim.chunk({"dayofyear": 61}).to_zarr(out, group=CLIMATOLOGY, mode="a", zarr_format=3,
-                                              consolidated=False)
+        clim.chunk({"dayofyear": 61}).to_zarr(
+            out, group=CLIMATOLOGY, mode="a", zarr_format=3, consolidated=False
+        )
     return out
 
 
@@ -239,5 +264,6 @@ def read_climatology(path: str | os.PathLike) -> xr.Dataset:
     try:
         return xr.open_zarr(str(path), group=CLIMATOLOGY, consolidated=False)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"no climatology at {path}; run `tellus data stats STORE` "
-                                "(with climatology) first") from e
+        raise FileNotFoundError(
+            f"no climatology at {path}; run `tellus data stats STORE` (with climatology) first"
+        ) from e

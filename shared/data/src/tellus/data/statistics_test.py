@@ -19,11 +19,18 @@ def _ramp(times: pd.DatetimeIndex) -> xr.Dataset:
     return xr.Dataset(
         {
             "temperature": (("time", "level", "latitude", "longitude"), t, {"units": "K"}),
-            "2m_temperature": (("time", "latitude", "longitude"),
-                               np.full((len(times), 3, 4), 280.0, np.float32), {"units": "K"}),
+            "2m_temperature": (
+                ("time", "latitude", "longitude"),
+                np.full((len(times), 3, 4), 280.0, np.float32),
+                {"units": "K"},
+            ),
         },
-        coords={"time": times, "level": [500, 850], "latitude": [-45.0, 0.0, 45.0],
-                "longitude": [0.0, 90.0, 180.0, 270.0]},
+        coords={
+            "time": times,
+            "level": [500, 850],
+            "latitude": [-45.0, 0.0, 45.0],
+            "longitude": [0.0, 90.0, 180.0, 270.0],
+        },
     ).chunk({"time": 3})
 
 
@@ -57,16 +64,19 @@ def test_diff_std_matches_numpy_on_noise():
     stats = statistics.compute_statistics(ds, step="12h")
     x = ds["geopotential"].values.astype(np.float64)
     d = x[2:] - x[:-2]
-    np.testing.assert_allclose(stats["diff_std"]["geopotential"].values,
-                               d.std(axis=(0, 2, 3)), rtol=1e-10)
-    np.testing.assert_allclose(stats["mean"]["geopotential"].values, x.mean(axis=(0, 2, 3)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        stats["diff_std"]["geopotential"].values, d.std(axis=(0, 2, 3)), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        stats["mean"]["geopotential"].values, x.mean(axis=(0, 2, 3)), rtol=1e-12
+    )
 
 
 def test_time_range_selects_training_years():
     times = pd.date_range("2020-01-01", periods=8, freq="6h")
-    stats = statistics.compute_statistics(_ramp(times), step="6h",
-                                          time_range=("2020-01-01T00", "2020-01-01T12"))
+    stats = statistics.compute_statistics(
+        _ramp(times), step="6h", time_range=("2020-01-01T00", "2020-01-01T12")
+    )
     np.testing.assert_allclose(stats["mean"]["temperature"].values, [256.0, 266.0])
     with pytest.raises(SchemaError, match=r"selects 0 time step\(s\)"):
         statistics.compute_statistics(_ramp(times), step="6h", time_range=("2030", "2031"))
@@ -86,18 +96,22 @@ def test_climatology_recovers_a_seasonal_cycle():
     doy, hour = times.day_of_year.values, times.hour.values
     signal = 280.0 + 10 * np.cos(2 * np.pi * doy / 366) + 0.5 * hour
     data = np.broadcast_to(signal[:, None, None], (len(times), 2, 3)).astype(np.float32)
-    ds = xr.Dataset({"2m_temperature": (("time", "latitude", "longitude"), data)},
-                    coords={"time": times, "latitude": [0.0, 10.0], "longitude": [0, 1, 2.0]})
+    ds = xr.Dataset(
+        {"2m_temperature": (("time", "latitude", "longitude"), data)},
+        coords={"time": times, "latitude": [0.0, 10.0], "longitude": [0, 1, 2.0]},
+    )
     raw = statistics.compute_climatology(ds, smooth_days=1)
     assert raw["2m_temperature"].dims == ("dayofyear", "hour", "latitude", "longitude")
     expect = 280 + 10 * np.cos(2 * np.pi * 45 / 366) + 0.5 * 18
-    np.testing.assert_allclose(raw["2m_temperature"].sel(dayofyear=45, hour=18).values, expect,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        raw["2m_temperature"].sel(dayofyear=45, hour=18).values, expect, rtol=1e-6
+    )
     # Day 366 exists only in 2020; smoothing fills nothing missing here but averages neighbours:
     smooth = statistics.compute_climatology(ds, smooth_days=31)
     window = 280 + 10 * np.cos(2 * np.pi * np.arange(30, 61) / 366) + 0.5 * 18
-    np.testing.assert_allclose(smooth["2m_temperature"].sel(dayofyear=45, hour=18).values,
-                               window.mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        smooth["2m_temperature"].sel(dayofyear=45, hour=18).values, window.mean(), rtol=1e-6
+    )
 
 
 def test_written_statistics_are_reproducible(tmp_path):

@@ -78,7 +78,9 @@ def is_fixed_step(time_step: str) -> bool:
     return isinstance(time_offset(time_step), pd.offsets.Tick)
 
 
-def steps_from_durations(durations: Iterable[str | pd.Timedelta], time_step: str) -> tuple[int, ...]:
+def steps_from_durations(
+    durations: Iterable[str | pd.Timedelta], time_step: str
+) -> tuple[int, ...]:
     """Converts durations (``"6h"``, ``pd.Timedelta``) into whole numbers of ``time_step``.
 
     Raises:
@@ -146,8 +148,14 @@ class TaskConfig:
 
     def __post_init__(self):
         # Accept lists for convenience; store tuples so the config stays hashable.
-        for field in ("input_variables", "target_variables", "forcing_variables",
-                      "static_variables", "levels", "lead_steps"):
+        for field in (
+            "input_variables",
+            "target_variables",
+            "forcing_variables",
+            "static_variables",
+            "levels",
+            "lead_steps",
+        ):
             value = getattr(self, field)
             if isinstance(value, str):
                 raise TypeError(f"{field} must be a sequence, not the string {value!r}")
@@ -159,17 +167,21 @@ class TaskConfig:
             raise ValueError("target_variables is empty")
         _check_names("input_variables", self.input_variables, _TIME_VARYING_KINDS)
         _check_names("target_variables", self.target_variables, _TIME_VARYING_KINDS)
-        _check_names("forcing_variables", self.forcing_variables, _TIME_VARYING_KINDS,
-                     computed=True)
+        _check_names(
+            "forcing_variables", self.forcing_variables, _TIME_VARYING_KINDS, computed=True
+        )
         _check_names("static_variables", self.static_variables, ("static",))
         overlap = set(self.forcing_variables) & (
-            set(self.input_variables) | set(self.target_variables))
+            set(self.input_variables) | set(self.target_variables)
+        )
         if overlap:
             raise ValueError(f"forcings must not also be inputs or targets: {sorted(overlap)}")
 
-        needs_levels = [v for v in self.input_variables + self.target_variables
-                        + self.forcing_variables
-                        if v in schema.VARIABLES and schema.VARIABLES[v].kind in _VERTICAL_KINDS]
+        needs_levels = [
+            v
+            for v in self.input_variables + self.target_variables + self.forcing_variables
+            if v in schema.VARIABLES and schema.VARIABLES[v].kind in _VERTICAL_KINDS
+        ]
         if needs_levels and not self.levels:
             raise ValueError(f"3D variables {needs_levels} need levels (hPa or m)")
         if len(set(self.levels)) != len(self.levels):

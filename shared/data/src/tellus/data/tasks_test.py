@@ -11,8 +11,11 @@ from tellus.data import tasks
 
 
 def _task(**kw) -> tasks.TaskConfig:
-    base = dict(input_variables=("temperature", "2m_temperature"),
-                target_variables=("temperature",), levels=(500, 850))
+    base = dict(
+        input_variables=("temperature", "2m_temperature"),
+        target_variables=("temperature",),
+        levels=(500, 850),
+    )
     return tasks.TaskConfig(**(base | kw))
 
 
@@ -65,8 +68,9 @@ def test_steps_from_durations():
 
 
 def test_atmosphere_preset_converts_durations_to_steps():
-    task = tasks.TaskConfig.atmosphere(lead_times=("6h", "24h"), time_step="6h",
-                                       history_spacing="6h")
+    task = tasks.TaskConfig.atmosphere(
+        lead_times=("6h", "24h"), time_step="6h", history_spacing="6h"
+    )
     assert task.lead_steps == (1, 4)
     assert task.history_spacing == 1
     assert task.input_variables == task.target_variables

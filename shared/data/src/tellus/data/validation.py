@@ -67,8 +67,14 @@ def open_dataset(
     except (FileNotFoundError, KeyError) as e:
         raise FileNotFoundError(f"no Zarr store at {source}: {e}") from e
     ds = conventions.canonicalize(ds, source=source)
-    return validate(ds, source=source, variables=variables, levels=levels,
-                    allow_gaps=allow_gaps, check_values=check_values)
+    return validate(
+        ds,
+        source=source,
+        variables=variables,
+        levels=levels,
+        allow_gaps=allow_gaps,
+        check_values=check_values,
+    )
 
 
 def validate(
@@ -126,8 +132,10 @@ def check_levels(ds: xr.Dataset, levels: Sequence[float] | None, source: str) ->
         return
     dim = schema.LEVEL if schema.LEVEL in ds.dims else schema.DEPTH
     if dim not in ds.dims:
-        raise SchemaError(f"{source}: levels {list(levels)} requested but the store has no "
-                          f"'{schema.LEVEL}' or '{schema.DEPTH}' dim")
+        raise SchemaError(
+            f"{source}: levels {list(levels)} requested but the store has no "
+            f"'{schema.LEVEL}' or '{schema.DEPTH}' dim"
+        )
     have = np.asarray(ds[dim].values, dtype=np.float64)
     missing = [lv for lv in levels if not np.any(np.isclose(have, lv))]
     if missing:
@@ -145,8 +153,10 @@ def check_grid(ds: xr.Dataset, source: str) -> None:
     lat = np.asarray(ds[schema.LATITUDE].values, dtype=np.float64)
     lon = np.asarray(ds[schema.LONGITUDE].values, dtype=np.float64)
     if lat.size > 1 and not np.all(np.diff(lat) > 0):
-        raise SchemaError(f"{source}: latitude must be strictly ascending (south to north); "
-                          f"got {lat[:3].tolist()}...")
+        raise SchemaError(
+            f"{source}: latitude must be strictly ascending (south to north); "
+            f"got {lat[:3].tolist()}..."
+        )
     if lat.min() < -90 or lat.max() > 90:
         raise SchemaError(f"{source}: latitude outside [-90, 90]: {lat.min()}..{lat.max()}")
     steps = np.diff(lon)
@@ -155,8 +165,9 @@ def check_grid(ds: xr.Dataset, source: str) -> None:
     crosses = ds.attrs.get("geospatial_lon_min", 0) > ds.attrs.get("geospatial_lon_max", 360)
     wraps = int(np.sum(steps <= 0))
     if lon.size > 1 and wraps and not (crosses and wraps == 1 and np.sum(steps < 0) == 1):
-        raise SchemaError(f"{source}: longitude must be strictly ascending; got "
-                          f"{lon[:3].tolist()}...")
+        raise SchemaError(
+            f"{source}: longitude must be strictly ascending; got {lon[:3].tolist()}..."
+        )
     if lon.min() < 0 or lon.max() >= 360:
         raise SchemaError(f"{source}: longitude outside [0, 360): {lon.min()}..{lon.max()}")
 
@@ -169,19 +180,24 @@ def check_units(ds: xr.Dataset, source: str) -> None:
             continue
         units = var.attrs.get("units")
         if units is None:
-            raise SchemaError(f"{source}: variable '{name}' has no 'units' attribute; "
-                              f"expected '{spec.units}'")
+            raise SchemaError(
+                f"{source}: variable '{name}' has no 'units' attribute; expected '{spec.units}'"
+            )
         units = schema.canonical_units(str(units))
         if units == spec.units:
             continue
         hint = ""
         if name == "geopotential" or name == "geopotential_at_surface":
             if units in ("m", "gpm"):
-                hint = (" (this looks like geopotential height: multiply by standard gravity "
-                        "9.80665 m s-2, or ingest it as 'geopotential_height')")
+                hint = (
+                    " (this looks like geopotential height: multiply by standard gravity "
+                    "9.80665 m s-2, or ingest it as 'geopotential_height')"
+                )
         elif (units, spec.units) in schema.UNIT_CONVERSIONS:
-            hint = f" (convertible: run it through `tellus data ingest` to convert {units}->" \
-                   f"{spec.units})"
+            hint = (
+                f" (convertible: run it through `tellus data ingest` to convert {units}->"
+                f"{spec.units})"
+            )
         raise SchemaError(
             f"{source}: variable '{name}' has units '{units}'; expected '{spec.units}'{hint}"
         )
@@ -198,8 +214,12 @@ def time_step(times: np.ndarray) -> pd.Timedelta:
 
 def _is_monthly(times: np.ndarray) -> bool:
     idx = pd.DatetimeIndex(times)
-    return len(idx) > 1 and bool(np.all(idx.day == idx[0].day)) and bool(
-        np.all(idx.hour == idx[0].hour)) and (idx[1] - idx[0]) >= pd.Timedelta("28D")
+    return (
+        len(idx) > 1
+        and bool(np.all(idx.day == idx[0].day))
+        and bool(np.all(idx.hour == idx[0].hour))
+        and (idx[1] - idx[0]) >= pd.Timedelta("28D")
+    )
 
 
 def check_time(times: np.ndarray, source: str, *, allow_gaps: bool = False) -> None:
@@ -212,13 +232,16 @@ def check_time(times: np.ndarray, source: str, *, allow_gaps: bool = False) -> N
         return
     dup = idx[idx.duplicated()]
     if len(dup):
-        raise SchemaError(f"{source}: dim 'time' has duplicated values, first {dup[0]} "
-                          f"({len(dup)} duplicates)")
+        raise SchemaError(
+            f"{source}: dim 'time' has duplicated values, first {dup[0]} ({len(dup)} duplicates)"
+        )
     diffs = np.diff(idx.values.astype("datetime64[ns]").astype(np.int64))
     if np.any(diffs < 0):
         i = int(np.argmax(diffs < 0))
-        raise SchemaError(f"{source}: dim 'time' is not monotonic increasing: {idx[i]} is "
-                          f"followed by {idx[i + 1]}")
+        raise SchemaError(
+            f"{source}: dim 'time' is not monotonic increasing: {idx[i]} is "
+            f"followed by {idx[i + 1]}"
+        )
     if allow_gaps:
         return
     if _is_monthly(idx):
@@ -265,12 +288,16 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
         bad = var.isnull() & mask if masked else var.isnull()
         n_bad = int(bad.sum().compute())
         if n_bad:
-            first = {d: str(bad[d].values[i]) if d in bad.coords else int(i)
-                     for d, i in zip(bad.dims, np.unravel_index(
-                         int(bad.values.argmax()), bad.shape), strict=True)}
+            first = {
+                d: str(bad[d].values[i]) if d in bad.coords else int(i)
+                for d, i in zip(
+                    bad.dims, np.unravel_index(int(bad.values.argmax()), bad.shape), strict=True
+                )
+            }
             where = "inside the declared ocean_mask" if masked else "(no mask declared)"
-            raise SchemaError(f"{source}: variable '{name}' has {n_bad} NaN value(s) {where}; "
-                              f"first at {first}")
+            raise SchemaError(
+                f"{source}: variable '{name}' has {n_bad} NaN value(s) {where}; first at {first}"
+            )
         if spec is not None and spec.plausible is not None:
             lo, hi = spec.plausible
             vmin, vmax = float(var.min()), float(var.max())
@@ -281,8 +308,7 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
                 )
 
 
-def check_same_grid(a: xr.Dataset, b: xr.Dataset, *, names: tuple[str, str] = ("a", "b")
-                    ) -> None:
+def check_same_grid(a: xr.Dataset, b: xr.Dataset, *, names: tuple[str, str] = ("a", "b")) -> None:
     """Raises unless ``a`` and ``b`` share latitude and longitude (to 1e-6 deg).
 
     Args:
@@ -292,8 +318,10 @@ def check_same_grid(a: xr.Dataset, b: xr.Dataset, *, names: tuple[str, str] = ("
     for dim in schema.SPATIAL_DIMS:
         x, y = np.asarray(a[dim].values), np.asarray(b[dim].values)
         if x.shape != y.shape or not np.allclose(x, y, atol=1e-6):
+
             def describe(v):
                 return f"{v.size} points {v.min():.4g}..{v.max():.4g}" if v.size else "empty"
+
             raise SchemaError(
                 f"grids differ in '{dim}': {names[0]} has {describe(x)}, {names[1]} has "
                 f"{describe(y)}; regrid one of them first"

@@ -19,20 +19,27 @@ def good() -> xr.Dataset:
 def test_good_dataset_passes_and_round_trips_through_zarr(good, tmp_path):
     validation.validate(good, check_values="full")
     good.to_zarr(tmp_path / "good.zarr")
-    opened = validation.open_dataset(tmp_path / "good.zarr", variables=["temperature"],
-                                     levels=[500, 850], check_values="full")
+    opened = validation.open_dataset(
+        tmp_path / "good.zarr", variables=["temperature"], levels=[500, 850], check_values="full"
+    )
     xr.testing.assert_allclose(opened.load(), good)
 
 
 def test_missing_variable(good):
-    with pytest.raises(SchemaError, match=r"missing variable\(s\) \['specific_humidity'\]; "
-                       r"the store has \[.*'temperature'"):
+    with pytest.raises(
+        SchemaError,
+        match=r"missing variable\(s\) \['specific_humidity'\]; "
+        r"the store has \[.*'temperature'",
+    ):
         validation.validate(good, source="s.zarr", variables=["temperature", "specific_humidity"])
 
 
 def test_missing_level(good):
-    with pytest.raises(SchemaError, match=r"s.zarr: missing level\(s\) \[250\] hPa; the store "
-                       r"has \[500.0, 850.0\]"):
+    with pytest.raises(
+        SchemaError,
+        match=r"s.zarr: missing level\(s\) \[250\] hPa; the store "
+        r"has \[500.0, 850.0\]",
+    ):
         validation.validate(good, source="s.zarr", levels=[250, 500])
 
 
@@ -40,8 +47,11 @@ def test_geopotential_height_in_metres_is_refused(good):
     bad = good.copy()
     bad["geopotential"] = good["geopotential"] / 9.80665
     bad["geopotential"].attrs["units"] = "m"
-    with pytest.raises(SchemaError, match=r"variable 'geopotential' has units 'm'; expected "
-                       r"'m2 s-2' \(this looks like geopotential height"):
+    with pytest.raises(
+        SchemaError,
+        match=r"variable 'geopotential' has units 'm'; expected "
+        r"'m2 s-2' \(this looks like geopotential height",
+    ):
         validation.validate(bad)
 
 
@@ -62,29 +72,41 @@ def test_mislabelled_units_caught_by_plausible_range(good):
     bad = good.copy()
     bad["temperature"] = good["temperature"] - 273.15  # Celsius, still labelled K
     bad["temperature"].attrs["units"] = "K"
-    with pytest.raises(SchemaError, match=r"'temperature' ranges .* outside the plausible 150\.\.350"):
+    with pytest.raises(
+        SchemaError, match=r"'temperature' ranges .* outside the plausible 150\.\.350"
+    ):
         validation.validate(bad)
 
 
 def test_duplicated_time(good):
-    bad = xr.concat([good.isel(time=slice(0, 3)), good.isel(time=slice(2, 5))], dim="time",
-                    data_vars="minimal")
-    with pytest.raises(SchemaError, match=r"dim 'time' has duplicated values, first "
-                       r"2020-01-01 12:00:00 \(1 duplicates\)"):
+    bad = xr.concat(
+        [good.isel(time=slice(0, 3)), good.isel(time=slice(2, 5))], dim="time", data_vars="minimal"
+    )
+    with pytest.raises(
+        SchemaError,
+        match=r"dim 'time' has duplicated values, first "
+        r"2020-01-01 12:00:00 \(1 duplicates\)",
+    ):
         validation.validate(bad)
 
 
 def test_non_monotonic_time(good):
     bad = good.isel(time=[0, 2, 1, 3])
-    with pytest.raises(SchemaError, match=r"dim 'time' is not monotonic increasing: "
-                       r"2020-01-01 12:00:00 is followed by 2020-01-01 06:00:00"):
+    with pytest.raises(
+        SchemaError,
+        match=r"dim 'time' is not monotonic increasing: "
+        r"2020-01-01 12:00:00 is followed by 2020-01-01 06:00:00",
+    ):
         validation.validate(bad)
 
 
 def test_gap_in_time(good):
     bad = good.isel(time=[0, 1, 2, 5, 6, 7, 8])
-    with pytest.raises(SchemaError, match=r"1 gap\(s\) in a 0 days 06:00:00 axis, first between "
-                       r"2020-01-01 12:00:00 and 2020-01-02 06:00:00"):
+    with pytest.raises(
+        SchemaError,
+        match=r"1 gap\(s\) in a 0 days 06:00:00 axis, first between "
+        r"2020-01-01 12:00:00 and 2020-01-02 06:00:00",
+    ):
         validation.validate(bad)
     validation.validate(bad, allow_gaps=True)
 
@@ -92,16 +114,22 @@ def test_gap_in_time(good):
 def test_monthly_axis_is_not_a_gap():
     ocean = mock.mock_ocean()  # month starts: 28 to 31 days apart
     validation.validate(ocean)
-    with pytest.raises(SchemaError, match=r"1 gap\(s\) in a 1 month axis, first between "
-                       r"2000-03-01 00:00:00 and 2000-05-01"):
+    with pytest.raises(
+        SchemaError,
+        match=r"1 gap\(s\) in a 1 month axis, first between "
+        r"2000-03-01 00:00:00 and 2000-05-01",
+    ):
         validation.validate(ocean.isel(time=[0, 1, 2, 4, 5]))
 
 
 def test_nan_in_atmosphere(good):
     bad = good.copy(deep=True)
     bad["2m_temperature"][3, 2, 1] = np.nan
-    with pytest.raises(SchemaError, match=r"'2m_temperature' has 1 NaN value\(s\) \(no mask "
-                       r"declared\); first at \{'time': '2020-01-01T18:00"):
+    with pytest.raises(
+        SchemaError,
+        match=r"'2m_temperature' has 1 NaN value\(s\) \(no mask "
+        r"declared\); first at \{'time': '2020-01-01T18:00",
+    ):
         validation.validate(bad, check_values="full")
 
 
@@ -110,8 +138,11 @@ def test_nan_outside_ocean_mask():
     validation.validate(ocean, check_values="full")  # NaNs on land are declared by the mask
     bad = ocean.copy(deep=True)
     bad["sea_water_salinity"][0, 1, 4, 10] = np.nan
-    with pytest.raises(SchemaError, match=r"'sea_water_salinity' has 1 NaN value\(s\) inside "
-                       r"the declared ocean_mask"):
+    with pytest.raises(
+        SchemaError,
+        match=r"'sea_water_salinity' has 1 NaN value\(s\) inside "
+        r"the declared ocean_mask",
+    ):
         validation.validate(bad, check_values="full")
 
 
@@ -126,15 +157,21 @@ def test_descending_latitude_and_bad_longitude(good):
 def test_wrong_dims(good):
     bad = good.copy()
     bad["temperature"] = good["temperature"].transpose("time", "latitude", "level", "longitude")
-    with pytest.raises(SchemaError, match=r"'temperature' has dims \('time', 'latitude', 'level', "
-                       r"'longitude'\); expected \('time', 'level', 'latitude', 'longitude'\)"):
+    with pytest.raises(
+        SchemaError,
+        match=r"'temperature' has dims \('time', 'latitude', 'level', "
+        r"'longitude'\); expected \('time', 'level', 'latitude', 'longitude'\)",
+    ):
         validation.validate(bad)
 
 
 def test_mismatched_grids(good):
     other = mock.mock_era5(n_lat=7, n_lon=8)
-    with pytest.raises(SchemaError, match=r"grids differ in 'latitude': era5.zarr has 5 points "
-                       r"-90..90, ocean.zarr has 7 points"):
+    with pytest.raises(
+        SchemaError,
+        match=r"grids differ in 'latitude': era5.zarr has 5 points "
+        r"-90..90, ocean.zarr has 7 points",
+    ):
         validation.check_same_grid(good, other, names=("era5.zarr", "ocean.zarr"))
     validation.check_same_grid(good, mock.mock_era5(n_lat=5, n_lon=8, seed=3))
 

@@ -120,12 +120,25 @@ def create_store(
     tmp = f"{root}.creating"
     if fs.exists(tmp):
         fs.rm(tmp, recursive=True)
-    ds.to_zarr(_url(path, tmp), mode="w", compute=False, encoding=encoding, zarr_format=3,
-               consolidated=False)
+    ds.to_zarr(
+        _url(path, tmp),
+        mode="w",
+        compute=False,
+        encoding=encoding,
+        zarr_format=3,
+        consolidated=False,
+    )
     build = zarr.open_group(_url(path, tmp), mode="a").create_group(
-        _BUILD_GROUP, attributes={"template": fingerprint})
-    build.create_array("chunks_done", shape=(n_chunks(fingerprint["n_times"], time_chunk),),
-                       chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+        _BUILD_GROUP, attributes={"template": fingerprint}
+    )
+    build.create_array(
+        "chunks_done",
+        shape=(n_chunks(fingerprint["n_times"], time_chunk),),
+        chunks=(1,),
+        dtype="uint8",
+        fill_value=0,
+        compressors=None,
+    )
     fs.mv(tmp, root, recursive=True)
     return True
 
@@ -212,9 +225,12 @@ def write_chunk(path: str | os.PathLike, index: int, ds: xr.Dataset) -> None:
                 f"{tuple(want['dims'])}"
             )
     region_ds = ds[timed]
-    region_ds = region_ds.drop_vars([c for c in region_ds.coords if schema.TIME not in region_ds[c].dims])
-    region_ds.to_zarr(path, region={schema.TIME: slice(start, stop)}, zarr_format=3,
-                      consolidated=False)
+    region_ds = region_ds.drop_vars(
+        [c for c in region_ds.coords if schema.TIME not in region_ds[c].dims]
+    )
+    region_ds.to_zarr(
+        path, region={schema.TIME: slice(start, stop)}, zarr_format=3, consolidated=False
+    )
     done = _done_array(path, mode="r+")
     done[index] = 1
     if np.all(done[:]):
@@ -267,8 +283,14 @@ def track(items: Iterable, *, description: str, enabled: bool = True, total: int
 
     items = list(items) if total is None else items
     total = len(items) if total is None else total
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for item in items:

@@ -97,8 +97,9 @@ def test_killed_build_resumes_to_identical_store(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(_SLOW_WRITER)
     killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
-    with subprocess.Popen([sys.executable, str(script), str(killed), "0.2"],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, str(script), str(killed), "0.2"], stdout=subprocess.PIPE, text=True
+    ) as proc:
         # Wait until a few chunks are written, then kill without warning.
         for _ in range(4):
             assert proc.stdout.readline().startswith("chunk")
@@ -106,10 +107,8 @@ def test_killed_build_resumes_to_identical_store(tmp_path):
         proc.wait()
     partial = writing.completed_chunks(killed)
     assert 4 <= len(partial) < 20
-    subprocess.run([sys.executable, str(script), str(killed), "0"], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, str(script), str(clean), "0"], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(script), str(killed), "0"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(script), str(clean), "0"], check=True, capture_output=True)
     assert writing.is_complete(killed) and writing.is_complete(clean)
     a, b = xr.open_zarr(killed).load(), xr.open_zarr(clean).load()
     xr.testing.assert_identical(a, b)

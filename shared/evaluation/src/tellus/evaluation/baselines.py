@@ -26,8 +26,9 @@ def _leads(leads) -> np.ndarray:
     return pd.TimedeltaIndex(np.asarray(leads)).values
 
 
-def persistence(truth: xr.Dataset, init_times: Sequence | np.ndarray,
-                leads: Sequence | np.ndarray) -> xr.Dataset:
+def persistence(
+    truth: xr.Dataset, init_times: Sequence | np.ndarray, leads: Sequence | np.ndarray
+) -> xr.Dataset:
     """The state at each init time, held constant over every lead.
 
     Args:
@@ -45,9 +46,12 @@ def persistence(truth: xr.Dataset, init_times: Sequence | np.ndarray,
     return out
 
 
-def climatology_forecast(climatology: xr.Dataset, init_times: Sequence | np.ndarray,
-                         leads: Sequence | np.ndarray,
-                         template: xr.Dataset | None = None) -> xr.Dataset:
+def climatology_forecast(
+    climatology: xr.Dataset,
+    init_times: Sequence | np.ndarray,
+    leads: Sequence | np.ndarray,
+    template: xr.Dataset | None = None,
+) -> xr.Dataset:
     """The climatology at each valid time ``init + lead``.
 
     Args:
@@ -61,8 +65,9 @@ def climatology_forecast(climatology: xr.Dataset, init_times: Sequence | np.ndar
       Forecast layout ``(time, prediction_timedelta, ...)``.
     """
     if template is not None:
-        names = [v for v in template.data_vars
-                 if TIME in template[v].dims and v in climatology.data_vars]
+        names = [
+            v for v in template.data_vars if TIME in template[v].dims and v in climatology.data_vars
+        ]
         climatology = climatology[names]
         if metrics.LEVEL in template.dims and metrics.LEVEL in climatology.dims:
             climatology = climatology.sel({metrics.LEVEL: template[metrics.LEVEL].values})
@@ -70,8 +75,9 @@ def climatology_forecast(climatology: xr.Dataset, init_times: Sequence | np.ndar
     out = metrics.climatology_at(climatology, valid)
     out = out.transpose(TIME, LEAD, ...)
     if template is not None:
-        out = xr.Dataset({v: out[v].astype(template[v].dtype) for v in out.data_vars},
-                         attrs=out.attrs)
+        out = xr.Dataset(
+            {v: out[v].astype(template[v].dtype) for v in out.data_vars}, attrs=out.attrs
+        )
         for v in out.data_vars:
             out[v].attrs = dict(template[v].attrs)
     return out

@@ -13,22 +13,32 @@ LEADS = pd.to_timedelta(["0h", "6h", "24h"])
 
 
 def _truth():
-    return mock.mock_era5(times=pd.date_range("2020-01-01", periods=12, freq="6h"), n_lat=5,
-                          n_lon=8)
+    return mock.mock_era5(
+        times=pd.date_range("2020-01-01", periods=12, freq="6h"), n_lat=5, n_lon=8
+    )
 
 
 def test_persistence_layout_and_values():
     truth = _truth()
     inits = truth.time.values[:4]
     fc = baselines.persistence(truth, inits, LEADS)
-    assert fc["temperature"].dims == ("time", "prediction_timedelta", "level", "latitude",
-                                      "longitude")
+    assert fc["temperature"].dims == (
+        "time",
+        "prediction_timedelta",
+        "level",
+        "latitude",
+        "longitude",
+    )
     assert "land_sea_mask" not in fc
     # Lead 0 equals the truth; later leads repeat the init state.
-    xr.testing.assert_equal(fc.sel(prediction_timedelta=pd.Timedelta(0)).drop_vars(
-        "prediction_timedelta"), truth[list(fc.data_vars)].sel(time=inits))
-    xr.testing.assert_equal(fc.isel(prediction_timedelta=2).drop_vars("prediction_timedelta"),
-                            fc.isel(prediction_timedelta=0).drop_vars("prediction_timedelta"))
+    xr.testing.assert_equal(
+        fc.sel(prediction_timedelta=pd.Timedelta(0)).drop_vars("prediction_timedelta"),
+        truth[list(fc.data_vars)].sel(time=inits),
+    )
+    xr.testing.assert_equal(
+        fc.isel(prediction_timedelta=2).drop_vars("prediction_timedelta"),
+        fc.isel(prediction_timedelta=0).drop_vars("prediction_timedelta"),
+    )
     rmse = metrics.rmse(fc, truth)
     assert float(rmse["2m_temperature"].sel(prediction_timedelta=pd.Timedelta(0))) == 0.0
     assert float(rmse["2m_temperature"].sel(prediction_timedelta=pd.Timedelta("24h"))) > 0.0
@@ -42,8 +52,13 @@ def _climatology(truth):
         base = truth[name].mean("time")
         noise = rng.standard_normal((366, 4, *base.shape))
         out[name] = (("dayofyear", "hour", *base.dims), base.values[None, None] + noise)
-    coords = {"dayofyear": doy, "hour": hours, "level": [200, 500, 850],
-              "latitude": truth.latitude, "longitude": truth.longitude}
+    coords = {
+        "dayofyear": doy,
+        "hour": hours,
+        "level": [200, 500, 850],
+        "latitude": truth.latitude,
+        "longitude": truth.longitude,
+    }
     return xr.Dataset(out, coords=coords).sel(level=[200, 500, 850])
 
 
@@ -59,9 +74,11 @@ def test_climatology_forecast_is_climatology_at_valid_time():
     for i, init in enumerate(pd.DatetimeIndex(inits)):
         for j, lead in enumerate(LEADS):
             valid = init + lead
-            expected = clim["temperature"].sel(dayofyear=valid.day_of_year, hour=valid.hour,
-                                               level=[500, 850])
-            np.testing.assert_allclose(fc["temperature"].values[i, j],
-                                       expected.values.astype(np.float32))
+            expected = clim["temperature"].sel(
+                dayofyear=valid.day_of_year, hour=valid.hour, level=[500, 850]
+            )
+            np.testing.assert_allclose(
+                fc["temperature"].values[i, j], expected.values.astype(np.float32)
+            )
     raw = baselines.climatology_forecast(clim, inits, LEADS)
     assert raw["temperature"].sizes["level"] == 3

@@ -79,8 +79,9 @@ def latitude_weights(lat: xr.DataArray | np.ndarray) -> xr.DataArray:
     return xr.DataArray(area, dims=[LATITUDE], coords={LATITUDE: values}, name="weights")
 
 
-def spatial_weights(lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray,
-                    region: RegionLike = None) -> xr.DataArray:
+def spatial_weights(
+    lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray, region: RegionLike = None
+) -> xr.DataArray:
     """Latitude weights times the region's 0/1 mask, dims ``(latitude, longitude)``."""
     region = regions_lib.get_region(region)
     lat_values = np.asarray(lat)
@@ -88,25 +89,30 @@ def spatial_weights(lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarr
 
 
 def spatial_mean(x: xr.Dataset | xr.DataArray, region: RegionLike = None) -> xr.Dataset | (
-        xr.DataArray):
+    xr.DataArray
+):
     """Area-weighted mean over ``(latitude, longitude)`` inside ``region``, skipping NaN."""
     w = spatial_weights(x[LATITUDE].values, x[LONGITUDE].values, region)
     w = w.assign_coords({LATITUDE: x[LATITUDE], LONGITUDE: x[LONGITUDE]})
     return x.weighted(w).mean(SPATIAL_DIMS)
 
 
-def valid_times(init_times: Sequence | np.ndarray | pd.DatetimeIndex,
-                leads: Sequence | np.ndarray | pd.TimedeltaIndex) -> xr.DataArray:
+def valid_times(
+    init_times: Sequence | np.ndarray | pd.DatetimeIndex,
+    leads: Sequence | np.ndarray | pd.TimedeltaIndex,
+) -> xr.DataArray:
     """``init + lead`` for every pair, dims ``(time, prediction_timedelta)``."""
     init = pd.DatetimeIndex(np.asarray(init_times))
     lead = pd.TimedeltaIndex(np.asarray(leads))
     values = init.values[:, None] + lead.values[None, :]
-    return xr.DataArray(values, dims=[TIME, LEAD], coords={TIME: init.values, LEAD: lead.values},
-                        name="valid_time")
+    return xr.DataArray(
+        values, dims=[TIME, LEAD], coords={TIME: init.values, LEAD: lead.values}, name="valid_time"
+    )
 
 
-def align(forecast: xr.Dataset | xr.DataArray,
-          truth: xr.Dataset | xr.DataArray) -> xr.Dataset | xr.DataArray:
+def align(
+    forecast: xr.Dataset | xr.DataArray, truth: xr.Dataset | xr.DataArray
+) -> xr.Dataset | xr.DataArray:
     """Truth at the valid time of every (init, lead) of ``forecast``.
 
     Args:
@@ -132,13 +138,19 @@ def align(forecast: xr.Dataset | xr.DataArray,
         raise KeyError(f"{len(missing)} valid time(s) missing from truth, first {missing[:3]}")
     indexer = xr.DataArray(pos.reshape(valid.shape), dims=[TIME, LEAD])
     out = truth.rename({TIME: "_valid"}).drop_vars("_valid").isel(_valid=indexer)
-    out = out.assign_coords({TIME: forecast[TIME].values, LEAD: forecast[LEAD].values,
-                             "valid_time": ((TIME, LEAD), valid.values)})
+    out = out.assign_coords(
+        {
+            TIME: forecast[TIME].values,
+            LEAD: forecast[LEAD].values,
+            "valid_time": ((TIME, LEAD), valid.values),
+        }
+    )
     return out
 
 
-def complete_init_times(truth_times: Sequence | np.ndarray,
-                        leads: Sequence | np.ndarray) -> np.ndarray:
+def complete_init_times(
+    truth_times: Sequence | np.ndarray, leads: Sequence | np.ndarray
+) -> np.ndarray:
     """The times in ``truth_times`` from which every lead's valid time is also in truth."""
     times = pd.DatetimeIndex(np.asarray(truth_times))
     ok = np.ones(len(times), bool)
@@ -179,8 +191,13 @@ def mse(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None) -
     return _time_mean(spatial_mean(err**2, region))
 
 
-def rmse(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None,
-         sqrt_before_time_mean: bool = False) -> xr.Dataset:
+def rmse(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    region: RegionLike = None,
+    sqrt_before_time_mean: bool = False,
+) -> xr.Dataset:
     """Root mean squared error: sqrt of the time mean of the spatially weighted MSE.
 
     Args:
@@ -210,8 +227,9 @@ def bias(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None) 
     return _time_mean(spatial_mean(_deterministic(forecast) - truth, region))
 
 
-def climatology_at(climatology: xr.Dataset | xr.DataArray,
-                   valid: xr.DataArray) -> xr.Dataset | xr.DataArray:
+def climatology_at(
+    climatology: xr.Dataset | xr.DataArray, valid: xr.DataArray
+) -> xr.Dataset | xr.DataArray:
     """The climatology at each valid time, selected by day of year and hour.
 
     Args:
@@ -237,8 +255,9 @@ def climatology_at(climatology: xr.Dataset | xr.DataArray,
     return out.assign_coords({d: valid[d] for d in valid.dims if d in valid.coords})
 
 
-def acc(forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, *,
-        region: RegionLike = None) -> xr.Dataset:
+def acc(
+    forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, *, region: RegionLike = None
+) -> xr.Dataset:
     """Anomaly correlation coefficient against a day-of-year/hour climatology.
 
     As WeatherBench2's ``ACC``: anomalies ``f - c`` and ``t - c`` with ``c`` the climatology at
@@ -254,8 +273,7 @@ def acc(forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, *,
     """
     truth = _aligned(forecast, truth)
     forecast = _deterministic(forecast)
-    clim = climatology_at(climatology, valid_times(forecast[TIME].values,
-                                                   forecast[LEAD].values))
+    clim = climatology_at(climatology, valid_times(forecast[TIME].values, forecast[LEAD].values))
     if isinstance(forecast, xr.Dataset):
         missing = sorted(set(forecast.data_vars) - set(clim.data_vars))
         if missing:
@@ -312,14 +330,20 @@ def crps(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None) 
     if REALIZATION not in forecast.dims:
         forecast = forecast.expand_dims({REALIZATION: 1})
     skill = abs(forecast - truth).mean(REALIZATION)
-    spread_term = xr.apply_ufunc(_pairwise_abs_mean, forecast,
-                                 input_core_dims=[[REALIZATION]], kwargs={"axis": -1},
-                                 dask="parallelized", output_dtypes=[np.float64])
+    spread_term = xr.apply_ufunc(
+        _pairwise_abs_mean,
+        forecast,
+        input_core_dims=[[REALIZATION]],
+        kwargs={"axis": -1},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
     return _time_mean(spatial_mean(skill - spread_term, region))
 
 
-def ensemble_mean_rmse(forecast: xr.Dataset, truth: xr.Dataset, *,
-                       region: RegionLike = None) -> xr.Dataset:
+def ensemble_mean_rmse(
+    forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None
+) -> xr.Dataset:
     """RMSE of the ensemble mean (:func:`rmse` of ``forecast.mean('realization')``)."""
     _require_ensemble(forecast)
     return rmse(forecast.mean(REALIZATION), _aligned(forecast, truth), region=region)
@@ -341,8 +365,9 @@ def spread(forecast: xr.Dataset, *, region: RegionLike = None) -> xr.Dataset:
     return np.sqrt(_time_mean(spatial_mean(var, region)))
 
 
-def spread_skill(forecast: xr.Dataset, truth: xr.Dataset, *,
-                 region: RegionLike = None) -> xr.Dataset:
+def spread_skill(
+    forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None
+) -> xr.Dataset:
     """Spread-skill ratio ``sqrt((m+1)/m) * spread / ensemble_mean_rmse``.
 
     The factor corrects for the finite ensemble: for ``m`` members exchangeable with the
@@ -358,16 +383,25 @@ def spread_skill(forecast: xr.Dataset, truth: xr.Dataset, *,
     """
     m = _require_ensemble(forecast)
     truth = _aligned(forecast, truth)
-    return np.sqrt((m + 1) / m) * spread(forecast, region=region) / ensemble_mean_rmse(
-        forecast, truth, region=region)
+    return (
+        np.sqrt((m + 1) / m)
+        * spread(forecast, region=region)
+        / ensemble_mean_rmse(forecast, truth, region=region)
+    )
 
 
 DETERMINISTIC = ("rmse", "mse", "mae", "bias", "acc")
 ENSEMBLE = ("crps", "spread", "spread_skill", "ensemble_mean_rmse")
 
 
-def compute(name: str, forecast: xr.Dataset, truth: xr.Dataset, *,
-            climatology: xr.Dataset | None = None, region: RegionLike = None) -> xr.Dataset:
+def compute(
+    name: str,
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    climatology: xr.Dataset | None = None,
+    region: RegionLike = None,
+) -> xr.Dataset:
     """Computes the metric called ``name`` (one of :data:`DETERMINISTIC` or :data:`ENSEMBLE`).
 
     Args:
@@ -384,8 +418,15 @@ def compute(name: str, forecast: xr.Dataset, truth: xr.Dataset, *,
         return acc(forecast, truth, climatology, region=region)
     if name == "spread":
         return spread(forecast, region=region)
-    fns = {"rmse": rmse, "mse": mse, "mae": mae, "bias": bias, "crps": crps,
-           "spread_skill": spread_skill, "ensemble_mean_rmse": ensemble_mean_rmse}
+    fns = {
+        "rmse": rmse,
+        "mse": mse,
+        "mae": mae,
+        "bias": bias,
+        "crps": crps,
+        "spread_skill": spread_skill,
+        "ensemble_mean_rmse": ensemble_mean_rmse,
+    }
     if name not in fns:
         raise KeyError(f"unknown metric {name!r}; known: {DETERMINISTIC + ENSEMBLE}")
     return fns[name](forecast, truth, region=region)

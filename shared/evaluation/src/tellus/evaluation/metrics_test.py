@@ -24,8 +24,10 @@ def _truth(values=None, n_times=6) -> xr.Dataset:
     if values is None:
         rng = np.random.default_rng(0)
         values = rng.standard_normal((n_times, len(LAT), len(LON)))
-    return xr.Dataset({"t": (("time", "latitude", "longitude"), values)},
-                      coords={"time": times, "latitude": LAT, "longitude": LON})
+    return xr.Dataset(
+        {"t": (("time", "latitude", "longitude"), values)},
+        coords={"time": times, "latitude": LAT, "longitude": LON},
+    )
 
 
 def _forecast_from(truth: xr.Dataset, offset) -> xr.Dataset:
@@ -35,10 +37,14 @@ def _forecast_from(truth: xr.Dataset, offset) -> xr.Dataset:
 
 
 def _empty_forecast() -> xr.Dataset:
-    return xr.Dataset(coords={"time": INITS, "prediction_timedelta": LEADS,
-                              "latitude": LAT, "longitude": LON}).assign(
-        t=(("time", "prediction_timedelta", "latitude", "longitude"),
-           np.zeros((len(INITS), len(LEADS), len(LAT), len(LON)))))
+    return xr.Dataset(
+        coords={"time": INITS, "prediction_timedelta": LEADS, "latitude": LAT, "longitude": LON}
+    ).assign(
+        t=(
+            ("time", "prediction_timedelta", "latitude", "longitude"),
+            np.zeros((len(INITS), len(LEADS), len(LAT), len(LON))),
+        )
+    )
 
 
 def test_latitude_weights_two_rows_by_hand():
@@ -69,8 +75,9 @@ def test_align_selects_valid_time():
     # Truth value = index of the 6-hourly valid time; init i is 12 h * i.
     expected = np.array([[0, 1, 2], [2, 3, 4]], float)
     np.testing.assert_array_equal(aligned["t"].values[:, :, 0, 0], expected)
-    np.testing.assert_array_equal(aligned["valid_time"].values[1, 2],
-                                  np.datetime64("2020-01-02T00:00"))
+    np.testing.assert_array_equal(
+        aligned["valid_time"].values[1, 2], np.datetime64("2020-01-02T00:00")
+    )
 
 
 def test_align_missing_valid_time_raises():
@@ -118,17 +125,25 @@ def test_region_restricts():
     err = xr.DataArray([0.0, 1.0], dims=["latitude"], coords={"latitude": LAT})
     fc = _forecast_from(truth, err)
     assert metrics.mse(fc, truth, region="southern_extratropics")["t"].values == pytest.approx(
-        [0.0] * 3)
+        [0.0] * 3
+    )
     assert metrics.mse(fc, truth, region="northern_extratropics")["t"].values == pytest.approx(
-        [1.0] * 3)
+        [1.0] * 3
+    )
 
 
 def _climatology(seed=1) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     values = rng.standard_normal((366, 4, len(LAT), len(LON)))
-    return xr.Dataset({"t": (("dayofyear", "hour", "latitude", "longitude"), values)},
-                      coords={"dayofyear": np.arange(1, 367), "hour": [0, 6, 12, 18],
-                              "latitude": LAT, "longitude": LON})
+    return xr.Dataset(
+        {"t": (("dayofyear", "hour", "latitude", "longitude"), values)},
+        coords={
+            "dayofyear": np.arange(1, 367),
+            "hour": [0, 6, 12, 18],
+            "latitude": LAT,
+            "longitude": LON,
+        },
+    )
 
 
 def test_climatology_at_selects_doy_and_hour():
@@ -156,10 +171,9 @@ def test_acc_plus_and_minus_one():
 def _ensemble(members: np.ndarray) -> xr.Dataset:
     """members: (realization, time, lead, lat, lon)."""
     return xr.Dataset(
-        {"t": (("realization", "time", "prediction_timedelta", "latitude", "longitude"),
-               members)},
-        coords={"time": INITS, "prediction_timedelta": LEADS, "latitude": LAT,
-                "longitude": LON})
+        {"t": (("realization", "time", "prediction_timedelta", "latitude", "longitude"), members)},
+        coords={"time": INITS, "prediction_timedelta": LEADS, "latitude": LAT, "longitude": LON},
+    )
 
 
 def test_crps_two_members_by_hand():
@@ -183,8 +197,9 @@ def test_crps_matches_brute_force():
     pair = sum(np.abs(members[i] - members[j]) for i, j in itertools.product(range(m), range(m)))
     pointwise = skill - pair / (2 * m * (m - 1))
     expected = (pointwise * W[:, None]).sum((-1, -2)) / (W.sum() * 3)
-    np.testing.assert_allclose(metrics.crps(_ensemble(members), truth)["t"].values,
-                               expected.mean(0))
+    np.testing.assert_allclose(
+        metrics.crps(_ensemble(members), truth)["t"].values, expected.mean(0)
+    )
 
 
 def test_crps_of_deterministic_is_mae():
@@ -219,9 +234,12 @@ def _synthetic_ensemble(m, member_std, seed=0, n=40):
     mu = rng.standard_normal(shape) * 5
     truth = mu + rng.standard_normal(shape)
     members = mu + member_std * rng.standard_normal((m, *shape))
-    coords = {"time": pd.date_range("2020-01-01", periods=8, freq="D"),
-              "prediction_timedelta": pd.to_timedelta([6, 12], unit="h"),
-              "latitude": lat, "longitude": lon}
+    coords = {
+        "time": pd.date_range("2020-01-01", periods=8, freq="D"),
+        "prediction_timedelta": pd.to_timedelta([6, 12], unit="h"),
+        "latitude": lat,
+        "longitude": lon,
+    }
     dims = ("time", "prediction_timedelta", "latitude", "longitude")
     fc = xr.Dataset({"t": (("realization", *dims), members)}, coords=coords)
     return fc, xr.Dataset({"t": (dims, truth)}, coords=coords)

@@ -67,8 +67,9 @@ def plot_metric_vs_lead(
     sub = df[(df["metric"] == metric) & (df["region"] == region)].copy()
     if sub.empty:
         raise ValueError(f"no rows with metric={metric!r} and region={region!r}")
-    sub["selection"] = [scorecard.label(v, lv)
-                        for v, lv in zip(sub["variable"], sub["level"], strict=True)]
+    sub["selection"] = [
+        scorecard.label(v, lv) for v, lv in zip(sub["variable"], sub["level"], strict=True)
+    ]
     variables = scorecard.HEADLINE_VARIABLES if variables is None else variables
     panels = [v for v in variables if v in set(sub["selection"])]
     if not panels:
@@ -97,7 +98,7 @@ def plot_metric_vs_lead(
         ax.grid(alpha=0.3)
         if metric == "bias":
             ax.axhline(0.0, color="k", lw=0.8)
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         ax.set_visible(False)
     axes.ravel()[0].legend(fontsize=8)
     fig.suptitle(f"{title}, region: {region}")
@@ -142,8 +143,11 @@ def plot_maps(
     fc = forecast[variable].sel({metrics_lib.TIME: init, metrics_lib.LEAD: lead})
     tr = truth[variable].sel({metrics_lib.TIME: init + lead})
     if metrics_lib.REALIZATION in fc.dims:
-        fc = (fc.isel({metrics_lib.REALIZATION: member}) if member is not None
-              else fc.mean(metrics_lib.REALIZATION))
+        fc = (
+            fc.isel({metrics_lib.REALIZATION: member})
+            if member is not None
+            else fc.mean(metrics_lib.REALIZATION)
+        )
     if metrics_lib.LEVEL in fc.dims:
         level = int(fc[metrics_lib.LEVEL].values[0]) if level is None else level
         fc = fc.sel({metrics_lib.LEVEL: level})
@@ -158,15 +162,26 @@ def plot_maps(
     dmax = float(np.abs(diff).max()) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(18, 3.8))
     panels = (
-        (fc, f"forecast, init {init:%Y-%m-%d %H}UTC +{scorecard.lead_label(lead)}", "viridis",
-         vmin, vmax),
+        (
+            fc,
+            f"forecast, init {init:%Y-%m-%d %H}UTC +{scorecard.lead_label(lead)}",
+            "viridis",
+            vmin,
+            vmax,
+        ),
         (tr, f"truth, valid {init + lead:%Y-%m-%d %H}UTC", "viridis", vmin, vmax),
         (diff, "forecast - truth", "RdBu_r", -dmax, dmax),
     )
     for ax, (da, title, cmap, lo, hi) in zip(axes, panels, strict=True):
-        mesh = ax.pcolormesh(da[metrics_lib.LONGITUDE], da[metrics_lib.LATITUDE],
-                             da.transpose(metrics_lib.LATITUDE, metrics_lib.LONGITUDE),
-                             cmap=cmap, vmin=lo, vmax=hi, shading="nearest")
+        mesh = ax.pcolormesh(
+            da[metrics_lib.LONGITUDE],
+            da[metrics_lib.LATITUDE],
+            da.transpose(metrics_lib.LATITUDE, metrics_lib.LONGITUDE),
+            cmap=cmap,
+            vmin=lo,
+            vmax=hi,
+            shading="nearest",
+        )
         cbar = fig.colorbar(mesh, ax=ax, fraction=0.023, pad=0.03)  # As tall as a 2:1 map.
         cbar.set_label(units)
         ax.set_title(f"{name} [{units}]\n{title}", fontsize=9)

@@ -34,6 +34,14 @@ def test_plot_maps(tmp_path):
     out = plots.plot_maps(fc, truth, "temperature", 850, "12h", None, tmp_path / "t850.png")
     assert _is_png(out) and (tmp_path / "t850.png").stat().st_size > 10_000
     ens = model_forecast(truth, inits, members=2)
-    out = plots.plot_maps(ens, truth, "2m_temperature", None, pd.Timedelta("6h"), inits[1],
-                          tmp_path / "sub" / "t2m.png", member=0)
+    out = plots.plot_maps(
+        ens,
+        truth,
+        "2m_temperature",
+        None,
+        pd.Timedelta("6h"),
+        inits[1],
+        tmp_path / "sub" / "t2m.png",
+        member=0,
+    )
     assert _is_png(out)

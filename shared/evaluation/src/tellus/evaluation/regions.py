@@ -22,12 +22,19 @@ LATITUDE = "latitude"
 LONGITUDE = "longitude"
 
 
-def _grid(lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray) -> tuple[
-        xr.DataArray, xr.DataArray]:
-    lat = lat if isinstance(lat, xr.DataArray) else xr.DataArray(
-        np.asarray(lat), dims=[LATITUDE], coords={LATITUDE: np.asarray(lat)})
-    lon = lon if isinstance(lon, xr.DataArray) else xr.DataArray(
-        np.asarray(lon), dims=[LONGITUDE], coords={LONGITUDE: np.asarray(lon)})
+def _grid(
+    lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray
+) -> tuple[xr.DataArray, xr.DataArray]:
+    lat = (
+        lat
+        if isinstance(lat, xr.DataArray)
+        else xr.DataArray(np.asarray(lat), dims=[LATITUDE], coords={LATITUDE: np.asarray(lat)})
+    )
+    lon = (
+        lon
+        if isinstance(lon, xr.DataArray)
+        else xr.DataArray(np.asarray(lon), dims=[LONGITUDE], coords={LONGITUDE: np.asarray(lon)})
+    )
     return lat, lon
 
 
@@ -36,8 +43,7 @@ class Region:
 
     name: str
 
-    def mask(self, lat: xr.DataArray | np.ndarray,
-             lon: xr.DataArray | np.ndarray) -> xr.DataArray:
+    def mask(self, lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray) -> xr.DataArray:
         """0/1 mask on the grid.
 
         Args:

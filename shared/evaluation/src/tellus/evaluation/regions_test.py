@@ -58,9 +58,16 @@ def test_tropics_weights_by_hand():
 
 
 def test_registry_and_lookup():
-    assert {"global", "tropics", "extratropics", "northern_extratropics",
-            "southern_extratropics", "europe", "north_america", "east_asia"} <= set(
-                regions.REGIONS)
+    assert {
+        "global",
+        "tropics",
+        "extratropics",
+        "northern_extratropics",
+        "southern_extratropics",
+        "europe",
+        "north_america",
+        "east_asia",
+    } <= set(regions.REGIONS)
     assert regions.get_region(None).name == "global"
     box = regions.Box("z", 0, 1, 0, 1)
     assert regions.get_region(box) is box

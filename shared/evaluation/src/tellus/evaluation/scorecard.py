@@ -101,8 +101,9 @@ def _applicable(metric: str, forecast: xr.Dataset, climatology) -> bool:
     if metric == "acc":
         return climatology is not None
     if metric in ("spread", "spread_skill", "ensemble_mean_rmse"):
-        return (metrics_lib.REALIZATION in forecast.dims
-                and forecast.sizes[metrics_lib.REALIZATION] > 1)
+        return (
+            metrics_lib.REALIZATION in forecast.dims and forecast.sizes[metrics_lib.REALIZATION] > 1
+        )
     return True
 
 
@@ -149,8 +150,9 @@ def evaluate(
                 if metric == "acc":  # Only the variables the climatology has.
                     keep = [v for v in fc.data_vars if v in climatology.data_vars]
                     f, t = fc[keep], aligned[keep]
-                result = metrics_lib.compute(metric, f, t, climatology=climatology,
-                                             region=region).compute()
+                result = metrics_lib.compute(
+                    metric, f, t, climatology=climatology, region=region
+                ).compute()
                 for name, level in wanted:
                     if name not in result:
                         continue
@@ -159,8 +161,7 @@ def evaluate(
                         da = da.sel({metrics_lib.LEVEL: level})
                     leads = pd.TimedeltaIndex(da[metrics_lib.LEAD].values)
                     for lead, value in zip(leads, np.asarray(da.values).ravel(), strict=True):
-                        rows.append((model, metric, name, level, region.name, lead,
-                                     float(value)))
+                        rows.append((model, metric, name, level, region.name, lead, float(value)))
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     df["level"] = df["level"].astype("Int64")
     return df
@@ -189,8 +190,9 @@ def add_baselines(
     out = dict(forecasts)
     out["persistence"] = baselines.persistence(truth, init, leads)
     if climatology is not None:
-        out["climatology"] = baselines.climatology_forecast(climatology, init, leads,
-                                                            template=truth)
+        out["climatology"] = baselines.climatology_forecast(
+            climatology, init, leads, template=truth
+        )
     return out
 
 
@@ -224,8 +226,9 @@ def scorecard_table(
     order = list(dict.fromkeys(sub["variable"]))
     leads = sorted(sub["lead"].unique())
     models = list(dict.fromkeys(sub["model"]))
-    wide = sub.pivot_table(index=["model", "variable"], columns="lead", values="value",
-                           aggfunc="first", dropna=False)
+    wide = sub.pivot_table(
+        index=["model", "variable"], columns="lead", values="value", aggfunc="first", dropna=False
+    )
     wide = wide.reindex(columns=leads)
 
     blocks = []
@@ -268,6 +271,7 @@ def scorecard_table(
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub Markdown table (numbers to 4 significant digits, percentages signed)."""
+
     def fmt(value, percent: bool) -> str:
         if isinstance(value, str):
             return value

@@ -60,13 +60,17 @@ class MeshConfig:
         for name, v in sizes.items():
             if v == -1:
                 if n_devices % fixed:
-                    raise ValueError(f"cannot fill axis '{name}': {n_devices} devices are not a "
-                                     f"multiple of the other axes' product {fixed}")
+                    raise ValueError(
+                        f"cannot fill axis '{name}': {n_devices} devices are not a "
+                        f"multiple of the other axes' product {fixed}"
+                    )
                 sizes[name] = n_devices // fixed
         shape = tuple(sizes.get(a, 1) for a in AXES)
         if math.prod(shape) != n_devices:
-            raise ValueError(f"mesh {dict(zip(AXES, shape, strict=True))} needs "
-                             f"{math.prod(shape)} devices, but {n_devices} are available")
+            raise ValueError(
+                f"mesh {dict(zip(AXES, shape, strict=True))} needs "
+                f"{math.prod(shape)} devices, but {n_devices} are available"
+            )
         return shape
 
 
@@ -80,8 +84,9 @@ def parse_mesh_spec(spec: str) -> dict[str, int]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.partition("=")
         if not sep or not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"bad mesh entry {part!r} in {spec!r}; expected AXIS=SIZE, e.g. "
-                             "data=32,fsdp=8")
+            raise ValueError(
+                f"bad mesh entry {part!r} in {spec!r}; expected AXIS=SIZE, e.g. data=32,fsdp=8"
+            )
         name = name.strip()
         if name in sizes:
             raise ValueError(f"mesh axis '{name}' given twice in {spec!r}")

@@ -17,12 +17,15 @@ def test_default_puts_every_device_on_data():
     assert all(t == jax.sharding.AxisType.Auto for t in m.axis_types)
 
 
-@pytest.mark.parametrize("sizes,shape", [
-    ({"data": 4, "fsdp": 2}, (4, 2, 1, 1)),
-    ({"data": 2, "fsdp": -1}, (2, 4, 1, 1)),
-    ({"fsdp": 1, "tensor": 8}, (1, 1, 8, 1)),
-    ({"data": 2, "spatial": 2, "tensor": 2}, (2, 1, 2, 2)),
-])
+@pytest.mark.parametrize(
+    "sizes,shape",
+    [
+        ({"data": 4, "fsdp": 2}, (4, 2, 1, 1)),
+        ({"data": 2, "fsdp": -1}, (2, 4, 1, 1)),
+        ({"fsdp": 1, "tensor": 8}, (1, 1, 8, 1)),
+        ({"data": 2, "spatial": 2, "tensor": 2}, (2, 1, 2, 2)),
+    ],
+)
 def test_shapes(sizes, shape):
     assert tuple(mesh.make_mesh(sizes).shape.values()) == shape
 
@@ -41,8 +44,11 @@ def test_errors_name_the_problem():
         mesh.make_mesh({"data": 3, "fsdp": 2})
     with pytest.raises(ValueError, match=r"unknown mesh axes \['model'\]"):
         mesh.make_mesh({"model": 8})
-    with pytest.raises(ValueError, match=r"cannot fill axis 'fsdp': 8 devices are not a "
-                       r"multiple of the other axes' product 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot fill axis 'fsdp': 8 devices are not a "
+        r"multiple of the other axes' product 3",
+    ):
         mesh.make_mesh({"data": 3, "fsdp": -1})
     with pytest.raises(ValueError, match="at most one mesh axis may be -1"):
         mesh.MeshConfig({"data": -1, "fsdp": -1})

@@ -152,9 +152,7 @@ def dense(
     return nnx.Linear(
         d_in,
         d_out,
-        kernel_init=nnx.with_partitioning(
-            kernel_init or nnx.initializers.lecun_normal(), names
-        ),
+        kernel_init=nnx.with_partitioning(kernel_init or nnx.initializers.lecun_normal(), names),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],)),
         rngs=rngs,
     )
@@ -274,9 +272,7 @@ def check_sharded(
     specs = (
         [None] * len(flat)
         if expected is None
-        else jax.tree_util.tree_leaves(
-            expected, is_leaf=lambda s: isinstance(s, PartitionSpec)
-        )
+        else jax.tree_util.tree_leaves(expected, is_leaf=lambda s: isinstance(s, PartitionSpec))
     )
     if len(specs) != len(flat):
         raise ShardingError(f"expected specs have {len(specs)} leaves, params {len(flat)}")
@@ -303,6 +299,5 @@ def check_sharded(
             problems.append(f"{name} {tuple(arr.shape)}: {size} elements fully replicated")
     if problems:
         raise ShardingError(
-            f"{len(problems)} parameter(s) replicated on mesh {sizes}:\n  "
-            + "\n  ".join(problems)
+            f"{len(problems)} parameter(s) replicated on mesh {sizes}:\n  " + "\n  ".join(problems)
         )

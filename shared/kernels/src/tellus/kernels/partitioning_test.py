@@ -12,11 +12,13 @@ from tellus.kernels import partitioning
 class _Mlp(nnx.Module):
     def __init__(self, d: int, h: int, rngs: nnx.Rngs):
         init = nnx.initializers.lecun_normal()
-        self.up = nnx.Linear(d, h, kernel_init=nnx.with_partitioning(init, ("embed", "mlp")),
-                             rngs=rngs)
+        self.up = nnx.Linear(
+            d, h, kernel_init=nnx.with_partitioning(init, ("embed", "mlp")), rngs=rngs
+        )
         self.norm = nnx.LayerNorm(h, rngs=rngs)  # unannotated, small: may stay replicated
-        self.down = nnx.Linear(h, d, kernel_init=nnx.with_partitioning(init, ("mlp", "embed")),
-                               rngs=rngs)
+        self.down = nnx.Linear(
+            h, d, kernel_init=nnx.with_partitioning(init, ("mlp", "embed")), rngs=rngs
+        )
 
     def __call__(self, x):
         x = partitioning.constrain(x, ("batch", "lat", "lon", "act_embed"))
@@ -30,7 +32,8 @@ def _model(d=128, h=256):
 
 def test_rules_table_maps_names():
     assert partitioning.logical_to_spec(("batch", "lat", "lon", "act_embed")) == P(
-        ("data", "fsdp"), "spatial", None, None)
+        ("data", "fsdp"), "spatial", None, None
+    )
     assert partitioning.logical_to_spec(("embed", "mlp")) == P("fsdp", "tensor")
     assert partitioning.logical_to_spec(("heads", None, "head_dim")) == P("tensor", None, None)
 
@@ -73,12 +76,14 @@ def test_constrain_shards_activations_under_a_mesh():
     mesh = mesh_lib.make_mesh({"data": 2, "spatial": 4})
     with partitioning.use_mesh(mesh):
         y = jax.jit(lambda x: partitioning.constrain(2 * x, ("batch", "lat", "lon", "act_embed")))(
-            jnp.ones((4, 8, 3, 5)))
+            jnp.ones((4, 8, 3, 5))
+        )
     assert tuple(y.sharding.spec[:2]) == ("data", "spatial")
     # A dimension the axis does not divide is left unsharded instead of failing.
     with partitioning.use_mesh(mesh):
         z = jax.jit(lambda x: partitioning.constrain(x, ("batch", "lat", "lon", "act_embed")))(
-            jnp.ones((4, 6, 3, 5)))
+            jnp.ones((4, 6, 3, 5))
+        )
     assert tuple(z.sharding.spec[:1]) == ("data",) and all(a is None for a in z.sharding.spec[1:])
 
 

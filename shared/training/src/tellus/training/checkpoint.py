@@ -260,16 +260,20 @@ def warm_start(
         try:
             step = ck.latest_step()
             if step is None:
-                raise FileNotFoundError(f"no complete checkpoint in {source}/checkpoints to "
-                                        "start from; run the earlier phase first")
+                raise FileNotFoundError(
+                    f"no complete checkpoint in {source}/checkpoints to "
+                    "start from; run the earlier phase first"
+                )
             params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
             out = load_matching_params(ck, step, factory, params)
         finally:
             ck.close()
         if out.skipped:
-            raise ValueError(f"the checkpoint in {source} lacks {len(out.skipped)} parameters "
-                             f"of the new model (or has them in another shape), e.g. "
-                             f"{out.skipped[:3]}")
+            raise ValueError(
+                f"the checkpoint in {source} lacks {len(out.skipped)} parameters "
+                f"of the new model (or has them in another shape), e.g. "
+                f"{out.skipped[:3]}"
+            )
         nnx.update(model, nnx.State(out.params))
         return model
 

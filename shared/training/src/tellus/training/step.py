@@ -186,7 +186,8 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
 
         zeros = jax.tree.map(jnp.zeros_like, params)
         (loss_sum, grad_sum), _ = jax.lax.scan(
-            body, (jnp.zeros((), jnp.float32), zeros), (micro, jnp.arange(n)))
+            body, (jnp.zeros((), jnp.float32), zeros), (micro, jnp.arange(n))
+        )
         return loss_sum / n, jax.tree.map(lambda g: g / n, grad_sum)
 
     def train_step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:

@@ -136,7 +136,9 @@ def test_loss_with_rng_gets_fresh_reproducible_keys():
         jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, noisy_loss))
         out = []
         for i in range(3):
-            state, metrics = jitted(state, toy_model.place_batch(toy_model.synthetic_batch(0, i, 8)))
+            state, metrics = jitted(
+                state, toy_model.place_batch(toy_model.synthetic_batch(0, i, 8))
+            )
             out.append(float(metrics["loss"]))
         return out
 
