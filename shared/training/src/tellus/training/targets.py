@@ -10,15 +10,18 @@ training).
 Targets:
 
 * ``toy``: :mod:`tellus.training.toy_model` on a 32 x 64 grid.
-* ``pangu-<preset>``: the lead-time forecaster of :mod:`tellus.atmosphere` with the model
-  preset ``<preset>`` of :mod:`tellus.atmosphere.config` (``pangu-paper`` is the 0.25 deg,
-  721 x 1440 model of Bi et al. 2023). ``tellus.atmosphere`` depends on this package, so
-  it is imported only when such a target is built, never at import time.
+* every target a domain package registers under the :data:`ENTRY_POINT_GROUP` entry point
+  group: the entry names a function returning ``{target name: builder}``, each builder
+  taking no arguments and returning a :class:`Target`. ``tellus-atmosphere`` registers
+  ``pangu-<preset>`` (:mod:`tellus.atmosphere.plan_target`). Domain packages depend on
+  this one, so it never imports them by name; their entry points are loaded only when the
+  names are listed or a target is built, never at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -92,63 +95,31 @@ def _toy() -> Target:
     )
 
 
-# --- Pangu-style atmosphere forecaster ----------------------------------------------------
+# --- targets registered by installed packages ----------------------------------------
 
-PANGU_PREFIX = "pangu-"
+ENTRY_POINT_GROUP = "tellus.plan_targets"
+"""The entry point group that domain packages register their plan targets under."""
 
 
-def _pangu(preset: str) -> Target:
-    from tellus.atmosphere import config as pangu_config
-    from tellus.atmosphere import forecaster
-
-    model_cfg = pangu_config.preset(preset)
-    c = model_cfg.upper_vars * model_cfg.levels + model_cfg.surface_vars
-    s = model_cfg.static_vars
-
-    def make_model(remat: bool) -> nnx.Module:
-        # Statistics only scale the fields: placeholders give the same compiled step.
-        cfg = forecaster.ForecasterConfig(
-            model=dataclasses.replace(model_cfg, remat_blocks=remat),
-            lead_hours=24,
-            latitude=tuple(np.linspace(-90.0, 90.0, model_cfg.lat)),
-            mean=(0.0,) * c,
-            std=(1.0,) * c,
-            increment_scale=(1.0,) * c,
-            static_mean=(0.0,) * s,
-            static_std=(1.0,) * s,
-            residual=False,
-        )
-        return forecaster.Forecaster(cfg, rngs=nnx.Rngs(model_cfg.seed))
-
-    def batch(b: int) -> dict[str, BatchLeaf]:
-        h, w = model_cfg.lat, model_cfg.lon
-        field = ("batch", None, "lat", "lon", "channels")
-        return {
-            "inputs": ((b, 1, h, w, c), np.float32, field),
-            "targets": ((b, 1, h, w, c), np.float32, field),
-            "statics": ((b, h, w, s), np.float32, ("batch", "lat", "lon", "channels")),
-        }
-
-    return Target(
-        name=PANGU_PREFIX + preset,
-        description=f"Pangu-style forecaster, preset '{preset}': {model_cfg.levels} levels, "
-        f"{model_cfg.lat} x {model_cfg.lon} grid, C={model_cfg.dim}, "
-        f"patch {model_cfg.patch}, window {model_cfg.window}",
-        make_model=make_model,
-        loss_fn=forecaster.loss_fn,
-        batch=batch,
-        model_remat=True,
-    )
+def _registered() -> dict[str, Callable[[], Target]]:
+    """``{name: builder}`` of every installed package's targets, by entry point name."""
+    out: dict[str, Callable[[], Target]] = {}
+    for ep in sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
+    ):
+        for name, build in sorted(ep.load()().items()):
+            if name == "toy" or name in out:
+                raise ValueError(
+                    f"plan target {name!r} of entry point {ep.name!r} ({ep.value}) is "
+                    "registered twice"
+                )
+            out[name] = build
+    return out
 
 
 def names() -> list[str]:
-    """The registered target names (Pangu presets listed when the package is installed)."""
-    out = ["toy"]
-    try:
-        from tellus.atmosphere import config as pangu_config
-    except ImportError:  # tellus-atmosphere is optional for tellus-training
-        return out
-    return out + [PANGU_PREFIX + p for p in sorted(pangu_config.PRESETS)]
+    """The target names: ``toy``, then those registered by installed packages."""
+    return ["toy", *_registered()]
 
 
 def get(name: str) -> Target:
@@ -159,10 +130,7 @@ def get(name: str) -> Target:
     """
     if name == "toy":
         return _toy()
-    if name.startswith(PANGU_PREFIX):
-        preset = name[len(PANGU_PREFIX) :]
-        known = names()
-        if name not in known:
-            raise KeyError(f"unknown plan target {name!r}; choose from {known}")
-        return _pangu(preset)
-    raise KeyError(f"unknown plan target {name!r}; choose from {names()}")
+    registered = _registered()
+    if name not in registered:
+        raise KeyError(f"unknown plan target {name!r}; choose from {names()}")
+    return registered[name]()
