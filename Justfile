@@ -28,10 +28,11 @@ train-enso *ARGS:
 evaluate-enso *ARGS:
     uv run tellus evaluate-enso {{ARGS}}
 
-# The whole test suite, with lint first.
+# The whole test suite, with lint and the import contract (pyproject [tool.importlinter]) first.
 test:
     uv run ruff check .
     uv run ruff format --check .
+    uv run lint-imports
     uv run pytest -n 2 -q
 
 # Lint and format check only.
