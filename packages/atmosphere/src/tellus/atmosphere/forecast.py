@@ -30,7 +30,7 @@ from flax import nnx
 
 from tellus.atmosphere import forecaster as fc
 from tellus.atmosphere import temporal
-from tellus.data import schema, stacking, writing
+from tellus.data import progress, schema, stacking
 
 LEAD_DIM = "prediction_timedelta"
 MEMBER_DIM = "realization"
@@ -214,7 +214,7 @@ def forecast(
       members: ensemble size; members > 1 needs ``perturb``.
       perturb: ``perturb(x0 [N, H, W, C], members) -> [N * members, H, W, C]`` (raw units),
         e.g. from :mod:`tellus.atmosphere.perturbations`; member 0 may be the control.
-      show_progress: a progress bar over leads.
+      show_progress: show the progress over leads (a bar on a terminal, lines in a log).
 
     Returns:
       The forecast in the WeatherBench2 layout (opened from ``out`` when given).
@@ -241,8 +241,8 @@ def forecast(
         _create_store(partial, layout, inits, members, leads, grid)
     pieces = []
     steps = system.steps(x0, static, leads)
-    for lead_h, state in writing.track(
-        steps, description="forecast", enabled=show_progress, total=len(leads)
+    for lead_h, state in progress.track(
+        steps, "forecast", total=len(leads), unit="lead", enabled=show_progress
     ):
         ds = _lead_dataset(np.asarray(state), layout, inits, members, lead_h, grid)
         if partial is None:

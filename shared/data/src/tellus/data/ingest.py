@@ -3,7 +3,8 @@
 :func:`ingest` opens every source lazily, brings it into the schema with
 :func:`tellus.data.conventions.canonicalize`, merges the sources, and writes the result with
 dask, ``time_chunk`` time steps per Zarr chunk (the whole grid, all levels and all members in
-each), with a rich progress bar over the write.
+each), showing the progress of the write (:mod:`tellus.data.progress`: a bar on a terminal,
+a line every 30 s in a log).
 
 Safety rules:
 
@@ -85,7 +86,7 @@ def ingest(
       sources: GRIB files, NetCDF files or Zarr stores (directories), all on one grid.
       store: local path of the Zarr store to write.
       time_chunk: time steps per Zarr chunk; the other dims are not split.
-      progress: show a rich progress bar over the write.
+      progress: show the progress of the write (a bar on a terminal, lines in a log).
       overwrite: replace ``store`` if it exists (only once the new one is complete).
 
     Returns:

@@ -30,6 +30,7 @@ import xarray as xr
 import zarr
 import zarr.errors
 
+from tellus.data import progress as progress_lib
 from tellus.data import schema
 from tellus.data.errors import SchemaError
 
@@ -267,32 +268,16 @@ def write_dataset(
         write_chunk(path, i, part.compute())
 
 
-def track(items: Iterable, *, description: str, enabled: bool = True, total: int | None = None):
-    """Iterates over ``items`` with a rich progress bar showing the time left."""
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+def track(
+    items: Iterable,
+    *,
+    description: str,
+    enabled: bool = True,
+    total: int | None = None,
+    unit: str = "chunk",
+):
+    """Iterates over ``items`` (chunks, by default) showing the progress and the time left.
 
-    items = list(items) if total is None else items
-    total = len(items) if total is None else total
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        for item in items:
-            yield item
-            bar.advance(task)
+    A bar on a terminal, a line every 30 s in a log file: see :func:`tellus.data.progress.track`.
+    """
+    return progress_lib.track(items, description, total=total, unit=unit, enabled=enabled)
