@@ -236,3 +236,44 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
         "skill_by_lead_long_test.png",
     ):
         assert (report / name).stat().st_size > 1000
+
+
+_HOLD = (
+    "import sys\n"
+    "from tellus.data import locking\n"
+    "with locking.store_lock(sys.argv[1], 'another build'):\n"
+    "    print('ready', flush=True)\n"
+    "    sys.stdin.readline()\n"
+)
+
+
+def test_a_second_build_or_ingest_of_a_store_refuses_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tellus.data import mock
+
+    store, src = tmp_path / "busy.zarr", tmp_path / "src.nc"
+    mock.mock_era5(n_lat=4, n_lon=8, static=()).to_netcdf(src)
+    partial = tmp_path / ".busy.zarr.partial"  # what the first one is writing
+    partial.mkdir()
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as first:
+        assert first.stdout.readline() == "ready\n"
+        for args, prefix in [
+            (["data", "build", "atmosphere", "--preset", "tiny", "--out", str(store)], "build"),
+            (["data", "ingest", str(src), "--to", str(store)], "ingest"),
+        ]:
+            result = runner.invoke(app, args)
+            assert result.exit_code == 1, result.output
+            (line,) = result.output.splitlines()
+            assert line.startswith(prefix) and f"{store} is in use by pid {first.pid} " in line
+            assert "(another build, since " in line and line.endswith("wait for it or stop it")
+        first.stdin.close()
+        assert first.wait(timeout=30) == 0
+    assert not store.exists() and partial.is_dir()  # nothing of the first one's touched
+    assert not (tmp_path / "busy.sim-state").exists()

@@ -50,7 +50,8 @@ def build_atmosphere(
         )
     config = held_suarez.PRESETS[preset]
     start = time.perf_counter()
-    held_suarez.build(out, config, progress=progress)
+    with _exit_on_data_error("build failed"):  # e.g. another build of the store is running
+        held_suarez.build(out, config, progress=progress)
     if stats and not Path(statistics.stats_path(out)).exists():
         ds = validation.open_dataset(out)
         statistics.write_statistics(ds, out, step=f"{config.output_interval_hours}h")

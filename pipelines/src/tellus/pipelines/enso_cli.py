@@ -24,14 +24,19 @@ def worlds_dir() -> Path:
 
 def build_worlds(directory: Path | None = None, model_years: int = 1200, observed_years: int = 150):
     """Builds (or finishes, or just opens) ``model.zarr`` and ``observed.zarr``."""
+    from tellus.data.errors import LockedError
     from tellus.enso import world
 
     directory = directory or worlds_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    return tuple(
-        world.build_world(kind, years, path=directory / f"{kind}.zarr")
-        for kind, years in (("model", model_years), ("observed", observed_years))
-    )
+    try:
+        return tuple(
+            world.build_world(kind, years, path=directory / f"{kind}.zarr")
+            for kind, years in (("model", model_years), ("observed", observed_years))
+        )
+    except LockedError as e:  # another process is building a world: one line, not a trace
+        typer.echo(f"cannot build the ENSO worlds: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 def open_worlds(directory: Path | None = None):

@@ -25,6 +25,7 @@ each labelled 1700-01 onwards (segment r+1 continues the run where segment r sto
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,7 +38,7 @@ import pandas as pd
 import scipy.ndimage
 import xarray as xr
 
-from tellus.data import schema, validation, writing
+from tellus.data import locking, schema, validation, writing
 from tellus.enso import indices
 from tellus.enso import recharge_oscillator as ro
 
@@ -285,6 +286,8 @@ def build_world(
       seed: random seed (default 0 for model, 1 for observed): the same seed gives the same
         world, chunk by chunk, so a killed build rerun to the same path finishes identically.
       path: Zarr store to write (with :mod:`tellus.data.writing`); None builds in memory.
+        While it writes, it holds :func:`tellus.data.locking.store_lock` on the store, so a
+        second build of it refuses with a one-line :class:`~tellus.data.errors.LockedError`.
       progress: show a progress bar while writing.
       time_chunk: months per Zarr chunk.
 
@@ -329,13 +332,17 @@ def build_world(
         ),
         da.zeros(modes.shape, np.float64, chunks=(time_chunk, -1, -1)),
     )
-    writing.create_store(path, template, time_chunk=time_chunk, attrs=_attrs(plan))
-    done = writing.completed_chunks(path)
-    todo = [i for i in range(n_chunks) if i not in done]
-    for i in writing.track(
-        todo, description=f"ENSO world ({kind})", enabled=progress and bool(todo)
-    ):
-        writing.write_chunk(path, i, chunk(i))
+    # A complete store is only checked (create_store compares its template), unlocked.
+    building = not writing.is_complete(path)
+    lock = locking.store_lock(path, f"building the ENSO {kind} world")
+    with lock if building else contextlib.nullcontext():
+        writing.create_store(path, template, time_chunk=time_chunk, attrs=_attrs(plan))
+        done = writing.completed_chunks(path)
+        todo = [i for i in range(n_chunks) if i not in done]
+        for i in writing.track(
+            todo, description=f"ENSO world ({kind})", enabled=progress and bool(todo)
+        ):
+            writing.write_chunk(path, i, chunk(i))
     return validation.open_dataset(path)
 
 

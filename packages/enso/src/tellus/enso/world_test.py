@@ -90,3 +90,33 @@ def test_killed_build_resumes_to_the_same_store(tmp_path, monkeypatch):
     assert writing.is_complete(tmp_path / "b.zarr")
     xr.testing.assert_identical(fresh.load(), resumed.load())
     assert resumed.attrs["enso_kind"] == "observed"
+
+
+def test_a_second_build_of_a_world_refuses_with_one_line(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tellus.data.errors import LockedError
+
+    hold = (
+        "import sys\nfrom tellus.data import locking\n"
+        "with locking.store_lock(sys.argv[1], 'first build'):\n"
+        "    print('ready', flush=True)\n    sys.stdin.readline()\n"
+    )
+    path = tmp_path / "observed.zarr"
+    with subprocess.Popen(
+        [sys.executable, "-c", hold, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as first:
+        assert first.stdout.readline() == "ready\n"
+        with pytest.raises(
+            LockedError, match=rf"^{re.escape(str(path))} is in use by pid {first.pid} on host "
+        ):
+            world.build_world("observed", n_years=2, path=path, progress=False, time_chunk=12)
+        first.stdin.close()
+    assert not path.exists()
+    world.build_world("observed", n_years=2, path=path, progress=False, time_chunk=12)
+    assert writing.is_complete(path) and not (tmp_path / "observed.zarr.lock").exists()

@@ -55,7 +55,7 @@ from dinosaur import (
     xarray_utils,
 )
 
-from tellus.data import constants, schema, sigma_to_pressure, writing
+from tellus.data import constants, locking, schema, sigma_to_pressure, writing
 from tellus.data import idealized_planet as planet
 from tellus.data.idealized_planet import HUMIDITY
 
@@ -532,7 +532,9 @@ def build(
     A complete store is returned at once. Otherwise the build continues from the last saved
     model state (the spun-up state, or the state at the start of the first unwritten chunk),
     kept in ``<store stem>.sim-state/`` next to the store, and the result is bitwise the same
-    as an uninterrupted build.
+    as an uninterrupted build. While it builds, it holds
+    :func:`tellus.data.locking.store_lock` on the store, so a second build of the same store
+    refuses at once with a one-line :class:`~tellus.data.errors.LockedError`.
 
     Args:
       store_path: where the Zarr store goes, e.g. ``data/atmosphere.zarr``.
@@ -544,14 +546,26 @@ def build(
 
     Raises:
       ValueError: the store or its saved states come from another configuration.
+      LockedError: another process is building the store.
     """
     store = Path(store_path)
     state_dir = _state_dir(store)
     _check_config(store, state_dir, config)
-    done = writing.completed_chunks(store) if store.exists() else set()
-    if done >= set(range(config.n_chunks)):
+    if _is_built(store, config):
         return store
+    with locking.store_lock(store, "building the Held-Suarez dataset"):
+        if _is_built(store, config):  # finished by another build just now
+            return store
+        return _build_locked(store, state_dir, config, progress)
 
+
+def _is_built(store: Path, config: HeldSuarezConfig) -> bool:
+    done = writing.completed_chunks(store) if store.exists() else set()
+    return done >= set(range(config.n_chunks))
+
+
+def _build_locked(store: Path, state_dir: Path, config: HeldSuarezConfig, progress: bool) -> Path:
+    """The rest of :func:`build`, run under the store's lock."""
     sim = simulator(config)
     ref = template(config, sim)
     writing.create_store(store, ref, time_chunk=config.time_chunk, attrs=_global_attrs(config))

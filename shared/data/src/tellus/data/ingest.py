@@ -43,7 +43,7 @@ import numpy as np
 import xarray as xr
 import zarr.errors
 
-from tellus.data import conventions, schema, writing
+from tellus.data import conventions, locking, schema, writing
 from tellus.data.errors import IngestError, SchemaError
 
 GRIB = "grib"
@@ -96,6 +96,8 @@ def ingest(
       IngestError: a source is missing, corrupt or unreadable; sources are on different grids
         or overlap; ``store`` exists and ``overwrite`` is False; the write failed. No store,
         partial or complete, is left behind by a failed call.
+      LockedError: (an IngestError) another ingest is writing ``store``; it holds
+        :func:`tellus.data.locking.store_lock` on it, and what it wrote is left alone.
       SchemaError: a source cannot be brought into the schema (see
         :func:`tellus.data.conventions.canonicalize`).
     """
@@ -111,19 +113,23 @@ def ingest(
     if store.exists() and not overwrite:
         raise IngestError(f"store {store} already exists; pass overwrite=True to replace it")
 
-    opened: list[xr.Dataset] = []
-    try:
-        pieces = []
-        for source in sources:
-            for label, ds in _open_pieces(Path(source), time_chunk):
-                opened.append(ds)
-                pieces.append((label, conventions.canonicalize(ds, source=label)))
-        ds = combine(pieces)
-        ds = _prepare_for_write(ds, [Path(s) for s in sources], time_chunk)
-        _write_atomically(ds, store, overwrite=overwrite, progress=progress, time_chunk=time_chunk)
-    finally:
-        for ds in opened:
-            ds.close()
+    # Held from before anything is opened or written, so a refused ingest cleans up nothing.
+    with locking.store_lock(store, f"ingesting {len(sources)} sources"):
+        opened: list[xr.Dataset] = []
+        try:
+            pieces = []
+            for source in sources:
+                for label, ds in _open_pieces(Path(source), time_chunk):
+                    opened.append(ds)
+                    pieces.append((label, conventions.canonicalize(ds, source=label)))
+            ds = combine(pieces)
+            ds = _prepare_for_write(ds, [Path(s) for s in sources], time_chunk)
+            _write_atomically(
+                ds, store, overwrite=overwrite, progress=progress, time_chunk=time_chunk
+            )
+        finally:
+            for ds in opened:
+                ds.close()
     return xr.open_zarr(store, consolidated=True)
 
 

@@ -17,6 +17,7 @@ Static (time-independent) variables and coordinates are written at creation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ import zarr.errors
 from tellus.data import progress as progress_lib
 from tellus.data import schema
 from tellus.data.errors import SchemaError
+from tellus.data.locking import store_lock
 
 _BUILD_GROUP = "_tellus_build"
 
@@ -250,7 +252,10 @@ def write_dataset(
 ) -> None:
     """Writes a (lazy) dataset to ``path`` resumably, one time chunk at a time.
 
-    Running it again after a kill continues with the chunks not yet marked complete.
+    Running it again after a kill continues with the chunks not yet marked complete. While
+    it writes, it holds :func:`tellus.data.locking.store_lock` on ``path``, so a second
+    writer of the same store refuses with a one-line
+    :class:`~tellus.data.errors.LockedError`; a complete store is only checked, unlocked.
 
     Args:
       ds: dataset with a ``time`` dim; dask-backed variables are computed chunk by chunk.
@@ -258,14 +263,18 @@ def write_dataset(
       time_chunk: time steps per chunk.
       attrs: global attributes to add.
       progress: show a progress bar.
-      description: label of the progress bar.
+      description: label of the progress bar (and the purpose shown to a refused writer).
+
+    Raises:
+      LockedError: another process is writing ``path``.
     """
-    create_store(path, ds, time_chunk=time_chunk, attrs=attrs)
-    done = completed_chunks(path)
-    todo = [i for i in range(n_chunks(ds.sizes[schema.TIME], time_chunk)) if i not in done]
-    for i in track(todo, description=description, enabled=progress):
-        part = ds.isel({schema.TIME: slice(i * time_chunk, (i + 1) * time_chunk)})
-        write_chunk(path, i, part.compute())
+    with contextlib.nullcontext() if is_complete(path) else store_lock(path, description):
+        create_store(path, ds, time_chunk=time_chunk, attrs=attrs)
+        done = completed_chunks(path)
+        todo = [i for i in range(n_chunks(ds.sizes[schema.TIME], time_chunk)) if i not in done]
+        for i in track(todo, description=description, enabled=progress):
+            part = ds.isel({schema.TIME: slice(i * time_chunk, (i + 1) * time_chunk)})
+            write_chunk(path, i, part.compute())
 
 
 def track(

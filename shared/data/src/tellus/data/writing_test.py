@@ -114,3 +114,51 @@ def test_killed_build_resumes_to_identical_store(tmp_path):
     xr.testing.assert_identical(a, b)
     # No duplicated or missing time steps.
     assert a.sizes["time"] == 40 and np.unique(a["time"].values).size == 40
+
+
+# Writes a small store whose chunks wait for the file argv[2] to appear.
+_WAITING_WRITER = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    import pandas as pd
+    from tellus.data import mock, writing
+    go = pathlib.Path(sys.argv[2])
+    times = pd.date_range("2020-01-01", periods=8, freq="6h")
+    ds = mock.mock_era5(times=times, n_lat=5, n_lon=8).chunk({"time": 4})
+
+    def wait(block):
+        if block.size:  # (dask first calls it on an empty block, for the output type)
+            print("writing", flush=True)
+            while not go.exists():
+                time.sleep(0.05)
+        return block
+
+    t = ds["temperature"]
+    ds["temperature"] = t.copy(data=t.data.map_blocks(wait, dtype=t.dtype))
+    writing.write_dataset(ds, sys.argv[1], time_chunk=4, progress=False)
+    """
+)
+
+
+def test_a_second_writer_of_a_store_refuses_with_one_line(tmp_path):
+    from tellus.data.errors import LockedError
+
+    script, path, go = tmp_path / "writer.py", tmp_path / "s.zarr", tmp_path / "go"
+    script.write_text(_WAITING_WRITER)
+    ds = _dataset(8)
+    with subprocess.Popen(
+        [sys.executable, str(script), str(path), str(go)], stdout=subprocess.PIPE, text=True
+    ) as first:
+        try:
+            assert first.stdout.readline() == "writing\n"
+            with pytest.raises(LockedError) as refused:
+                writing.write_dataset(ds, path, time_chunk=4, progress=False)
+            message = str(refused.value)
+            assert message.startswith(f"{path} is in use by pid {first.pid} on host ")
+            assert "(writing, since " in message and "\n" not in message
+        finally:
+            go.touch()
+        first.stdout.read()
+        assert first.wait(timeout=60) == 0
+    assert writing.is_complete(path) and not (tmp_path / "s.zarr.lock").exists()
+    writing.write_dataset(ds, path, time_chunk=4, progress=False)  # complete: only checked
