@@ -42,7 +42,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import rich.progress as rp
 import xarray as xr
 from dinosaur import (
     coordinate_systems,
@@ -58,6 +57,7 @@ from dinosaur import (
 from tellus.data import constants, locking, schema, sigma_to_pressure, writing
 from tellus.data import idealized_planet as planet
 from tellus.data.idealized_planet import HUMIDITY
+from tellus.data.progress import Progress
 
 _UNITS = scales.units
 
@@ -512,18 +512,6 @@ def _check_config(store: Path, state_dir: Path, config: HeldSuarezConfig) -> Non
             )
 
 
-def _progress(enabled: bool) -> rp.Progress:
-    return rp.Progress(
-        rp.TextColumn("{task.description}"),
-        rp.BarColumn(),
-        rp.MofNCompleteColumn(),
-        rp.TimeElapsedColumn(),
-        rp.TextColumn("left"),
-        rp.TimeRemainingColumn(),
-        disable=not enabled,
-    )
-
-
 def build(
     store_path: str | os.PathLike, config: HeldSuarezConfig = DEFAULT, *, progress: bool = True
 ) -> Path:
@@ -539,7 +527,8 @@ def build(
     Args:
       store_path: where the Zarr store goes, e.g. ``data/atmosphere.zarr``.
       config: which dataset; :data:`DEFAULT` or :data:`TINY` or your own.
-      progress: show progress bars (with the time left) for spin-up and output.
+      progress: show the progress (with the time left) of spin-up and output: bars on a
+        terminal, a line every 30 s in a log (see :mod:`tellus.data.progress`).
 
     Returns:
       The path of the store.
@@ -573,30 +562,39 @@ def _build_locked(store: Path, state_dir: Path, config: HeldSuarezConfig, progre
     (state_dir / "config.json").write_text(config.to_json())
     todo = [i for i in range(config.n_chunks) if i not in writing.completed_chunks(store)]
 
-    with _progress(progress) as bar:
-        # The state at the start of output chunk `first`, or the nearest saved one before it.
-        first = todo[0]
-        start = max(
-            (i for i in range(first + 1) if (state_dir / f"chunk_{i:06d}.npz").exists()),
-            default=None,
-        )
-        if start is None:
-            spin = state_dir / "spinup.npz"
-            state, meta = (
-                _load_state(spin) if spin.exists() else (sim.initial_state(), {"chunks": 0})
-            )
-            task = bar.add_task("spin-up", total=config.spinup_chunks, completed=meta["chunks"])
+    # The state at the start of output chunk `first`, or the nearest saved one before it.
+    first = todo[0]
+    start = max(
+        (i for i in range(first + 1) if (state_dir / f"chunk_{i:06d}.npz").exists()),
+        default=None,
+    )
+    if start is None:
+        spin = state_dir / "spinup.npz"
+        state, meta = _load_state(spin) if spin.exists() else (sim.initial_state(), {"chunks": 0})
+        with Progress(
+            "Held-Suarez spin-up",
+            config.spinup_chunks,
+            completed=meta["chunks"],
+            unit="chunk",
+            enabled=progress,
+        ) as bar:
             for k in range(meta["chunks"], config.spinup_chunks):
                 state, _ = sim.advance(state)
                 _save_state(spin, state, chunks=k + 1)
-                bar.advance(task)
-            _save_state(state_dir / "chunk_000000.npz", state)
-            spin.unlink(missing_ok=True)
-            start = 0
-        else:
-            state, _ = _load_state(state_dir / f"chunk_{start:06d}.npz")
+                bar.advance()
+        _save_state(state_dir / "chunk_000000.npz", state)
+        spin.unlink(missing_ok=True)
+        start = 0
+    else:
+        state, _ = _load_state(state_dir / f"chunk_{start:06d}.npz")
 
-        task = bar.add_task("output", total=config.n_chunks, completed=config.n_chunks - len(todo))
+    with Progress(
+        "Held-Suarez output",
+        config.n_chunks,
+        completed=config.n_chunks - len(todo),
+        unit="chunk",
+        enabled=progress,
+    ) as bar:
         for index in range(start, config.n_chunks):
             next_state, samples = sim.advance(state)
             if index + 1 < config.n_chunks:
@@ -604,7 +602,7 @@ def _build_locked(store: Path, state_dir: Path, config: HeldSuarezConfig, progre
             if index in todo:
                 values = sim.diagnose(samples)
                 writing.write_chunk(store, index, _chunk_dataset(config, index, values, ref))
-                bar.advance(task)
+                bar.advance()
             if index > 0:  # keep the spun-up state and the latest one only
                 (state_dir / f"chunk_{index:06d}.npz").unlink(missing_ok=True)
             state = next_state
