@@ -28,11 +28,20 @@ train-enso *ARGS:
 evaluate-enso *ARGS:
     uv run tellus evaluate-enso {{ARGS}}
 
-# The whole test suite, with lint and the import contract (pyproject [tool.importlinter]) first.
+# deptry, run on each distribution against its own pyproject dependencies. deptry sees
+# `tellus` only as a top-level name, so it is first party here and which tellus-* packages
+# each distribution declares is checked by tests/workspace_dependencies_test.py; test modules
+# are left out (they run on the root dev group: pytest). A new tellus-* distribution joins
+# the map.
+deptry_flags := "--known-first-party tellus --extend-exclude '.*_test[.]py$' --extend-exclude '.*/conftest[.]py$' --package-module-name-map tellus-data=tellus,tellus-kernels=tellus,tellus-training=tellus,tellus-evaluation=tellus,tellus-atmosphere=tellus,tellus-enso=tellus"
+
+# The whole test suite, after lint, the import contract (pyproject [tool.importlinter]) and
+# every distribution's declared dependencies (deptry).
 test:
     uv run ruff check .
     uv run ruff format --check .
     uv run lint-imports
+    rc=0; for p in shared/*/pyproject.toml packages/*/pyproject.toml pipelines/pyproject.toml; do d="${p%/pyproject.toml}"; echo "deptry $d"; uv run deptry "$d" --config "$p" {{ deptry_flags }} || rc=1; done; exit $rc
     uv run pytest -n 2 -q
 
 # Lint and format check only.
