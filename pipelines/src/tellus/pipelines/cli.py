@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tellus.pipelines import atmosphere_cli, data_cli, enso_cli, paths, plan_cli
+from tellus.pipelines import atmosphere_cli, data_cli, enso_cli, errors, paths, plan_cli
 
-app = typer.Typer(help="Tellus: Earth-system foundation models in JAX.", no_args_is_help=True)
+app = typer.Typer(
+    cls=errors.TellusGroup,
+    help="Tellus: Earth-system foundation models in JAX.",
+    no_args_is_help=True,
+)
 app.add_typer(data_cli.app, name="data")
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
 train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
@@ -74,7 +79,28 @@ def demo(
     enso_cli.evaluate_enso()
 
 
+# Library warnings that tell a user of the command nothing they can act on.
+QUIET_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    # zarr 3 writes consolidated metadata (an extension) when xarray asks for it.
+    ("Consolidated metadata is currently not part", UserWarning),
+    # xarray, reading a store without consolidated metadata: it reads it anyway.
+    ("Failed to open Zarr store with consolidated metadata", RuntimeWarning),
+    # zarr, about files beside the hierarchy in a store (lock and progress files).
+    ("Object at .* is not recognized as a component of a Zarr hierarchy", UserWarning),
+    # zarr, about string and datetime dtypes whose v3 encoding is not yet specified.
+    ("The data type .* does not have a Zarr V3 specification", FutureWarning),
+)
+
+
+def quiet_library_warnings() -> None:
+    """Hides :data:`QUIET_WARNINGS` for the rest of the process (the command's own run)."""
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main() -> None:
+    """The ``tellus`` console script."""
+    quiet_library_warnings()
     app()
 
 
