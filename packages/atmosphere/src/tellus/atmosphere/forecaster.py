@@ -33,7 +33,7 @@ from flax import nnx
 
 from tellus.atmosphere.config import PanguConfig
 from tellus.atmosphere.model import PanguModel
-from tellus.data import schema, tasks
+from tellus.data import grid, schema, tasks
 from tellus.training import losses
 
 UPPER_VARIABLES = (
@@ -244,7 +244,7 @@ def loss_fn(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | Non
     mean, std, inc, _, _ = model._consts()
     out = model.network_output(x, batch["statics"], key=rng)
     target = ((y - x) / std) / inc if cfg.residual else (y - mean) / std
-    w_lat = losses.latitude_weights(np.asarray(cfg.latitude))
+    w_lat = grid.latitude_weights(np.asarray(cfg.latitude))
     error = losses.weighted_mae if cfg.loss == "mae" else losses.weighted_mse
     return error(out, target, w_lat, channel_weights(cfg.model))
 
@@ -265,7 +265,7 @@ def rollout_loss_fn(num_steps: int):
             )
         mean, std, inc, _, _ = model._consts()
         scale = inc * std if cfg.residual else std
-        w_lat = losses.latitude_weights(np.asarray(cfg.latitude))
+        w_lat = grid.latitude_weights(np.asarray(cfg.latitude))
         w_ch = channel_weights(cfg.model)
         error = losses.weighted_mae if cfg.loss == "mae" else losses.weighted_mse
         keys = [None] * num_steps if rng is None else list(jax.random.split(rng, num_steps))

@@ -9,8 +9,9 @@ Layouts (WeatherBench2's):
   (it has a ``prediction_timedelta`` dim).
 
 Every metric returns a Dataset with, per variable, dims ``(prediction_timedelta, [level])``:
-the value is averaged over space with area weights (:func:`latitude_weights` times the
-region's mask; NaN cells, e.g. land in an ocean field, are left out) and over init times.
+the value is averaged over space with area weights (WeatherBench2's cell areas,
+:func:`tellus.data.grid.latitude_weights`, times the region's mask; NaN cells, e.g. land in
+an ocean field, are left out) and over init times.
 
 Order of averaging, as WeatherBench2 (https://sites.research.google/weatherbench, 2024 on):
 
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from tellus.data import grid
 from tellus.evaluation import regions as regions_lib
 
 TIME = "time"
@@ -54,38 +56,17 @@ RegionLike = regions_lib.Region | str | None
 # Weights and alignment.
 
 
-def latitude_weights(lat: xr.DataArray | np.ndarray) -> xr.DataArray:
-    """Area weights of latitude rows, normalized to mean 1 over the given latitudes.
-
-    As WeatherBench2's ``get_lat_weights``: each latitude is the centre of a cell bounded by
-    the midpoints to its neighbours, and by the poles at the ends; the weight is the cell's
-    area, ``sin(upper) - sin(lower)``. Inside the grid this is ``2 sin(dlat/2) cos(lat)`` for a
-    regular grid, i.e. proportional to ``cos(lat)``; a pole point gets the small but nonzero
-    area of its half cell instead of ``cos(90) = 0``.
-
-    Args:
-      lat: latitudes in degrees, ascending, dim ``latitude``.
-
-    Returns:
-      Weights with dim ``latitude``, mean 1.
-    """
-    values = np.asarray(lat, dtype=np.float64)
-    if values.ndim != 1 or np.any(np.diff(values) <= 0):
-        raise ValueError("latitude_weights needs strictly ascending 1-D latitudes")
-    rad = np.deg2rad(values)
-    bounds = np.concatenate([[-np.pi / 2], (rad[:-1] + rad[1:]) / 2, [np.pi / 2]])
-    area = np.sin(bounds[1:]) - np.sin(bounds[:-1])
-    area = area / area.mean()
-    return xr.DataArray(area, dims=[LATITUDE], coords={LATITUDE: values}, name="weights")
-
-
 def spatial_weights(
     lat: xr.DataArray | np.ndarray, lon: xr.DataArray | np.ndarray, region: RegionLike = None
 ) -> xr.DataArray:
-    """Latitude weights times the region's 0/1 mask, dims ``(latitude, longitude)``."""
+    """Latitude (cell-area) weights, :func:`tellus.data.grid.latitude_weights`, times the
+    region's 0/1 mask, dims ``(latitude, longitude)``."""
     region = regions_lib.get_region(region)
     lat_values = np.asarray(lat)
-    return latitude_weights(lat_values) * region.mask(lat_values, np.asarray(lon))
+    w_lat = xr.DataArray(
+        grid.latitude_weights(lat_values), dims=[LATITUDE], coords={LATITUDE: lat_values}
+    )
+    return w_lat * region.mask(lat_values, np.asarray(lon))
 
 
 def spatial_mean(x: xr.Dataset | xr.DataArray, region: RegionLike = None) -> xr.Dataset | (

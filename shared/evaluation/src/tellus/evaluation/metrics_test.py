@@ -47,27 +47,6 @@ def _empty_forecast() -> xr.Dataset:
     )
 
 
-def test_latitude_weights_two_rows_by_hand():
-    np.testing.assert_allclose(metrics.latitude_weights(LAT).values, W)
-
-
-def test_latitude_weights_regular_grid_with_poles():
-    lat = np.linspace(-90, 90, 7)
-    w = metrics.latitude_weights(lat).values
-    assert w.mean() == pytest.approx(1.0)
-    ratio = w[1:-1] / np.cos(np.deg2rad(lat[1:-1]))
-    np.testing.assert_allclose(ratio, ratio[0])  # Interior: proportional to cos(lat).
-    # A pole's half cell: 1 - sin(75 deg), small but nonzero.
-    assert w[0] == w[-1] > 0
-    assert w[0] / w[3] == pytest.approx((1 - np.sin(np.deg2rad(75))) / (2 * np.sin(np.deg2rad(15))))
-    assert w[0] < 0.1 * w[3]
-
-
-def test_latitude_weights_rejects_descending():
-    with pytest.raises(ValueError, match="ascending"):
-        metrics.latitude_weights(LAT[::-1])
-
-
 def test_align_selects_valid_time():
     truth = _truth(np.arange(6.0)[:, None, None] * np.ones((1, 2, 3)))
     aligned = metrics.align(_empty_forecast(), truth)

@@ -1,9 +1,8 @@
 """Latitude-weighted, channel-weighted and masked regression losses.
 
-Arrays are ``[batch, lat, lon, channel]``. Latitude weights follow WeatherBench2: each
-row's weight is the area of its cell, ``sin(upper) - sin(lower)`` with cell bounds half
-way between neighbouring rows and clipped to the poles, normalized to mean 1. A pole row
-thus gets the small polar cap rather than the ``cos(90°) = 0`` a plain cosine would give.
+Arrays are ``[batch, lat, lon, channel]``. The latitude weights are the cell areas of
+:func:`tellus.data.grid.latitude_weights` (WeatherBench2's, normalized to mean 1), the same
+the evaluation metrics average with.
 """
 
 from __future__ import annotations
@@ -11,35 +10,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-
-
-def latitude_cell_bounds(latitude_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper cell bounds (degrees) for monotonic latitude rows.
-
-    Bounds are midpoints between neighbours; the outer bounds extend half a spacing
-    outwards and are clipped to ±90°, so pole points get a half-width polar cap.
-    """
-    lat = np.asarray(latitude_deg, dtype=np.float64)
-    if lat.ndim != 1 or lat.size < 2:
-        raise ValueError(f"latitude must be 1-D with >= 2 rows, got shape {lat.shape}")
-    descending = lat[0] > lat[-1]
-    asc = lat[::-1] if descending else lat
-    if np.any(np.diff(asc) <= 0):
-        raise ValueError("latitude must be strictly monotonic")
-    mid = 0.5 * (asc[1:] + asc[:-1])
-    lower = np.concatenate([[asc[0] - (mid[0] - asc[0])], mid])
-    upper = np.concatenate([mid, [asc[-1] + (asc[-1] - mid[-1])]])
-    lower, upper = np.clip(lower, -90.0, 90.0), np.clip(upper, -90.0, 90.0)
-    if descending:
-        lower, upper = lower[::-1], upper[::-1]
-    return lower, upper
-
-
-def latitude_weights(latitude_deg: np.ndarray) -> np.ndarray:
-    """Cell-area latitude weights, normalized to mean 1, shape ``[lat]``."""
-    lower, upper = latitude_cell_bounds(latitude_deg)
-    area = np.abs(np.sin(np.deg2rad(upper)) - np.sin(np.deg2rad(lower)))
-    return (area / area.mean()).astype(np.float32)
 
 
 def pangu_channel_weights(num_upper_air: int, num_surface: int) -> np.ndarray:
@@ -95,7 +65,7 @@ def weighted_mse(
 
     Args:
       prediction, target: ``[batch, lat, lon, channel]``.
-      lat_weights: ``[lat]`` weights (see ``latitude_weights``).
+      lat_weights: ``[lat]`` weights (see :func:`tellus.data.grid.latitude_weights`).
       channel_weights: optional ``[channel]`` weights.
       mask: optional validity mask (1 valid, 0 invalid), ``[lat, lon]``,
         ``[lat, lon, channel]`` or full shape; the mean runs over valid points only.

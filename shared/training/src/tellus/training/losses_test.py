@@ -1,33 +1,6 @@
 import numpy as np
-import pytest
 
 from tellus.training import losses
-
-
-def test_latitude_weights_pole_grid_hand_computed():
-    # Rows at -90, 0, 90: bounds [-90,-45], [-45,45], [45,90].
-    lat = np.array([-90.0, 0.0, 90.0])
-    s45 = np.sin(np.pi / 4)
-    area = np.array([1 - s45, 2 * s45, 1 - s45])
-    np.testing.assert_allclose(losses.latitude_weights(lat), area / area.mean(), rtol=1e-6)
-    # Descending order gives the same weights reversed; poles are not zero.
-    np.testing.assert_allclose(
-        losses.latitude_weights(lat[::-1]), (area / area.mean())[::-1], rtol=1e-6
-    )
-
-
-def test_latitude_weights_mean_one_and_close_to_cosine_on_fine_grid():
-    lat = np.linspace(-90, 90, 721)
-    w = losses.latitude_weights(lat)
-    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
-    cos = np.cos(np.deg2rad(lat[1:-1]))
-    np.testing.assert_allclose(w[1:-1] / w[360], cos, atol=1e-4)
-    assert 0 < w[0] < w[1]
-
-
-def test_bad_latitude_rejected():
-    with pytest.raises(ValueError):
-        losses.latitude_weights(np.array([0.0, 0.0, 1.0]))
 
 
 def test_weighted_mse_mae_hand_computed():

@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tellus.data import grid
 from tellus.training import config as config_lib
 from tellus.training import losses, rollout, step, toy_model
 
-LATW = losses.latitude_weights(np.linspace(-90, 90, 5))
+LATW = grid.latitude_weights(np.linspace(-90, 90, 5))
 
 
 def _step_loss(p, t):

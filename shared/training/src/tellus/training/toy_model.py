@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tellus.data import grid
 from tellus.kernels import partitioning
 from tellus.training import losses
 
@@ -86,7 +87,7 @@ def loss_fn(model: nnx.Module, batch: dict[str, jax.Array]) -> jax.Array:
     """Latitude-weighted MSE between the model output and the batch target."""
     lat = np.linspace(-90, 90, batch["x"].shape[1])
     pred = model(batch["x"])
-    return losses.weighted_mse(pred, batch["y"], losses.latitude_weights(lat))
+    return losses.weighted_mse(pred, batch["y"], grid.latitude_weights(lat))
 
 
 def synthetic_batch(
