@@ -12,16 +12,6 @@ import numpy as np
 from jax import Array
 
 
-def pangu_channel_weights(num_upper_air: int, num_surface: int) -> np.ndarray:
-    """Pangu-Weather channel weights: 1 for upper-air channels, 0.25 for surface ones.
-
-    Channels are assumed ordered upper-air first, then surface.
-    """
-    return np.concatenate(
-        [np.ones(num_upper_air, np.float32), np.full(num_surface, 0.25, np.float32)]
-    )
-
-
 def _weighted_error(
     error: Array,
     lat_weights: Array | np.ndarray,

@@ -31,7 +31,3 @@ def test_masked_loss_mean_over_valid_points_only():
     np.testing.assert_allclose(
         float(losses.weighted_mse(pred, tgt, latw, mask=mask)), 1 / 5, rtol=1e-6
     )
-
-
-def test_pangu_channel_weights():
-    np.testing.assert_array_equal(losses.pangu_channel_weights(2, 1), [1, 1, 0.25])
