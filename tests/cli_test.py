@@ -85,9 +85,10 @@ def test_ingest_real_grib_then_validate(tmp_path):
             str(tmp_path / "bad.zarr"),
         ],
     )
-    assert result.exit_code == 1 and not (tmp_path / "bad.zarr").exists()
-    assert "ingest failed, nothing written" in result.output
-    assert "corrupt or truncated" in result.output
+    assert result.exit_code == 2 and not (tmp_path / "bad.zarr").exists()  # a bad input
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("tellus: error: ingest failed, nothing written")
+    assert "corrupt or truncated" in line
 
 
 def _flat(output: str) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import paths
+from tellus.pipelines import checks, errors, paths
 
 app = typer.Typer(
     help="Build, ingest, check and describe Zarr stores in the Tellus schema.", no_args_is_help=True
@@ -22,14 +22,19 @@ app = typer.Typer(
 
 
 @contextlib.contextmanager
-def _exit_on_data_error(what: str) -> Iterator[None]:
-    """Turns a data-layer error into its message on stderr and exit status 1."""
-    from tellus.data.errors import IngestError, SchemaError
+def _exit_on_data_error(what: str, code: int = errors.USAGE) -> Iterator[None]:
+    """Turns a data-layer error into one line on stderr: a bad input is a
+    :class:`~tellus.pipelines.errors.UserError` (exit 2); with ``code=1`` (the command's
+    answer, as ``validate``'s "invalid") and for a store another process holds, the line is
+    ``what: message`` and the exit status 1."""
+    from tellus.data.errors import IngestError, LockedError, SchemaError
 
     try:
         yield
     except (IngestError, SchemaError, FileNotFoundError) as e:
-        typer.echo(f"{what}: {e}", err=True)
+        if code == errors.USAGE and not isinstance(e, LockedError):
+            raise errors.UserError(f"{what}: {e}") from e
+        typer.echo(f"{what}: {errors.one_line(str(e))}", err=True)
         raise typer.Exit(1) from e
 
 
@@ -63,7 +68,11 @@ def build_atmosphere(
 def build(
     dataset: Annotated[Embedded, typer.Argument(help="Which embedded dataset to build.")],
     out: Annotated[
-        Path | None, typer.Option(help="Store path (default $TELLUS_DATA/NAME.zarr).")
+        Path | None,
+        typer.Option(
+            help="Store path (default $TELLUS_DATA/NAME.zarr).",
+            callback=checks.writable_dir_option,
+        ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Size preset: 'default' or 'tiny'.")] = "default",
     stats: Annotated[bool, typer.Option(help="Also write normalization statistics.")] = True,
@@ -79,23 +88,49 @@ def build(
 
 
 @app.command()
-def describe(path: Annotated[Path, typer.Argument(help="A Zarr store.")]) -> None:
+def describe(
+    path: Annotated[
+        Path, typer.Argument(help="A Zarr store.", callback=checks.existing_store_option)
+    ],
+) -> None:
     """Print a summary of a store: grid, time span, variables, units, ranges."""
     from tellus.data import describe as describe_
+    from tellus.data import schema, sources
 
-    describe_.render(describe_.summarize(path))
+    try:
+        summary = describe_.summarize(path)
+    except KeyError:  # summarize reads the grid; a store without one is not in the schema
+        ds = sources.open_metadata(path)
+        missing = [c for c in (schema.LATITUDE, schema.LONGITUDE) if c not in ds.variables]
+        if not missing:
+            raise
+        raise errors.UserError(
+            f"{str(path)!r} has no {' or '.join(missing)} coordinate; expected a store in "
+            "the Tellus schema (see `tellus data validate`)",
+            param="PATH",
+        ) from None
+    describe_.render(summary)
 
 
 @app.command()
 def ingest(
     sources: Annotated[list[Path], typer.Argument(help="GRIB, NetCDF or Zarr inputs.")],
-    to: Annotated[Path, typer.Option("--to", help="Destination Zarr store.")],
-    time_chunk: Annotated[int, typer.Option(help="Time steps per Zarr chunk.")] = 1,
+    to: Annotated[
+        Path,
+        typer.Option(
+            "--to", help="Destination Zarr store.", callback=checks.replaceable_store_option
+        ),
+    ],
+    time_chunk: Annotated[int, typer.Option(help="Time steps per Zarr chunk.", min=1)] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
 ) -> None:
     """Convert real files into the schema (out of core, all-or-nothing)."""
     from tellus.data import ingest as ingest_
 
+    if to.exists() and not overwrite:
+        raise errors.UserError(
+            f"{str(to)!r} already exists; pass --overwrite to replace it", param="--to"
+        )
     with _exit_on_data_error("ingest failed, nothing written"):
         ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
     typer.echo(f"wrote {to}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
@@ -103,14 +138,20 @@ def ingest(
 
 @app.command()
 def validate(
-    store: Annotated[str, typer.Argument(help="A Zarr store (path or fsspec URL).")],
+    store: Annotated[
+        str,
+        typer.Argument(
+            help="A Zarr store (path or fsspec URL).", callback=checks.existing_store_option
+        ),
+    ],
     full: Annotated[bool, typer.Option(help="Scan every value, not a sample.")] = False,
     allow_gaps: Annotated[bool, typer.Option(help="Accept gaps in time.")] = False,
 ) -> None:
-    """Check a store against the schema; exits 1 with the reason if it fails."""
+    """Check a store against the schema; exits 1 with the reason if it fails (2 if there
+    is no store)."""
     from tellus.data import validation
 
-    with _exit_on_data_error("invalid"):
+    with _exit_on_data_error("invalid", code=1):
         validation.open_dataset(
             store, check_values="full" if full else "sample", allow_gaps=allow_gaps
         )
@@ -119,19 +160,41 @@ def validate(
 
 @app.command()
 def stats(
-    store: Annotated[str, typer.Argument(help="A Zarr store.")],
-    step: Annotated[str, typer.Option(help="Model time step for difference statistics.")] = "6h",
-    start: Annotated[str | None, typer.Option(help="First date used (training split).")] = None,
-    stop: Annotated[str | None, typer.Option(help="Last date used (training split).")] = None,
+    store: Annotated[
+        str, typer.Argument(help="A Zarr store.", callback=checks.existing_store_option)
+    ],
+    step: Annotated[
+        str,
+        typer.Option(
+            help="Model time step for difference statistics.", callback=checks.timedelta_option
+        ),
+    ] = "6h",
+    start: Annotated[
+        str | None,
+        typer.Option(help="First date used (training split).", callback=checks.timestamp_option),
+    ] = None,
+    stop: Annotated[
+        str | None,
+        typer.Option(help="Last date used (training split).", callback=checks.timestamp_option),
+    ] = None,
     climatology: Annotated[bool, typer.Option(help="Also compute the climatology.")] = True,
 ) -> None:
     """Compute normalization statistics (and climatology) next to the store."""
     from tellus.data import statistics, validation
 
+    if start and stop and checks.timestamp(start, "--start") > checks.timestamp(stop, "--stop"):
+        raise errors.UserError(f"--start {start} is after --stop {stop}")
     with _exit_on_data_error("cannot compute statistics"):
         ds = validation.open_dataset(store, allow_gaps=True)
-    time_range = (start or str(ds.time.values[0]), stop or str(ds.time.values[-1]))
-    out = statistics.write_statistics(
-        ds, store, step=step, time_range=time_range, climatology=climatology
-    )
+    first, last = str(ds.time.values[0]), str(ds.time.values[-1])
+    t0, t1 = checks.timestamp(first, "STORE"), checks.timestamp(last, "STORE")
+    if start and checks.timestamp(start, "--start") > t1:
+        raise errors.UserError(f"{start} is after the store's last time {t1}", param="--start")
+    if stop and checks.timestamp(stop, "--stop") < t0:
+        raise errors.UserError(f"{stop} is before the store's first time {t0}", param="--stop")
+    time_range = (start or first, stop or last)
+    with _exit_on_data_error(f"cannot compute statistics with --step {step}"):
+        out = statistics.write_statistics(
+            ds, store, step=step, time_range=time_range, climatology=climatology
+        )
     typer.echo(f"wrote {out}")

@@ -54,12 +54,11 @@ def _data_errors() -> tuple[type[BaseException], ...]:
     return IngestError, SchemaError
 
 
-def _busy_errors() -> tuple[type[BaseException], ...]:
-    """Another process holds the store (exit 1: not a mistake, try again later)."""
-    from tellus.data import errors
+def _busy_error() -> type[BaseException]:
+    """Another process holds the store or run folder (exit 1: not a mistake; try later)."""
+    from tellus.data.errors import LockedError
 
-    locked = getattr(errors, "LockedError", None)  # arrives with tellus.data.locking
-    return (locked,) if locked is not None else ()
+    return LockedError
 
 
 @contextlib.contextmanager
@@ -73,19 +72,40 @@ def user_errors(
     model raises ``FileNotFoundError``); a bug elsewhere keeps its traceback.
     """
     caught = types or _data_errors()
-    busy = _busy_errors()
     try:
         yield
     except caught as e:
-        if busy and isinstance(e, busy):
+        if isinstance(e, _busy_error()):
             raise
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         raise UserError(f"{what}: {message}" if what else message, param=param) from e
 
 
+def param_name(param: Any) -> str:
+    """``--lead`` for an option, ``STORE`` for an argument (a click parameter)."""
+    if param.param_type_name == "argument":
+        return (param.name or "argument").upper()
+    return max(param.opts, key=len) if param.opts else f"--{param.name}"
+
+
+def _bad_parameter(e: typer.BadParameter) -> str:
+    """``--members: 0 is not in the range x>=1.``: click's ``Invalid value for '--members':
+    ...`` in the form of our own messages."""
+    hint: Any = e.param_hint
+    if hint is None and e.param is not None:
+        hint = param_name(e.param)
+    if hint is None or type(e).__name__ == "MissingParameter":
+        return e.format_message()
+    if not isinstance(hint, str):
+        hint = " / ".join(hint)
+    return f"{hint.strip(chr(39))}: {e.message}"
+
+
 def report(e: BaseException, code: int = USAGE) -> int:
     """Prints ``tellus: error: <message>`` on stderr; returns the exit status."""
-    if isinstance(e, typer.TyperException):  # click's errors (typer vendors click) and ours
+    if isinstance(e, typer.BadParameter):
+        message, code = _bad_parameter(e), e.exit_code
+    elif isinstance(e, typer.TyperException):  # click's errors (typer vendors click) and ours
         message, code = e.format_message(), e.exit_code
     else:
         message = str(e)
@@ -117,8 +137,7 @@ class TellusGroup(typer.core.TyperGroup):
             typer.echo("tellus: aborted", err=True)
             sys.exit(1)
         except Exception as e:
-            busy = _busy_errors()
-            if busy and isinstance(e, busy):
+            if isinstance(e, _busy_error()):
                 sys.exit(report(e, 1))
             if isinstance(e, _data_errors()):
                 sys.exit(report(e))
@@ -126,4 +145,13 @@ class TellusGroup(typer.core.TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-__all__ = ["PREFIX", "USAGE", "TellusGroup", "UserError", "one_line", "report", "user_errors"]
+__all__ = [
+    "PREFIX",
+    "USAGE",
+    "TellusGroup",
+    "UserError",
+    "one_line",
+    "param_name",
+    "report",
+    "user_errors",
+]

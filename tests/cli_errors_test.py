@@ -1,0 +1,132 @@
+"""Every mistake a user can make on the `tellus` command line: one line on stderr that names
+the option or path and what was expected, exit status 2, and nothing run.
+
+No case here builds, trains or compiles anything: each is refused before work starts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tellus.pipelines.cli import app
+
+runner = CliRunner()
+
+
+def refused(args: list[str], *expected: str) -> str:
+    """Runs ``tellus ARGS``; checks exit 2 and one ``tellus: error:`` line naming each of
+    ``expected``; returns that line."""
+    result = runner.invoke(app, [str(a) for a in args])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2, (args, result.exit_code, result.output)
+    assert len(lines) == 1 and lines[0].startswith("tellus: error: "), (args, result.stderr)
+    assert not result.stdout.strip(), (args, result.stdout)
+    for text in expected:
+        assert text in lines[0], (args, text, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, Path]:
+    """A file, a folder that is not a store, a Zarr store outside the schema and a small
+    store in the schema (mock data, no physics)."""
+    import zarr
+
+    from tellus.data import mock
+
+    root = tmp_path_factory.mktemp("places")
+    (root / "file.txt").write_text("not a store\n")
+    (root / "folder").mkdir()
+    zarr.open_group(root / "empty.zarr", mode="w")
+    mock.mock_era5(n_lat=4, n_lon=8, static=()).to_zarr(root / "mock.zarr", zarr_format=3)
+    mock.mock_era5(n_lat=4, n_lon=8, static=()).to_netcdf(root / "source.nc")
+    return {
+        "root": root,
+        "missing": root / "missing.zarr",
+        "file": root / "file.txt",
+        "folder": root / "folder",
+        "empty": root / "empty.zarr",
+        "mock": root / "mock.zarr",
+        "source": root / "source.nc",
+    }
+
+
+def test_usage_errors_are_one_line():
+    refused(["nosuch"], "No such command 'nosuch'")
+    refused(["forecast"], "--init")
+    refused(["forecast", "--init", "2000-01-01T00", "--bogus"], "--bogus")
+    refused(["data", "build", "nope"], "'nope'", "atmosphere")
+    refused(["plan", "--dtype", "f16"], "--dtype", "'f16'")
+
+
+def test_data_commands(places):
+    p = places
+    refused(["data", "describe", p["missing"]], "PATH", str(p["missing"]), "does not exist")
+    refused(["data", "describe", p["file"]], "PATH", "is a file", "expected a Zarr store")
+    refused(["data", "describe", p["folder"]], "PATH", "without Zarr metadata")
+    refused(["data", "describe", p["empty"]], "PATH", "latitude", "Tellus schema")
+    refused(["data", "validate", p["missing"]], "STORE", "does not exist")
+    refused(["data", "stats", p["missing"]], "STORE", "does not exist")
+    refused(["data", "stats", p["empty"]], "cannot compute statistics", "latitude")
+    refused(["data", "stats", p["mock"], "--step", "7x"], "--step: '7x' is not a duration")
+    refused(["data", "stats", p["mock"], "--start", "junk"], "--start: 'junk'", "2000-03-01T00")
+    refused(["data", "stats", p["mock"], "--start", "2100-01-01"], "--start", "after the store")
+    refused(
+        ["data", "stats", p["mock"], "--start", "2000-02-01", "--stop", "2000-01-01"],
+        "--start 2000-02-01 is after --stop 2000-01-01",
+    )
+    refused(["data", "stats", p["mock"], "--step", "5h"], "--step 5h", "multiple of the store")
+    refused(["data", "build", "atmosphere", "--preset", "huge"], "--preset", "'huge'", "tiny")
+    refused(["data", "build", "atmosphere", "--out", p["file"]], "--out", "is a file")
+    refused(["data", "build", "atmosphere", "--out", p["file"] / "a.zarr"], "--out", "is a file")
+    to = ["--to", p["root"] / "new.zarr"]
+    refused(["data", "ingest", p["missing"], *to], "ingest failed", str(p["missing"]))
+    refused(["data", "ingest", p["file"], *to], "ingest failed", "unrecognized format")
+    refused(["data", "ingest", p["source"], *to, "--time-chunk", "0"], "--time-chunk")
+    refused(["data", "ingest", p["source"], "--to", p["mock"]], "--to", "pass --overwrite")
+    refused(
+        ["data", "ingest", p["source"], "--to", p["folder"], "--overwrite"],
+        "--to",
+        "not a Zarr store and would be replaced",
+    )
+    assert not (p["root"] / "new.zarr").exists() and p["folder"].is_dir()
+
+
+def test_validate_still_answers_invalid_with_exit_1(places):
+    result = runner.invoke(app, ["data", "validate", str(places["empty"])])
+    assert result.exit_code == 1 and result.stderr.strip().startswith("invalid: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _tellus() -> list[str]:
+    """The installed console script (what `uv run tellus` runs), without uv's own output."""
+    script = Path(sys.executable).with_name("tellus")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from tellus.pipelines.cli import main; main()"]
+
+
+def test_the_console_script_prints_one_line_and_no_warnings(tmp_path, places):
+    missing = subprocess.run(
+        [*_tellus(), "data", "describe", "missing.zarr"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2, missing.stderr
+    assert missing.stderr.splitlines() == ["tellus: error: PATH: 'missing.zarr' does not exist"]
+    # zarr warns of consolidated metadata on every Zarr 3 write; the command hides it
+    ok = subprocess.run(
+        [*_tellus(), "data", "ingest", str(places["source"]), "--to", str(tmp_path / "a.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "Warning" not in ok.stderr and "warn" not in ok.stderr, ok.stderr
