@@ -8,11 +8,12 @@ download). It serves two purposes:
    generator's index should share the observed spectral peak period (3-5 years), seasonal
    phase locking of the variance (largest in boreal winter, smallest in spring), standard
    deviation and persistence; :func:`compare_statistics` tabulates them side by side.
-2. **A skill floor**: damped persistence, the linear regression of the anomaly at lead tau
-   on the current anomaly, separately for each initial calendar month (a seasonally varying
-   AR(1) forecast), fitted on 1950-1990 and verified on 1991-2010. A two-variable linear
-   inverse model (T and h) cannot be fitted here: the dataset holds a single SST series and no
-   thermocline or heat-content record.
+2. **A skill floor**: damped persistence
+   (:class:`tellus.evaluation.index_skill.DampedPersistence`), the linear regression of the
+   anomaly at lead tau on the current anomaly, separately for each initial calendar month (a
+   seasonally varying AR(1) forecast), fitted on 1950-1990 and verified on 1991-2010. A
+   two-variable linear inverse model (T and h) cannot be fitted here: the dataset holds a
+   single SST series and no thermocline or heat-content record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.linalg
+
+from tellus.evaluation import index_skill
 
 MONTHS = 12
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -135,11 +138,8 @@ def damped_persistence_skill(
         # Training pairs must lie wholly in the training period (no leakage into the test).
         fit = init[in_train[init] & in_train[init + tau]]
         score = init[in_test[init] & in_test[init + tau]]
-        slope = np.zeros(MONTHS + 1)
-        for k in range(1, MONTHS + 1):
-            sel = fit[months[fit] == k]
-            slope[k] = x[sel + tau] @ x[sel] / (x[sel] @ x[sel])
-        forecast = slope[months[score]] * x[score]
+        dp = index_skill.DampedPersistence.fit(x[fit], x[fit + tau][:, None], months[fit])
+        forecast = dp.predict(x[score], months[score])[:, 0]
         truth = x[score + tau]
         rows.append(
             {

@@ -3,17 +3,18 @@
 Metrics are xarray functions over an ``init`` dim (weatherbench2 style), with forecasts laid
 out as ``(system, init, lead)`` and the truth as ``(init, lead)``:
 
-* :func:`correlation` and :func:`rmse`: all-season scores by lead (the anomaly correlation
-  pools every start month, as in Ham et al. 2019);
+* :func:`tellus.evaluation.index_skill.correlation` and ``rmse``: all-season scores by lead
+  (the anomaly correlation pools every start month, as in Ham et al. 2019);
 * :func:`correlation_by_target_month`: the 12 x 24 map whose spring dip is the spring
   predictability barrier;
 * :func:`longest_lead_above`: the last lead before the correlation first drops to 0.5.
 
 Baselines, each fitted on the same training samples as the network's fine-tuning:
 
-* persistence: the current 3-month mean (months t-2..t, all known at t) held;
-* damped persistence: per start month and lead, the least-squares regression of the target on
-  that current index;
+* persistence (:func:`tellus.evaluation.index_skill.persistence`): the current 3-month mean
+  (months t-2..t, all known at t) held;
+* damped persistence (:class:`tellus.evaluation.index_skill.DampedPersistence`): per start
+  month and lead, the least-squares regression of the target on that current index;
 * a linear inverse model (LIM, Penland & Sardeshmukh 1995): the leading EOFs of the
   normalized SST and heat-content anomalies, a stationary propagator
   ``G(tau) = exp(L tau) = G(1)^tau`` with ``G(1) = C(1) C(0)^-1`` from the lag-0 and lag-1
@@ -41,24 +42,14 @@ import xarray as xr
 from tellus.enso import indices, optimal_skill, world
 from tellus.enso import recharge_oscillator as ro
 from tellus.enso.train import HISTORY, N_LEADS, Series, gather
+from tellus.evaluation import index_skill
+from tellus.evaluation.index_skill import INIT, LEAD
 
-INIT, LEAD, METHOD = "init", "lead", "system"
+METHOD = "system"
 MONTHS = 12
 
 
 # --- metrics ---------------------------------------------------------------------------------
-
-
-def correlation(forecast: xr.DataArray, truth: xr.DataArray, dim: str = INIT) -> xr.DataArray:
-    """Pearson correlation over ``dim`` (means removed), keeping every other dim."""
-    f = forecast - forecast.mean(dim)
-    t = truth - truth.mean(dim)
-    return (f * t).sum(dim) / np.sqrt((f**2).sum(dim) * (t**2).sum(dim))
-
-
-def rmse(forecast: xr.DataArray, truth: xr.DataArray, dim: str = INIT) -> xr.DataArray:
-    """Root mean squared error over ``dim``."""
-    return np.sqrt(((forecast - truth) ** 2).mean(dim))
 
 
 def target_month(init_month: xr.DataArray, lead: xr.DataArray) -> xr.DataArray:
@@ -77,7 +68,7 @@ def correlation_by_target_month(
         t = truth.sel({LEAD: lead}).groupby(tm.rename("target_month"))
         out.append(
             xr.concat(
-                [correlation(fg, tg) for (_, fg), (_, tg) in zip(f, t, strict=True)],
+                [index_skill.correlation(fg, tg) for (_, fg), (_, tg) in zip(f, t, strict=True)],
                 dim=xr.DataArray(
                     sorted(np.unique(tm.values)), dims="target_month", name="target_month"
                 ),
@@ -163,32 +154,6 @@ def current_index(series: Series, inits: np.ndarray) -> np.ndarray:
     s, t = inits[:, 0], inits[:, 1]
     hist = t[:, None] + np.arange(-HISTORY + 1, 1)[None]
     return series.nino34[s[:, None], hist].mean(-1).astype(np.float64)
-
-
-def persistence(series: Series, inits: np.ndarray) -> np.ndarray:
-    """[N, 24] the current 3-month mean held at every lead."""
-    return np.repeat(current_index(series, inits)[:, None], N_LEADS, axis=1)
-
-
-@dataclasses.dataclass(frozen=True)
-class DampedPersistence:
-    """``y[t + lead] = coef[month(t), lead] * x[t]``, fitted by least squares (no intercept:
-    anomalies)."""
-
-    coef: np.ndarray  # [12, n_leads]
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, months: np.ndarray) -> DampedPersistence:
-        """x [N] predictor, y [N, L] targets, months [N] start months (1..12)."""
-        coef = np.zeros((MONTHS, y.shape[1]))
-        for m in range(1, MONTHS + 1):
-            sel = months == m
-            xm, ym = x[sel], y[sel]
-            coef[m - 1] = (xm @ ym) / max(float(xm @ xm), 1e-12)
-        return cls(coef)
-
-    def predict(self, x: np.ndarray, months: np.ndarray) -> np.ndarray:
-        return x[:, None] * self.coef[months - 1]
 
 
 def fit_propagator(pcs: Sequence[np.ndarray]) -> np.ndarray:
@@ -301,7 +266,7 @@ def baseline_forecasts(
     """Persistence, damped persistence and LIM forecasts [N_test, 24], fitted on
     ``train_inits`` (their input and target months)."""
     tr = gather(train, train_inits)
-    dp = DampedPersistence.fit(
+    dp = index_skill.DampedPersistence.fit(
         current_index(train, train_inits), tr["y"].astype(np.float64), tr["month"]
     )
     rows = []
@@ -311,7 +276,7 @@ def baseline_forecasts(
     lim = Lim.fit(train, rows, n_eofs=n_eofs)
     te = gather(test, test_inits)
     return {
-        "persistence": persistence(test, test_inits),
+        "persistence": index_skill.persistence(current_index(test, test_inits), N_LEADS),
         "damped_persistence": dp.predict(current_index(test, test_inits), te["month"]),
         "lim": lim.predict(te["x"]),
     }
@@ -335,12 +300,12 @@ def forecast_dataset(
 def scores(ds: xr.Dataset) -> xr.Dataset:
     """Correlation and RMSE by (system, lead), correlation by (system, target_month, lead),
     the optimal correlation and each method's fraction of it."""
-    corr = correlation(ds["forecast"], ds["truth"])
+    corr = index_skill.correlation(ds["forecast"], ds["truth"])
     opt = optimal_correlation(int(ds[LEAD].max()))
     out = xr.Dataset(
         {
             "correlation": corr,
-            "rmse": rmse(ds["forecast"], ds["truth"]),
+            "rmse": index_skill.rmse(ds["forecast"], ds["truth"]),
             "correlation_by_target_month": correlation_by_target_month(
                 ds["forecast"], ds["truth"], ds["init_month"]
             ),
@@ -649,11 +614,9 @@ def observed_check_numbers(n_years: int = 300) -> dict:
 
 __all__ = [
     "SUMMARY_LEADS",
-    "DampedPersistence",
     "Lim",
     "baseline_forecasts",
     "compare",
-    "correlation",
     "correlation_by_target_month",
     "correlation_difference_interval",
     "current_index",
@@ -666,10 +629,8 @@ __all__ = [
     "longest_leads",
     "observed_check_numbers",
     "optimal_correlation",
-    "persistence",
     "plot_skill_by_lead",
     "plot_skill_by_season",
-    "rmse",
     "scores",
     "target_month",
 ]

@@ -6,20 +6,6 @@ import xarray as xr
 from tellus.enso import skill, train, world
 
 
-def _da(a):
-    a = np.asarray(a, float)
-    return xr.DataArray(a, dims=("init", "lead")[: a.ndim])
-
-
-def test_correlation_and_rmse_by_hand():
-    f = _da([1.0, 2.0, 3.0, 4.0])
-    t = _da([2.0, 1.0, 4.0, 3.0])
-    # deviations f: -1.5 -.5 .5 1.5 and t: -.5 -1.5 1.5 .5, so
-    # sum f t = .75 + .75 + .75 + .75 = 3 and sum f^2 = sum t^2 = 5.
-    assert float(skill.correlation(f, t)) == pytest.approx(3.0 / 5.0)
-    assert float(skill.rmse(f, t)) == pytest.approx(1.0)
-
-
 def test_correlation_by_target_month():
     n = 48
     rng = np.random.default_rng(0)
@@ -43,20 +29,6 @@ def test_longest_lead_above():
     assert skill.longest_lead_above(np.array([0.9, 0.8])) == 2
     da = xr.DataArray(c, dims="lead", coords={"lead": np.arange(3, 10)})
     assert skill.longest_lead_above(da) == 6
-
-
-def test_damped_persistence_recovers_ar1():
-    rng = np.random.default_rng(1)
-    n, phi = 24_000, 0.8
-    x = np.zeros(n)
-    for i in range(1, n):
-        x[i] = phi * x[i - 1] + rng.standard_normal()
-    x0, y = x[1:-2], np.stack([x[2:-1], x[3:]], axis=1)  # leads 1 and 2
-    months = (np.arange(len(x0)) % 12) + 1
-    dp = skill.DampedPersistence.fit(x0, y, months)
-    assert np.allclose(dp.coef[:, 0], phi, atol=0.05)
-    assert np.allclose(dp.coef[:, 1], phi**2, atol=0.05)
-    assert np.allclose(dp.predict(np.array([1.0]), np.array([5])), dp.coef[4])
 
 
 def test_lim_recovers_a_known_propagator():
