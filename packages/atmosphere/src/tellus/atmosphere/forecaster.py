@@ -36,19 +36,10 @@ from tellus.atmosphere.model import PanguModel
 from tellus.data import grid, schema, tasks
 from tellus.training import losses
 
-UPPER_VARIABLES = (
-    "geopotential",
-    "specific_humidity",
-    "temperature",
-    "u_component_of_wind",
-    "v_component_of_wind",
-)
-SURFACE_VARIABLES = (
-    "mean_sea_level_pressure",
-    "10m_u_component_of_wind",
-    "10m_v_component_of_wind",
-    "2m_temperature",
-)
+# Pangu's order, defined once in the data layer; the stacked channels and the weights below
+# follow it.
+UPPER_VARIABLES = tasks.ATMOSPHERE_UPPER_AIR
+SURFACE_VARIABLES = tasks.ATMOSPHERE_SURFACE
 STATIC_VARIABLES = ("land_sea_mask", "soil_type", "geopotential_at_surface")
 # Bi et al. (2023), Methods ("Training details"): per-variable loss weights.
 UPPER_WEIGHTS = (3.00, 0.60, 1.50, 0.77, 0.54)

@@ -45,18 +45,22 @@ COMPUTED_FORCINGS: tuple[str, ...] = (
 _TIME_VARYING_KINDS = ("upper_air", "surface", "ocean_3d", "ocean_surface", "climate")
 _VERTICAL_KINDS = ("upper_air", "ocean_3d")
 
+# The atmosphere's variables in Pangu-Weather's order (Bi et al. 2023: Z, Q, T, U, V; MSLP,
+# U10, V10, T2M), the one order of the project: the stacked channels of trained checkpoints
+# and the per-variable loss weights of tellus.atmosphere.forecaster follow it, so it must
+# not change.
 ATMOSPHERE_UPPER_AIR = (
     "geopotential",
+    "specific_humidity",
     "temperature",
     "u_component_of_wind",
     "v_component_of_wind",
-    "specific_humidity",
 )
 ATMOSPHERE_SURFACE = (
-    "2m_temperature",
     "mean_sea_level_pressure",
     "10m_u_component_of_wind",
     "10m_v_component_of_wind",
+    "2m_temperature",
 )
 OCEAN_STATE = ("sea_water_potential_temperature", "sea_water_salinity", "sea_surface_height")
 

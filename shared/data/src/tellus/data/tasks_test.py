@@ -78,6 +78,25 @@ def test_atmosphere_preset_converts_durations_to_steps():
     assert set(task.forcing_variables) == set(tasks.COMPUTED_FORCINGS)
 
 
+def test_atmosphere_preset_stacks_variables_in_pangu_order():
+    # Trained checkpoints' stacked channels and the per-variable loss weights depend on it.
+    assert tasks.ATMOSPHERE_UPPER_AIR == (
+        "geopotential",
+        "specific_humidity",
+        "temperature",
+        "u_component_of_wind",
+        "v_component_of_wind",
+    )
+    assert tasks.ATMOSPHERE_SURFACE == (
+        "mean_sea_level_pressure",
+        "10m_u_component_of_wind",
+        "10m_v_component_of_wind",
+        "2m_temperature",
+    )
+    task = tasks.TaskConfig.atmosphere(time_step="6h", lead_times=("6h",))
+    assert task.input_variables == tasks.ATMOSPHERE_UPPER_AIR + tasks.ATMOSPHERE_SURFACE
+
+
 def test_ocean_preset_counts_leads_in_months():
     task = tasks.TaskConfig.ocean(depths=(5, 50), lead_months=(1, 3))
     assert task.lead_steps == (1, 3)
