@@ -1,12 +1,13 @@
 """ENSO and Indian Ocean Dipole indices from SST fields in the Tellus schema.
 
-Regions are :class:`tellus.evaluation.regions.Box` objects, the same as the metrics use; every index is the cos(latitude)
-weighted mean of an SST (or SST anomaly) field over a box, turned into anomalies from a
-monthly climatology over an optional base period. Box edges are inclusive and given in
-degrees east in [0, 360) as the schema's longitudes. Region definitions follow NOAA CPC:
+Regions are :class:`tellus.data.regions.Box` objects, the same as the metrics use; every
+index is the cos(latitude) weighted mean of an SST (or SST anomaly) field over a box, turned
+into anomalies from a monthly climatology over an optional base period. Box edges are
+inclusive and given in degrees east in [0, 360) as the schema's longitudes. Region
+definitions follow NOAA CPC:
 
-* Nino3.4: 5S-5N, 170W-120W; Nino3: 5S-5N, 150W-90W; Nino4: 5S-5N, 160E-150W;
-  Nino1+2: 10S-0, 90W-80W; ONI: the 3-month running mean of the Nino3.4 anomaly;
+* Nino3.4, Nino3, Nino4, Nino1+2: the data layer's boxes (:data:`tellus.data.regions.NINO34`,
+  ...); ONI: the 3-month running mean of the Nino3.4 anomaly;
 * DMI (Saji et al. 1999, Nature 401, 360-363): the western Indian Ocean (10S-10N, 50E-70E)
   minus the south-eastern Indian Ocean (10S-0, 90E-110E).
 
@@ -20,14 +21,10 @@ import numpy as np
 import xarray as xr
 
 from tellus.data import schema
-from tellus.evaluation.regions import Box
+from tellus.data.regions import NINO3, NINO4, NINO12, NINO34, Box
 
 SST_VARIABLES = ("sea_surface_temperature_anomaly", "sea_surface_temperature")
 
-NINO34 = Box("nino34", -5.0, 5.0, 190.0, 240.0)
-NINO3 = Box("nino3", -5.0, 5.0, 210.0, 270.0)
-NINO4 = Box("nino4", -5.0, 5.0, 160.0, 210.0)
-NINO12 = Box("nino12", -10.0, 0.0, 270.0, 280.0)
 IOD_WEST = Box("iod_west", -10.0, 10.0, 50.0, 70.0)
 IOD_EAST = Box("iod_east", -10.0, 0.0, 90.0, 110.0)
 

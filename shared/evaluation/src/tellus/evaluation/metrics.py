@@ -162,7 +162,7 @@ def mse(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None) -
     Args:
       forecast: forecast layout (an ensemble is scored by its mean).
       truth: analysis layout or already aligned (see :func:`align`).
-      region: a :class:`~tellus.evaluation.regions.Region` or registry name (default global).
+      region: a :class:`~tellus.data.regions.Region` or registry name (default global).
 
     Returns:
       Per variable, dims ``(prediction_timedelta, [level])``.

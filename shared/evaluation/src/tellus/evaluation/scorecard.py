@@ -128,7 +128,7 @@ def evaluate(
       truth: analysis layout; must hold every valid time of every forecast.
       climatology: dims ``(dayofyear, [hour], ...)``, for ``acc``.
       variables: selections ``name`` or ``name@level``.
-      regions: registry names or :class:`~tellus.evaluation.regions.Region` objects.
+      regions: registry names or :class:`~tellus.data.regions.Region` objects.
       metrics: names from :data:`metrics.DETERMINISTIC` and :data:`metrics.ENSEMBLE`.
 
     Returns:
