@@ -97,6 +97,41 @@ def test_data_commands(places):
     assert not (p["root"] / "new.zarr").exists() and p["folder"].is_dir()
 
 
+def test_atmosphere_commands(places, tmp_path):
+    p = places
+    store = ["--store", p["mock"]]  # 2020-01-01T00 .. 2020-01-04T18 every 6 h
+    init = ["--init", "2020-01-01T00"]
+    run = tmp_path / "run"
+    refused(["forecast", *init, "--members", "0"], "--members", "greater than or equal to 1")
+    refused(["forecast", *init, "--lead", "7x"], "--lead: '7x' is not a duration such as 6h, 5d")
+    refused(["forecast", *init, "--every", "1.5h"], "--every: '1.5h'", "whole number of hours")
+    refused(["forecast", *init, "--every", "12h", "--lead", "6h"], "--every 12h", "--lead 6h")
+    refused(["forecast", "--init", "yesterday-ish"], "--init: 'yesterday-ish'")
+    refused(["forecast", *init, "--perturbation", "foo"], "--perturbation", "'foo'", "perlin")
+    refused(["forecast", *init, "--store", p["missing"]], "--store", "tellus data build")
+    refused(["forecast", *init, "--store", p["empty"]], "--store", "not a store in the Tellus")
+    refused(["forecast", "--init", "2001-01-01T00", *store], "--init: 2001-01-01T00 not in")
+    refused(["forecast", *init, *store, "--workdir", run], "--workdir", "tellus train atmosphere")
+    run.mkdir()
+    refused(["forecast", *init, *store, "--workdir", run], "--workdir", "no trained lead models")
+    (run / "lead_6h").mkdir()  # a training that never wrote a checkpoint
+    refused(["forecast", *init, *store, "--workdir", run], "--workdir", "no complete checkpoint")
+    refused(["forecast", *init, *store, "--out", p["folder"]], "--out", "would be replaced")
+    refused(["evaluate", *store, "--workdir", tmp_path / "none"], "--workdir", "does not exist")
+    refused(["evaluate", *store, "--report", p["file"]], "--report", "is a file")
+    refused(["evaluate", *store, "--init-every", "0h"], "--init-every: '0h'", "positive")
+    refused(["evaluate", *store, "--max-inits", "0"], "--max-inits", "greater than or equal to 1")
+    refused(["evaluate", "--store", p["folder"]], "--store", "without Zarr metadata")
+    train = ["train", "atmosphere", "--workdir", tmp_path / "new"]
+    refused([*train, "--store", p["missing"]], "--store", "does not exist")
+    refused([*train, "--store", p["file"]], "--store", "is a file")
+    refused([*train, *store, "--batch", "0"], "--batch", "greater than or equal to 1")
+    refused([*train, *store, "--loss", "l3"], "--loss", "mae or mse")
+    refused([*train, *store, "--leads", "6"], str(p["mock"]), "16 times", "need at least 24")
+    refused(["train", "atmosphere", *store, "--workdir", p["file"]], "--workdir", "is a file")
+    assert not (tmp_path / "new").exists()
+
+
 def test_validate_still_answers_invalid_with_exit_1(places):
     result = runner.invoke(app, ["data", "validate", str(places["empty"])])
     assert result.exit_code == 1 and result.stderr.strip().startswith("invalid: ")

@@ -131,7 +131,7 @@ def test_atmosphere_commands_reject_bad_options_clearly(tiny_store, tmp_path):
             str(tmp_path / "none"),
         ],
     )
-    assert missing.exit_code == 1 and "no lead_*h model folders" in _flat(missing.output)
+    assert missing.exit_code == 2 and "tellus train atmosphere" in _flat(missing.output)
     missing = runner.invoke(app, ["evaluate", "--store", str(tmp_path / "nowhere.zarr")])
     assert missing.exit_code == 2 and "tellus data build atmosphere" in _flat(missing.output)
 

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tellus.pipelines import paths
+from tellus.pipelines import checks, errors, paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
+TRAIN_FIRST = "; train the lead models with `tellus train atmosphere`"
+BUILD_FIRST = "; build it with `tellus data build atmosphere`"
 # The CPU recipe of `just train-atmosphere` / `just demo` (see docs/results.md).
 # The 24 h model trains on one step, then on 2- and 4-step rollouts (GraphCast's curriculum).
 CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LOSS, CPU_ROLLOUT = "cpu", "6:250,24:600", 4, "mse", ""
@@ -101,9 +104,14 @@ def _leads(text: str | None, store: Path) -> tuple[int, ...]:
 def train_atmosphere(
     store: Annotated[
         Path | None,
-        typer.Option(help="Analysis store (default: the embedded dataset, built if missing)."),
+        typer.Option(
+            help="Analysis store (default: the embedded dataset, built if missing).",
+            callback=checks.schema_store_option,
+        ),
     ] = None,
-    workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = DEFAULT_RUN,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the lead models go.", callback=checks.writable_dir_option)
+    ] = DEFAULT_RUN,
     preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
     leads: Annotated[
         str | None,
@@ -117,7 +125,7 @@ def train_atmosphere(
             help="Optimizer steps per lead model: one number, or per lead like '6:250,24:450'."
         ),
     ] = CPU_STEPS,
-    batch: Annotated[int, typer.Option(help="Global batch size.")] = CPU_BATCH,
+    batch: Annotated[int, typer.Option(help="Global batch size.", min=1)] = CPU_BATCH,
     residual: Annotated[
         bool, typer.Option(help="Predict increments (GraphCast) instead of states (Pangu).")
     ] = True,
@@ -153,7 +161,7 @@ def train_atmosphere(
     if store is None:
         store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
     lead_hours = _leads(leads, store)
-    try:
+    with errors.user_errors(ValueError, what="train atmosphere"):  # the plan's own checks
         plan = train.TrainPlan(
             store=str(store),
             workdir=str(workdir),
@@ -167,6 +175,7 @@ def train_atmosphere(
             finetune=phases,
             steps_by_lead=by_lead,
         )
+    try:
         histories = train.train_models(plan)
     except ValueError as e:
         typer.echo(f"train atmosphere: {e}", err=True)
@@ -187,53 +196,100 @@ def train_atmosphere(
             )
 
 
+class Perturbation(StrEnum):
+    """Ensemble perturbations (:data:`tellus.atmosphere.perturbations.KINDS`)."""
+
+    perlin = "perlin"
+    gaussian = "gaussian"
+    bred = "bred"
+
+
+def _check_store(store: Path | None) -> Path:
+    """The analysis store (default: the embedded one), in the schema."""
+    store = store or paths.default_store("atmosphere")
+    checks.schema_store(store, "--store", missing_hint=BUILD_FIRST)
+    return store
+
+
+def _check_models(workdir: Path) -> None:
+    """``workdir`` holds trained lead models (``lead_*h``; :func:`train.load_models`)."""
+    checks.existing_dir(workdir, "--workdir", hint=TRAIN_FIRST)
+    if not any(workdir.glob("lead_*h")):
+        raise errors.UserError(
+            f"no trained lead models (lead_*h) in {str(workdir)!r}{TRAIN_FIRST}",
+            param="--workdir",
+        )
+
+
+def _check_leads(lead: str, every: str) -> None:
+    if checks.hours(every, "--every") > checks.hours(lead, "--lead"):
+        raise errors.UserError(f"--every {every} is longer than --lead {lead}")
+
+
 def forecast(
-    init: Annotated[list[str], typer.Option(help="Init time(s), e.g. 2000-03-01T00.")],
-    lead: Annotated[str, typer.Option(help="Longest lead, e.g. 10d or 36h.")] = "5d",
-    every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
+    init: Annotated[
+        list[str],
+        typer.Option(help="Init time(s), e.g. 2000-03-01T00.", callback=checks.timestamps_option),
+    ],
+    lead: Annotated[
+        str, typer.Option(help="Longest lead, e.g. 10d or 36h.", callback=checks.duration_option)
+    ] = "5d",
+    every: Annotated[
+        str, typer.Option(help="Output interval.", callback=checks.duration_option)
+    ] = "6h",
     store: Annotated[
         Path | None, typer.Option(help="Analysis store for the initial conditions.")
     ] = None,
     workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
     out: Annotated[
-        Path, typer.Option(help="Output Zarr store (WeatherBench2 forecast layout).")
+        Path,
+        typer.Option(
+            help="Output Zarr store (WeatherBench2 forecast layout; replaced if it exists).",
+            callback=checks.replaceable_store_option,
+        ),
     ] = Path("runs/forecast.zarr"),
-    members: Annotated[int, typer.Option(help="Ensemble members (1 = deterministic).")] = 1,
-    perturbation: Annotated[str, typer.Option(help="perlin, gaussian or bred.")] = "perlin",
+    members: Annotated[int, typer.Option(help="Ensemble members (1 = deterministic).", min=1)] = 1,
+    perturbation: Annotated[
+        Perturbation, typer.Option(help="Perturbations of the members.")
+    ] = Perturbation.perlin,
     seed: Annotated[int, typer.Option(help="Perturbation seed.")] = 0,
 ) -> None:
     """Forecast from analysis states with hierarchical temporal aggregation."""
+    import pandas as pd
+
     from tellus.atmosphere import forecast as fc_lib
     from tellus.atmosphere import train
+    from tellus.data import sources
 
-    store = store or paths.default_store("atmosphere")
-    if not Path(store).exists():
-        raise typer.BadParameter(
-            f"{store} does not exist; build it with `tellus data build atmosphere`",
-            param_hint="--store",
+    perturbation = Perturbation(perturbation)
+    _check_leads(lead, every)
+    store = _check_store(store)
+    times = pd.DatetimeIndex(sources.open_metadata(store).indexes["time"])
+    missing = [t for t in init if checks.timestamp(t, "--init") not in times]
+    if missing:
+        raise errors.UserError(
+            f"{', '.join(missing)} not in {store} ({times[0]} .. {times[-1]}, every "
+            f"{times[1] - times[0]})",
+            param="--init",
         )
-    try:
-        system = fc_lib.ForecastSystem(train.load_models(workdir))
+    _check_models(workdir)
+    with errors.user_errors(FileNotFoundError, param="--workdir"):  # an unfinished training
+        models = train.load_models(workdir)
+    with errors.user_errors(ValueError, param="--workdir"):  # models of different runs
+        system = fc_lib.ForecastSystem(models)
+    with errors.user_errors(ValueError, what=f"--lead {lead} / --every {every}"):
         leads = fc_lib.output_leads(lead, every)
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"forecast: {e}", err=True)
-        raise typer.Exit(1) from e
+        system.calls(leads)  # every lead a multiple of the shortest model's
     perturb = None
     if members > 1:
         from tellus.atmosphere import ensemble
 
         static = None
-        if perturbation == "bred":  # breeding runs the model, which needs the statics
+        if perturbation == Perturbation.bred:  # breeding runs the model: it needs the statics
             static = fc_lib.read_initial_conditions(store, init[:1], system.config)[1]
-        try:
-            perturb = ensemble.perturbation_fn(system, perturbation, seed, static=static)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--perturbation") from e
-    try:
-        ds = fc_lib.forecast(system, store, init, leads, out=out, members=members, perturb=perturb)
-    except KeyError as e:
-        typer.echo(f"forecast: {e.args[0]}", err=True)
-        raise typer.Exit(1) from e
+        with errors.user_errors(ValueError, param="--perturbation"):
+            perturb = ensemble.perturbation_fn(system, perturbation.value, seed, static=static)
+    ds = fc_lib.forecast(system, store, init, leads, out=out, members=members, perturb=perturb)
     calls = len(system.calls(leads))
     typer.echo(
         f"{out}: {len(init)} init(s) x {len(leads)} leads up to {lead}, {members} "
@@ -248,13 +304,22 @@ def evaluate(
         Path | None, typer.Option(help="Analysis store (truth and initial conditions).")
     ] = None,
     workdir: Annotated[Path, typer.Option(help="Trained lead models.")] = DEFAULT_RUN,
-    report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
-    lead: Annotated[str, typer.Option(help="Longest lead, e.g. 5d.")] = "5d",
-    every: Annotated[str, typer.Option(help="Output interval.")] = "6h",
+    report: Annotated[
+        Path, typer.Option(help="Report folder.", callback=checks.writable_dir_option)
+    ] = Path("runs/report"),
+    lead: Annotated[
+        str, typer.Option(help="Longest lead, e.g. 5d.", callback=checks.duration_option)
+    ] = "5d",
+    every: Annotated[
+        str, typer.Option(help="Output interval.", callback=checks.duration_option)
+    ] = "6h",
     init_every: Annotated[
-        str, typer.Option(help="Spacing of init times over the test period.")
+        str,
+        typer.Option(
+            help="Spacing of init times over the test period.", callback=checks.duration_option
+        ),
     ] = "24h",
-    max_inits: Annotated[int | None, typer.Option(help="Cap on init times.")] = None,
+    max_inits: Annotated[int | None, typer.Option(help="Cap on init times.", min=1)] = None,
     naive: Annotated[
         bool, typer.Option(help="Also score naive stepping of the shortest lead model.")
     ] = True,
@@ -262,18 +327,17 @@ def evaluate(
     """Score the lead models against persistence and climatology: scorecard, curves, maps."""
     from tellus.atmosphere import evaluate as eval_lib
 
-    store = store or paths.default_store("atmosphere")
-    if not Path(store).exists():
-        raise typer.BadParameter(
-            f"{store} does not exist; build it with `tellus data build atmosphere`",
-            param_hint="--store",
-        )
+    _check_leads(lead, every)
+    store = _check_store(store)
+    _check_models(workdir)
     cfg = eval_lib.EvalConfig(
         max_lead=lead, every=every, init_every=init_every, max_inits=max_inits, naive=naive
     )
     try:
-        summary = eval_lib.run(store, workdir, report, cfg)
-    except (FileNotFoundError, ValueError) as e:
+        # A missing file is an input not there yet (statistics, a finished training).
+        with errors.user_errors(FileNotFoundError, what="evaluate"):
+            summary = eval_lib.run(store, workdir, report, cfg)
+    except ValueError as e:
         typer.echo(f"evaluate: {e}", err=True)
         raise typer.Exit(1) from e
     print_summary(report, summary)

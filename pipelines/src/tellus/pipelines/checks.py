@@ -106,17 +106,40 @@ def is_zarr_store(path: Path) -> bool:
     return path.is_dir() and any((path / m).is_file() for m in ("zarr.json", ".zgroup"))
 
 
-def existing_store(path: str | os.PathLike, param: str, hint: str = "") -> None:
-    """``path`` is a Zarr store (fsspec URLs are left to the reader)."""
+def existing_store(path: str | os.PathLike, param: str, missing_hint: str = "") -> None:
+    """``path`` is a Zarr store (fsspec URLs are left to the reader); ``missing_hint`` ends
+    the message when there is nothing at ``path``."""
     if _is_url(path):
         return
     p = Path(path)
     where = f"{str(path)!r}"
     if not p.exists():
-        raise UserError(f"{where} does not exist{hint}", param=param)
+        raise UserError(f"{where} does not exist{missing_hint}", param=param)
     if not is_zarr_store(p):
         what = "a file" if not p.is_dir() else "a folder without Zarr metadata"
-        raise UserError(f"{where} is {what}; expected a Zarr store{hint}", param=param)
+        raise UserError(f"{where} is {what}; expected a Zarr store", param=param)
+
+
+def schema_store(path: str | os.PathLike, param: str, missing_hint: str = "") -> None:
+    """``path`` is a Zarr store in the Tellus schema (dims, coordinates, units; its values
+    are not read)."""
+    from tellus.data import validation
+    from tellus.data.errors import SchemaError
+
+    existing_store(path, param, missing_hint)
+    try:
+        validation.open_dataset(path, allow_gaps=True, check_values="none")
+    except (SchemaError, FileNotFoundError) as e:
+        raise UserError(
+            f"{str(path)!r} is not a store in the Tellus schema: {e}", param=param
+        ) from None
+
+
+def schema_store_option(param: typer.CallbackParam, value: Path | str | None):
+    """Callback: ``value``, when given, is a Zarr store in the Tellus schema."""
+    if value is not None:
+        schema_store(value, param_name(param))
+    return value
 
 
 def existing_store_option(param: typer.CallbackParam, value: Path | str | None):
@@ -204,6 +227,8 @@ __all__ = [
     "new_file_option",
     "param_name",
     "replaceable_store_option",
+    "schema_store",
+    "schema_store_option",
     "timedelta",
     "timedelta_option",
     "timestamp",

@@ -98,7 +98,8 @@ def _bad_parameter(e: typer.BadParameter) -> str:
         return e.format_message()
     if not isinstance(hint, str):
         hint = " / ".join(hint)
-    return f"{hint.strip(chr(39))}: {e.message}"
+    message = e.message.removeprefix("Value error, ")  # typer's wording of a bad choice
+    return f"{hint.strip(chr(39))}: {message}"
 
 
 def report(e: BaseException, code: int = USAGE) -> int:
