@@ -15,6 +15,13 @@ killed half way never replaces (or shows up as) the last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import json
+import logging
+import re
+import sys
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from tellus.training.optimizer import make_optimizer
 from tellus.training.step import StepFns, TrainState, init_train_state, split_model
 
 PyTree = Any
+log = logging.getLogger(__name__)
 
 
 def flatten_state(tree: PyTree) -> dict[str, Any]:
@@ -150,6 +158,33 @@ class Checkpointer:
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(flatten_state(abstract)))
         )
         return _unflatten_like(target, out["state"])
+
+    def quarantine(self, step: int) -> Path:
+        """Moves the directory of checkpoint ``step`` aside, never deleting it.
+
+        It goes to ``<directory>.corrupt/<step>`` beside this checkpoint directory (``<step>.1``,
+        ``<step>.2``, ... when a step of that number was moved there before), and the manager
+        forgets it: ``all_steps`` and ``latest_step`` no longer list it.
+
+        Returns:
+          The directory's new path.
+
+        Raises:
+          FileNotFoundError: there is no directory for ``step``.
+        """
+        self.manager.wait_until_finished()
+        source = self.directory / str(step)
+        if not source.is_dir():
+            raise FileNotFoundError(f"no checkpoint directory {source} to move aside")
+        aside = self.directory.parent / f"{self.directory.name}.corrupt"
+        aside.mkdir(parents=True, exist_ok=True)
+        target, n = aside / str(step), 0
+        while target.exists():
+            n += 1
+            target = aside / f"{step}.{n}"
+        source.rename(target)  # a sibling folder, so the same file system: one rename
+        self.manager.reload()  # the manager caches its list of steps
+        return target
 
 
 def config_dict(model_config: Any, train_config: TrainConfig) -> dict[str, Any]:
@@ -278,3 +313,143 @@ def warm_start(
         return model
 
     return build
+
+
+# What orbax 0.12 and tensorstore raise when a step's files cannot be read, found by
+# truncating, deleting and corrupting the files of a saved step:
+#   ValueError from tensorstore, naming the OCDBT database and its tensorstore spec:
+#     "OUT_OF_RANGE: ... Requested byte range [0, 1866) is not valid for value of size 933"
+#     (a truncated or empty data file), "NOT_FOUND: ..." (a missing data file), "DATA_LOSS:
+#     ... Error decoding manifest" (a truncated manifest.ocdbt), "... ZSTD_decompressStream()
+#     failed: Data corruption detected" (changed bytes in a data file);
+#   json.JSONDecodeError: a corrupt JSON item (config, data) or state/_METADATA;
+#   FileNotFoundError: a missing JSON item file ("File .../data/metadata not found.");
+#   KeyError: a missing item folder ('Item "state" was not found in the checkpoint').
+# A checkpoint of another structure or shape than the target (a changed model) raises
+# orbax's own ValueError, without tensorstore's markers: not a damaged checkpoint, so
+# nothing is moved and restore_latest raises a ValueError that names the step.
+_TENSORSTORE_MARKERS = ("tensorstore_spec", "OCDBT database")
+
+
+def _unreadable(e: BaseException | None) -> bool:
+    """Whether ``e`` (or what it was raised from) says a checkpoint's files are damaged."""
+    while e is not None:
+        if isinstance(e, json.JSONDecodeError | UnicodeDecodeError | FileNotFoundError):
+            return True
+        if isinstance(e, KeyError) and "was not found in the checkpoint" in str(e):
+            return True
+        if isinstance(e, ValueError) and any(m in str(e) for m in _TENSORSTORE_MARKERS):
+            return True
+        e = e.__cause__
+    return False
+
+
+def _brief(e: BaseException) -> str:
+    """``e`` on one short line: tensorstore's messages end in kilobytes of spec JSON, and the
+    cause is at the end of the part before it (the status code, if any, at its start)."""
+    text = " ".join(str(e).split(" [tensorstore_spec")[0].split())
+    if len(text) > 300:
+        code = re.match(r"[A-Z_]+: ", text)
+        text = (code.group(0) if code else "") + "..." + text[-260:]
+    return f"{type(e).__name__}: {text}"
+
+
+class _FailedReadNoise(logging.Filter):
+    """Silences what orbax leaves behind when one of its reads fails.
+
+    orbax reads every array concurrently on an event loop of its own. When one read fails
+    (a damaged file, or an array of another shape) it raises that error and closes the loop,
+    and what it abandons fails later, each with a traceback on stderr: reads still running
+    cannot report back ("RuntimeError: Event loop is closed", an unraisable exception), reads
+    not yet done fail when the garbage collector closes them (an unraisable exception caused
+    by GeneratorExit, or "RuntimeWarning: coroutine ... was never awaited"), and tasks and
+    futures whose errors nobody retrieved are logged by asyncio with their tensorstore specs.
+    Inside this context all of these are dropped; :meth:`settle` waits for the abandoned reads
+    to end, so that none of it comes later.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not re.match(r"(Task|Future) exception was never retrieved", record.getMessage())
+
+    def _hook(self, unraisable: Any) -> None:
+        e = unraisable.exc_value
+        closed = isinstance(e, RuntimeError) and "loop is closed" in str(e)
+        if closed or isinstance(getattr(e, "__cause__", None), GeneratorExit):
+            self._last = time.monotonic()  # (the latter: an abandoned read, closed by the gc)
+            return
+        self._previous_hook(unraisable)
+
+    def __enter__(self) -> _FailedReadNoise:
+        self._last: float | None = None
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._hook
+        logging.getLogger("asyncio").addFilter(self)
+        return self
+
+    def settle(self, quiet: float = 0.2, limit: float = 5.0) -> None:
+        """Waits until the abandoned reads have been quiet for ``quiet`` s (``limit`` s at most)."""
+        start = time.monotonic()
+        while True:
+            gc.collect()
+            now = time.monotonic()
+            if now - (self._last or start) >= quiet or now - start >= limit:
+                return
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.collect()
+        logging.getLogger("asyncio").removeFilter(self)
+        sys.unraisablehook = self._previous_hook
+        self._warnings.__exit__(*exc)
+
+
+def restore_latest(
+    ck: Checkpointer, target: TrainState, shardings: TrainState | None = None
+) -> tuple[int, TrainState, dict[str, Any]] | None:
+    """Restores the newest checkpoint that can be read, moving damaged ones aside.
+
+    Tries the complete checkpoints from the newest down. One whose files cannot be read (a
+    truncated or missing array file, a corrupt JSON item) is moved to
+    ``<checkpoints>.corrupt/<step>`` by :meth:`Checkpointer.quarantine` (never deleted), with
+    one warning line naming both folders, and the next older one is tried.
+
+    Args:
+      ck: the checkpointer.
+      target: a concrete or abstract state of the checkpoints' structure.
+      shardings: as for :meth:`Checkpointer.restore`.
+
+    Returns:
+      ``(step, state, data_state)`` of the newest readable checkpoint, ``data_state`` being
+      the second item of :meth:`Checkpointer.read_json`; None when there is none (left).
+
+    Raises:
+      ValueError: the newest readable checkpoint does not fit ``target`` (another model
+        structure or shape); it is left where it is.
+    """
+    for step in sorted(ck.all_steps(), reverse=True):
+        where = ck.directory / str(step)
+        with _FailedReadNoise() as noise:
+            try:
+                _, data_state = ck.read_json(step)
+                state = ck.restore(step, target, shardings)
+            except Exception as e:
+                unreadable = _unreadable(e)
+                if not unreadable and not isinstance(e, ValueError):
+                    raise
+                problem = _brief(e) if unreadable else str(e)
+            else:
+                return step, state, data_state
+            noise.settle()
+            if not unreadable:  # raised anew, so orbax's abandoned reads are collected here
+                raise ValueError(f"checkpoint {where} does not fit the state to restore: {problem}")
+        moved = ck.quarantine(step)
+        log.warning(
+            "checkpoint %s cannot be read (%s); moved it to %s, trying the next older one",
+            where,
+            problem,
+            moved,
+        )
+    return None

@@ -121,3 +121,57 @@ def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
         ckpt_lib.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(bigger)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ckpt_lib.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
+
+
+def test_restore_latest_moves_unreadable_checkpoints_aside(tmp_path, caplog):
+    import logging
+
+    model = toy_model.make_model(MCFG)
+    _, state = step_lib.init_train_state(model, CFG)
+    states = {s: jax.tree.map(lambda x, s=s: x + s, state) for s in (1, 2, 3)}
+    ck = ckpt_lib.Checkpointer(tmp_path / "checkpoints", keep=3)
+    for s, st in states.items():
+        ck.save(s, st, ckpt_lib.config_dict(MCFG, CFG), {"next_index": s})
+    ck.wait()
+    # Step 3: a truncated array data file. With arrays this small, the values sit in the
+    # OCDBT data file(s) of state/d/ (those of state/ocdbt.process_0/d/ are not read back).
+    (data_file,) = (tmp_path / "checkpoints" / "3" / "state" / "d").iterdir()
+    data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
+    # Step 2: a corrupt JSON item.
+    (tmp_path / "checkpoints" / "2" / "data" / "metadata").write_text('{"next_ind')
+
+    with caplog.at_level(logging.WARNING):
+        step, restored, data = ckpt_lib.restore_latest(ck, state)
+    assert step == 1 and data == {"next_index": 1}
+    for got, want in zip(
+        jax.tree.leaves(_host(restored)), jax.tree.leaves(_host(states[1])), strict=True
+    ):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    corrupt = tmp_path / "checkpoints.corrupt"
+    assert sorted(p.name for p in corrupt.iterdir()) == ["2", "3"]
+    assert (corrupt / "3" / "state" / "d" / data_file.name).exists()  # moved, not deleted
+    assert ck.all_steps() == [1] and ck.latest_step() == 1
+    # One line per damaged step, and none of orbax's or asyncio's noise.
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("\n" not in line for line in lines), lines
+    assert lines[0].startswith(f"checkpoint {tmp_path / 'checkpoints' / '3'} cannot be read")
+    assert "OUT_OF_RANGE" in lines[0] and f"moved it to {corrupt / '3'}" in lines[0]
+    assert "JSONDecodeError" in lines[1] and f"moved it to {corrupt / '2'}" in lines[1]
+    assert len(lines[0]) < 600
+
+    # A checkpoint of another model is not damaged: it is an error and stays where it is.
+    bigger = toy_model.make_model(dataclasses.replace(MCFG, hidden=32))
+    _, other = step_lib.init_train_state(bigger, CFG)
+    with pytest.raises(ValueError, match="not compatible with the stored shape"):
+        ckpt_lib.restore_latest(ck, other)
+    assert ck.all_steps() == [1]
+
+    # A later save of a quarantined step number goes to a fresh folder; a second quarantine
+    # of it does not overwrite the first.
+    ck.save(3, states[3], ckpt_lib.config_dict(MCFG, CFG), {"next_index": 3})
+    ck.wait()
+    assert ckpt_lib.restore_latest(ck, state)[0] == 3
+    assert ck.quarantine(3) == corrupt / "3.1" and ck.all_steps() == [1]
+    ck.quarantine(1)
+    assert ckpt_lib.restore_latest(ck, state) is None
+    ck.close()
