@@ -132,6 +132,35 @@ def test_atmosphere_commands(places, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_enso_commands(places, tmp_path):
+    p = places
+    train = ["train", "enso", "--workdir", tmp_path / "enso", "--worlds", tmp_path / "worlds"]
+    refused([*train, "--preset", "huge"], "--preset: 'huge' is not one of tiny, small, paper")
+    refused([*train, "--lead-rank", "24"], "--lead-rank: 24 is not in [0, 24)")
+    for option in ("--seeds", "--pretrain-steps", "--finetune-steps", "--batch"):
+        refused([*train, option, "0"], option, "greater than or equal to 1")
+    refused([*train, "--model-years", "1201"], "--model-years", "equal segments", "1200")
+    refused([*train, "--model-years", "2"], "--model-years", "no sample")
+    refused([*train, "--observed-years", "100"], "--finetune-years / --test-years", "gap")
+    refused([*train, "--finetune-years", "2"], "--finetune-years", "no sample")
+    refused([*train, "--batch", "5000"], "--batch: 5000 is more than the 1173 samples")
+    refused(["train", "enso", "--workdir", p["file"]], "--workdir", "is a file")
+    refused(["train", "enso", "--worlds", p["file"]], "--worlds", "is a file")
+    assert not (tmp_path / "enso").exists() and not (tmp_path / "worlds").exists()
+    run = tmp_path / "run"
+    evaluate = ["evaluate-enso", "--workdir", run]
+    refused(evaluate, "--workdir", "ensemble.json missing", "tellus train enso")
+    run.mkdir()
+    (run / "ensemble.json").write_text("{}")
+    refused(evaluate, "--workdir", "no member_* folders")
+    refused([*evaluate, "--worlds", tmp_path / "nowhere"], "--worlds", "does not exist")
+    refused([*evaluate, "--worlds", p["folder"]], "--worlds", "model.zarr' does not exist")
+    refused([*evaluate, "--long-test-years", "-3"], "--long-test-years", "greater than or equal")
+    refused([*evaluate, "--long-test-years", "1"], "--long-test-years", "no sample")
+    refused([*evaluate, "--long-test-years", "1201"], "--long-test-years", "equal segments")
+    refused([*evaluate, "--report", p["file"]], "--report", "is a file")
+
+
 def test_validate_still_answers_invalid_with_exit_1(places):
     result = runner.invoke(app, ["data", "validate", str(places["empty"])])
     assert result.exit_code == 1 and result.stderr.strip().startswith("invalid: ")

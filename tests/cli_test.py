@@ -150,7 +150,7 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
     bad = runner.invoke(app, ["evaluate-enso", "--workdir", str(run), "--worlds", str(worlds)])
     assert bad.exit_code == 2 and "tellus train enso" in _flat(bad.output)
     bad = runner.invoke(app, ["train", "enso", "--workdir", str(run), "--lead-rank", "24"])
-    assert bad.exit_code == 2 and "--lead-rank must be in [0, 24)" in _flat(bad.output)
+    assert bad.exit_code == 2 and "--lead-rank: 24 is not in [0, 24)" in _flat(bad.output)
     out = _run(
         "train",
         "enso",

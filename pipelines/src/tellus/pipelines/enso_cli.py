@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import paths
+from tellus.pipelines import checks, errors, paths
 
 DEFAULT_RUN = Path("runs") / "enso"
 DEFAULT_REPORT = Path("runs") / "enso_report"
@@ -54,14 +54,89 @@ def open_worlds(directory: Path | None = None):
     return build_worlds(directory)
 
 
+def _shape_only(n_years: int, param: str):
+    """A :class:`tellus.enso.train.Series` of ``n_years`` of a world, without values (for
+    the library's own sample counts and split checks before the world is built)."""
+    import numpy as np
+
+    from tellus.enso import train, world
+
+    segments = -(-n_years // world.MAX_SEGMENT_YEARS)  # as world.build_world cuts it
+    if n_years % segments:
+        raise errors.UserError(
+            f"{n_years} years above {world.MAX_SEGMENT_YEARS} must split into equal segments "
+            f"of at most {world.MAX_SEGMENT_YEARS} years (e.g. {segments * (n_years // segments)})",
+            param=param,
+        )
+    months = n_years // segments * 12
+    return train.Series(
+        fields=np.empty((segments, months, 0, 0, 0), np.float32),
+        index=np.empty((segments, months), np.float32),
+        months=np.arange(months) % 12 + 1,
+        nino34=np.empty((segments, months), np.float32),
+    )
+
+
+def _n_samples(series, param: str, years: int, first: int = 0, last: int | None = None) -> int:
+    """Samples (inputs and every lead's target) between months ``first`` and ``last``."""
+    from tellus.enso import train
+
+    n = len(train.inits_between(series, first, series.n_time - 1 if last is None else last))
+    if n == 0:
+        raise errors.UserError(
+            f"{years} years hold no sample of {train.HISTORY} input months and "
+            f"{train.TARGET_REACH} months of targets",
+            param=param,
+        )
+    return n
+
+
+def _check_training(
+    preset: str,
+    lead_rank: int | None,
+    batch: int,
+    split,
+    model_years: int,
+    observed_years: int,
+) -> None:
+    """Everything :func:`tellus.enso.train.train_enso` would find wrong, found before the
+    worlds are built."""
+    from tellus.enso import model as model_lib
+    from tellus.enso import train
+
+    checks.choice(preset, model_lib.PRESETS, "--preset")
+    if lead_rank is not None and not 0 <= lead_rank < train.N_LEADS:
+        raise errors.UserError(
+            f"{lead_rank} is not in [0, {train.N_LEADS}) (0: a full-rank head)",
+            param="--lead-rank",
+        )
+    pre = _shape_only(model_years, "--model-years")
+    obs = _shape_only(observed_years, "--observed-years")
+    with errors.user_errors(ValueError, what="--finetune-years / --test-years"):
+        split.check(obs)
+    n_pre = _n_samples(pre, "--model-years", model_years)
+    n_ft = _n_samples(
+        obs, "--finetune-years", split.finetune_years, last=split.finetune_years * 12 - 1
+    )
+    if batch > min(n_pre, n_ft):
+        raise errors.UserError(
+            f"{batch} is more than the {min(n_pre, n_ft)} samples of the "
+            f"{'model run' if n_pre < n_ft else 'fine-tuning years'}",
+            param="--batch",
+        )
+
+
 def train_enso(
-    workdir: Annotated[Path, typer.Option(help="Where the ensemble goes.")] = DEFAULT_RUN,
+    workdir: Annotated[
+        Path, typer.Option(help="Where the ensemble goes.", callback=checks.writable_dir_option)
+    ] = DEFAULT_RUN,
     worlds: Annotated[
         Path | None,
         typer.Option(
             help="Folder of model.zarr and observed.zarr "
             "(default $TELLUS_DATA/enso, built if "
-            "missing)."
+            "missing).",
+            callback=checks.writable_dir_option,
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
@@ -72,29 +147,29 @@ def train_enso(
             "(default: the preset's, 4)."
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option(help="Ensemble members.")] = CPU_SEEDS,
-    pretrain_steps: Annotated[int, typer.Option(help="Steps on the model run.")] = CPU_PRETRAIN,
-    finetune_steps: Annotated[int, typer.Option(help="Steps on the observed years.")] = (
+    seeds: Annotated[int, typer.Option(help="Ensemble members.", min=1)] = CPU_SEEDS,
+    pretrain_steps: Annotated[
+        int, typer.Option(help="Steps on the model run.", min=1)
+    ] = CPU_PRETRAIN,
+    finetune_steps: Annotated[int, typer.Option(help="Steps on the observed years.", min=1)] = (
         CPU_FINETUNE
     ),
-    batch: Annotated[int, typer.Option(help="Batch size.")] = CPU_BATCH,
-    finetune_years: Annotated[int, typer.Option(help="Observed years to fine-tune on.")] = 100,
-    test_years: Annotated[int, typer.Option(help="Last observed years held out.")] = 40,
-    model_years: Annotated[int, typer.Option(help="Length of the model (pretraining) run.")] = (
-        1200
-    ),
-    observed_years: Annotated[int, typer.Option(help="Length of the observed run.")] = 150,
+    batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = CPU_BATCH,
+    finetune_years: Annotated[
+        int, typer.Option(help="Observed years to fine-tune on.", min=1)
+    ] = 100,
+    test_years: Annotated[int, typer.Option(help="Last observed years held out.", min=1)] = 40,
+    model_years: Annotated[
+        int, typer.Option(help="Length of the model (pretraining) run.", min=1)
+    ] = 1200,
+    observed_years: Annotated[int, typer.Option(help="Length of the observed run.", min=1)] = 150,
 ) -> None:
     """Pretrain on the model world, fine-tune on early observed years (resumes after a kill)."""
     from tellus.enso import train
 
     t0 = time.perf_counter()
-    if min(seeds, pretrain_steps, finetune_steps, batch) < 1:
-        raise typer.BadParameter(
-            "--seeds, --pretrain-steps, --finetune-steps and --batch must be >= 1"
-        )
-    if lead_rank is not None and not 0 <= lead_rank < train.N_LEADS:
-        raise typer.BadParameter(f"--lead-rank must be in [0, {train.N_LEADS}), got {lead_rank}")
+    split = train.ObservedSplit(finetune_years, test_years)
+    _check_training(preset, lead_rank, batch, split, model_years, observed_years)
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
     typer.echo(f"worlds ready in {time.perf_counter() - t0:.1f} s")
     info = train.train_enso(
@@ -105,7 +180,7 @@ def train_enso(
         model_overrides={} if lead_rank is None else {"lead_rank": lead_rank or None},
         seeds=tuple(range(seeds)),
         budget=train.Budget(pretrain_steps, finetune_steps, batch),
-        split=train.ObservedSplit(finetune_years, test_years),
+        split=split,
     )
     for seed, h in info["histories"].items():
         if not any(h.values()):
@@ -118,13 +193,22 @@ def train_enso(
 
 def evaluate_enso(
     workdir: Annotated[Path, typer.Option(help="The trained ensemble.")] = DEFAULT_RUN,
-    worlds: Annotated[Path | None, typer.Option(help="Folder of the worlds.")] = None,
-    report: Annotated[Path, typer.Option(help="Report folder.")] = DEFAULT_REPORT,
+    worlds: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the worlds the ensemble was trained on "
+            "(default $TELLUS_DATA/enso, built if missing)."
+        ),
+    ] = None,
+    report: Annotated[
+        Path, typer.Option(help="Report folder.", callback=checks.writable_dir_option)
+    ] = DEFAULT_REPORT,
     long_test_years: Annotated[
         int,
         typer.Option(
             help="Years of an independent draw of the observed world to score on as well "
-            "(0 to skip)."
+            "(0 to skip).",
+            min=0,
         ),
     ] = 1200,
 ) -> None:
@@ -133,15 +217,27 @@ def evaluate_enso(
     observed world; explanations; PNGs and summary.json in the report folder."""
     from rich.console import Console
 
-    from tellus.enso import skill
+    from tellus.enso import skill, train
 
     t0 = time.perf_counter()
     if not (workdir / "ensemble.json").exists():
-        raise typer.BadParameter(
-            f"no trained ensemble in {workdir} (ensemble.json missing); "
+        raise errors.UserError(
+            f"no trained ensemble in {str(workdir)!r} (ensemble.json missing); "
             f"run `tellus train enso` first",
-            param_hint="--workdir",
+            param="--workdir",
         )
+    if worlds is not None:  # the worlds it was trained on, not new ones in a mistyped folder
+        checks.existing_dir(worlds, "--worlds")
+        for kind in ("model", "observed"):
+            checks.existing_store(
+                worlds / f"{kind}.zarr", "--worlds", "; give the --worlds of `tellus train enso`"
+            )
+    if long_test_years:
+        years = _shape_only(long_test_years, "--long-test-years")
+        _n_samples(years, "--long-test-years", long_test_years)
+    with errors.user_errors(FileNotFoundError, param="--workdir"):  # an unfinished training
+        for phase in ("pretrain", "finetune"):
+            train.load_ensemble(workdir, phase=phase)
     model_ds, observed_ds = open_worlds(worlds)
     summary, _ = skill.evaluate_ensemble(
         workdir, model_ds, observed_ds, report, long_test_years=long_test_years
