@@ -161,6 +161,26 @@ def test_enso_commands(places, tmp_path):
     refused([*evaluate, "--report", p["file"]], "--report", "is a file")
 
 
+def test_plan(places, tmp_path):
+    plan = ["plan", "--target", "toy", "--batch", "8"]
+    refused([*plan, "--mesh", "data=4,bogus=2"], "--mesh", "unknown mesh axes ['bogus']")
+    refused([*plan, "--mesh", "data=x"], "--mesh", "'data=x'", "AXIS=SIZE")
+    refused([*plan, "--mesh", "data=-1"], "--mesh", "no -1")
+    refused([*plan, "--mesh", "data=0"], "--mesh", ">= 1")
+    refused([*plan, "--mesh", "data=4,data=2"], "--mesh", "given twice")
+    refused(["plan", "--target", "nosuch", "--mesh", "data=8"], "--target: 'nosuch'", "toy")
+    refused(["plan", "--target", "toy", "--batch", "0"], "--batch", "greater than or equal to 1")
+    refused(
+        ["plan", "--target", "toy", "--batch", "6", "--mesh", "data=4,fsdp=2"],
+        "--batch: 6 is not a multiple of data x fsdp = 8",
+    )
+    mesh = ["--mesh", "data=8"]
+    refused([*plan, *mesh, "--accelerator", "tpu-v9"], "--accelerator: 'tpu-v9'", "tpu-v5e")
+    refused([*plan, *mesh, "--headroom", "1.5"], "--headroom: 1.5 is not in [0, 1)")
+    refused([*plan, *mesh, "--json", tmp_path / "no" / "plan.json"], "--json", "does not exist")
+    refused([*plan, *mesh, "--json", places["folder"]], "--json", "is a folder")
+
+
 def test_validate_still_answers_invalid_with_exit_1(places):
     result = runner.invoke(app, ["data", "validate", str(places["empty"])])
     assert result.exit_code == 1 and result.stderr.strip().startswith("invalid: ")

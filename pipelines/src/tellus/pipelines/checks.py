@@ -97,6 +97,21 @@ def choice(value: str, choices: Iterable[str], param: str) -> str:
     return value
 
 
+def mesh_sizes(spec: str, param: str = "--mesh", *, allow_rest: bool = True) -> dict[str, int]:
+    """``"data=32,fsdp=8"`` -> ``{"data": 32, "fsdp": 8}`` (:mod:`tellus.kernels.mesh`'s
+    rules: known axes, sizes >= 1, at most one -1 for the devices left when
+    ``allow_rest``)."""
+    from tellus.kernels import mesh
+
+    try:
+        sizes = mesh.parse_mesh_spec(spec)
+    except ValueError as e:
+        raise UserError(str(e), param=param) from None
+    if not allow_rest and any(v == -1 for v in sizes.values()):
+        raise UserError(f"give every axis size explicitly (no -1) in {spec!r}", param=param)
+    return sizes
+
+
 def _is_url(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
@@ -224,6 +239,7 @@ __all__ = [
     "existing_store_option",
     "hours",
     "is_zarr_store",
+    "mesh_sizes",
     "new_file_option",
     "param_name",
     "replaceable_store_option",

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from tellus.pipelines import checks, errors
+
 
 class Dtype(StrEnum):
     bf16 = "bf16"
@@ -26,7 +28,7 @@ def plan(
         ),
     ] = "pangu-paper",
     batch: Annotated[
-        int, typer.Option(help="Global batch size (a multiple of data x fsdp).")
+        int, typer.Option(help="Global batch size (a multiple of data x fsdp).", min=1)
     ] = 256,
     mesh: Annotated[
         str,
@@ -48,15 +50,37 @@ def plan(
         Dtype, typer.Option(help="Forward-pass compute dtype (master params stay float32).")
     ] = Dtype.bf16,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="Also write the plan and estimates as JSON here.")
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Also write the plan and estimates as JSON here.",
+            callback=checks.new_file_option,
+        ),
     ] = None,
-    headroom: Annotated[float, typer.Option(help="Fraction of device memory kept free.")] = 0.10,
+    headroom: Annotated[
+        float, typer.Option(help="Fraction of device memory kept free, in [0, 1).")
+    ] = 0.10,
 ) -> None:
     """Compile the real train step for a mesh on simulated CPU devices and print parameters,
     FLOPs, per-device memory and a roofline step time per accelerator. Exits 1 when the step
     does not fit an accelerator's memory (with the mesh axis to grow), 2 on bad options."""
     from tellus.training import plan as plan_lib
+    from tellus.training import targets
 
+    # Checked here, before the compile's subprocess starts, and named by option.
+    checks.choice(target, targets.names(), "--target")
+    sizes = checks.mesh_sizes(mesh, allow_rest=False)
+    split = sizes.get("data", 1) * sizes.get("fsdp", 1)
+    if batch % split:
+        raise errors.UserError(
+            f"{batch} is not a multiple of data x fsdp = {split} (--mesh {mesh}); use "
+            f"{split * max(1, round(batch / split))} or change the mesh",
+            param="--batch",
+        )
+    for name in accelerator or ():
+        checks.choice(name, sorted(plan_lib.ACCELERATORS), "--accelerator")
+    if not 0 <= headroom < 1:
+        raise errors.UserError(f"{headroom} is not in [0, 1)", param="--headroom")
     code = plan_lib.run_plan(
         target,
         batch,
