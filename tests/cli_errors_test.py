@@ -181,6 +181,36 @@ def test_plan(places, tmp_path):
     refused([*plan, *mesh, "--json", places["folder"]], "--json", "is a folder")
 
 
+def test_demo(places):
+    for option in ("--store", "--workdir", "--report"):
+        refused(["demo", option, places["file"]], option, "is a file")
+        refused(["demo", option, places["file"] / "sub"], option, "is a file")
+
+
+def test_only_the_users_mistakes_become_one_line(places, monkeypatch):
+    """Schema errors from the libraries: one line, exit 2; a store another process holds:
+    one line, exit 1; anything else is a bug and keeps its traceback."""
+    from tellus.data import describe
+    from tellus.data.errors import LockedError, SchemaError
+
+    def raising(error):
+        def summarize(path):
+            raise error
+
+        return summarize
+
+    args = ["data", "describe", str(places["mock"])]
+    monkeypatch.setattr(describe, "summarize", raising(SchemaError("variable 'x'\nhas no units")))
+    assert refused(args) == "tellus: error: variable 'x'; has no units"
+    monkeypatch.setattr(describe, "summarize", raising(LockedError("in use by pid 1")))
+    busy = runner.invoke(app, args)
+    assert busy.exit_code == 1 and busy.stderr == "tellus: error: in use by pid 1\n"
+    for bug in (RuntimeError("boom"), KeyError("latitude_bounds")):
+        monkeypatch.setattr(describe, "summarize", raising(bug))
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and result.exception is bug
+
+
 def test_validate_still_answers_invalid_with_exit_1(places):
     result = runner.invoke(app, ["data", "validate", str(places["empty"])])
     assert result.exit_code == 1 and result.stderr.strip().startswith("invalid: ")

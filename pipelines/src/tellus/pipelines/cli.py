@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import atmosphere_cli, data_cli, enso_cli, errors, paths, plan_cli
+from tellus.pipelines import atmosphere_cli, checks, data_cli, enso_cli, errors, paths, plan_cli
 
 app = typer.Typer(
     cls=errors.TellusGroup,
@@ -30,12 +30,17 @@ app.command("plan")(plan_cli.plan)
 def demo(
     store: Annotated[
         Path | None,
-        typer.Option(help="Atmosphere store (default: the embedded dataset, built if missing)."),
+        typer.Option(
+            help="Atmosphere store (default: the embedded dataset, built if missing).",
+            callback=checks.writable_dir_option,
+        ),
     ] = None,
-    workdir: Annotated[Path, typer.Option(help="Where the lead models go.")] = (
-        atmosphere_cli.DEFAULT_RUN
-    ),
-    report: Annotated[Path, typer.Option(help="Report folder.")] = Path("runs/report"),
+    workdir: Annotated[
+        Path, typer.Option(help="Where the lead models go.", callback=checks.writable_dir_option)
+    ] = atmosphere_cli.DEFAULT_RUN,
+    report: Annotated[
+        Path, typer.Option(help="Report folder.", callback=checks.writable_dir_option)
+    ] = Path("runs/report"),
     enso: Annotated[bool, typer.Option(help="Also run the ENSO part.")] = True,
 ) -> None:
     """The main job: build the embedded data if missing, train the CPU preset, evaluate it
