@@ -89,8 +89,8 @@ def param_name(param: Any) -> str:
 
 
 def _bad_parameter(e: typer.BadParameter) -> str:
-    """``--members: 0 is not in the range x>=1.``: click's ``Invalid value for '--members':
-    ...`` in the form of our own messages."""
+    """``--preset: unknown preset 'huge'; ...``: click's ``Invalid value for '--preset':
+    ...`` in the form of our own messages (the option first)."""
     hint: Any = e.param_hint
     if hint is None and e.param is not None:
         hint = param_name(e.param)
