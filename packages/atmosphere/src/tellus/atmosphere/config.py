@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tellus.kernels import earth_trunk
+
 ZHW = tuple[int, int, int]
 
 
@@ -103,15 +105,24 @@ class PanguConfig:
         return (z, _ceil_div(h, 2), _ceil_div(w, 2))
 
     @property
+    def trunk(self) -> earth_trunk.TrunkConfig:
+        """The shared trunk's part of this config."""
+        return earth_trunk.TrunkConfig(
+            dim=self.dim,
+            depths=self.depths,
+            heads=self.heads,
+            window=self.window,
+            mlp_ratio=self.mlp_ratio,
+            drop_path=self.drop_path,
+            attention_impl=self.attention_impl,
+            partitioning=self.partitioning,
+            remat_blocks=self.remat_blocks,
+        )
+
+    @property
     def drop_path_rates(self) -> tuple[float, ...]:
-        """Per-block rates: linear from 0 to ``drop_path`` over the encoder (stages 1-2),
-        mirrored in the decoder (stages 3-4), as in the pseudocode."""
-        n = self.depths[0] + self.depths[1]
-        rates = [self.drop_path * i / max(n - 1, 1) for i in range(n)]
-        first, second = rates[: self.depths[0]], rates[self.depths[0] :]
-        third = (second + second[-1:] * self.depths[2])[: self.depths[2]]
-        fourth = (first + first[-1:] * self.depths[3])[: self.depths[3]]
-        return tuple(first + second + third + fourth)
+        """Per-block rates (:attr:`tellus.kernels.earth_trunk.TrunkConfig.drop_path_rates`)."""
+        return self.trunk.drop_path_rates
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,199 +1,46 @@
-"""The 3D Earth-Specific Transformer (Pangu-Weather architecture) in Flax NNX.
+"""The 3D Earth-Specific Transformer (Pangu-Weather architecture): the atmosphere adapter
+around the shared Earth trunk.
 
 Shapes (``B`` batch, ``L`` pressure levels, ``H x W`` latitude x longitude grid)::
 
     upper   [B, L, H, W, 5]   Z, Q, T, U, V on L levels (normalized)
     surface [B, H, W, 4]      MSLP, U10, V10, T2M (normalized)
     static  [H, W, S] or [B, H, W, S]   constant masks, joined to the surface input
-        |  PatchEmbed3D (2x4x4)              PatchEmbed2D (4x4)
-        v                                      v
+        |  PatchEmbed3D (2x4x4)              PatchEmbed2D (4x4)       } AtmosphereAdapter
+        v                                      v                       } .encode
     tokens [B, Z, H', W', C] with Z = ceil(L/2) + 1: the surface is level 0
-        stage 1: depths[0] blocks, C,  heads[0]      ------------------ skip
-        DownSample (2x2 merge in lat/lon, LayerNorm, 4C -> 2C)                 |
-        stage 2: depths[1] blocks, 2C, heads[1]                                 |
-        stage 3: depths[2] blocks, 2C, heads[2]                                 |
-        UpSample (2C -> 4C, un-merge, crop, LayerNorm, C -> C)                  |
-        stage 4: depths[3] blocks, C,  heads[3]                                 |
-        concat with skip -> 2C  <-----------------------------------------------
+        EarthTrunk (tellus.kernels.earth_trunk): four stages of Earth-specific blocks,
+        down/up-sampling, skip -> [B, Z, H', W', 2C]; the bias tables of this grid are
+        the adapter's (AtmosphereAdapter.bias)
         PatchRecovery3D / PatchRecovery2D: back to [B, L, H, W, 5] and [B, H, W, 4]
-
-Each block is Swin-style pre-norm: ``x + DropPath(Attn(LN(x)))`` then
-``x + DropPath(MLP(LN(x)))``; every second block shifts its windows by half a window, with
-longitude periodic. The attention uses the Earth-specific positional bias: one table per
-(level window, latitude window) type (:mod:`tellus.kernels.earth_bias`).
+                                                                        } .decode
 
 Where this follows the paper rather than the published pseudocode: the pseudocode concatenates
 the surface tokens after the upper-air ones but splits its output as if they came first; here
 the surface is level 0 on both sides.
+
+Parameter paths: ``adapter/{embed_upper, embed_surface, recover_upper, recover_surface,
+bias/stages/<stage>/<block>/table}`` and ``trunk/{stage1..4, down, up}``. Checkpoints
+written before this split (version 0) name the same arrays ``stage1/blocks/0/attn/bias``,
+``embed_upper`` ... at the top level; :data:`V0_RENAMES` maps them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tellus.atmosphere.config import ZHW, PanguConfig
-from tellus.kernels import earth_bias, partitioning, patch_embed, window_attention
+from tellus.atmosphere.config import PanguConfig
+from tellus.kernels import earth_trunk, patch_embed
 from tellus.kernels.partitioning import constrain
 
-TOKENS = ("batch", "level", "lat", "lon", "act_embed")
-_init = nnx.initializers.truncated_normal(stddev=0.02)
+TOKENS = earth_trunk.TOKENS
 
 
-def _dense(d_in: int, d_out: int, names: tuple[str | None, str | None], rngs: nnx.Rngs):
-    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init)
-
-
-_norm = partitioning.layer_norm
-
-
-def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Stochastic depth: drops whole samples of a residual branch with probability ``rate``
-    and rescales the kept ones by ``1 / (1 - rate)``; the identity when ``key`` is None."""
-    if key is None or rate == 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
-
-
-class Mlp(nnx.Module):
-    def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
-        self.fc1 = _dense(dim, hidden, ("embed", "mlp"), rngs)
-        self.fc2 = _dense(hidden, dim, ("mlp", "embed"), rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
-
-
-class EarthSpecificBlock(nnx.Module):
-    """One transformer block over a ``[B, Z, H, W, C]`` token grid."""
-
-    def __init__(
-        self,
-        cfg: PanguConfig,
-        dim: int,
-        heads: int,
-        grid: ZHW,
-        *,
-        shift: bool,
-        drop_rate: float,
-        rngs: nnx.Rngs,
-    ):
-        padded = tuple(-(-n // w) * w for n, w in zip(grid, cfg.window, strict=True))
-        self.drop_rate = drop_rate
-        self.norm1 = _norm(dim, rngs)
-        self.attn = window_attention.EarthAttention3D(
-            dim,
-            heads,
-            cfg.window,
-            earth_bias.n_window_types(padded, cfg.window),
-            shift=shift,
-            impl=cfg.attention_impl,
-            partitioning=cfg.partitioning,
-            rngs=rngs,
-        )
-        self.norm2 = _norm(dim, rngs)
-        self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), rngs=rngs)
-
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        k1 = k2 = None
-        if key is not None:
-            k1, k2 = jax.random.split(key)
-        x = x + drop_path(self.attn(self.norm1(x)), self.drop_rate, k1)
-        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, k2)
-        return constrain(x, TOKENS)
-
-
-class Stage(nnx.Module):
-    """``depth`` blocks; odd blocks use shifted windows."""
-
-    def __init__(
-        self,
-        cfg: PanguConfig,
-        dim: int,
-        heads: int,
-        grid: ZHW,
-        rates: Sequence[float],
-        *,
-        rngs: nnx.Rngs,
-    ):
-        self.remat = cfg.remat_blocks
-        self.blocks = nnx.List(
-            [
-                EarthSpecificBlock(cfg, dim, heads, grid, shift=i % 2 == 1, drop_rate=r, rngs=rngs)
-                for i, r in enumerate(rates)
-            ]
-        )
-
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        keys = (
-            [None] * len(self.blocks)
-            if key is None
-            else list(jax.random.split(key, len(self.blocks)))
-        )
-        for block, k in zip(self.blocks, keys, strict=True):
-            if self.remat:
-                x = nnx.remat(lambda b, x, k: b(x, k))(block, x, k)
-            else:
-                x = block(x, k)
-        return x
-
-
-class DownSample(nnx.Module):
-    """Merges 2 x 2 (lat, lon) tokens: pad to even, LayerNorm(4C), linear 4C -> 2C."""
-
-    def __init__(self, dim: int, *, rngs: nnx.Rngs):
-        self.norm = _norm(4 * dim, rngs)
-        self.linear = nnx.Linear(
-            4 * dim,
-            2 * dim,
-            use_bias=False,
-            kernel_init=nnx.with_partitioning(_init, ("embed", "mlp")),
-            rngs=rngs,
-        )
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, z, h, w, c = x.shape
-        x = jnp.pad(x, ((0, 0), (0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-        h2, w2 = x.shape[2] // 2, x.shape[3] // 2
-        x = x.reshape(b, z, h2, 2, w2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6)
-        x = x.reshape(b, z, h2, w2, 4 * c)
-        return constrain(self.linear(self.norm(x)), TOKENS)
-
-
-class UpSample(nnx.Module):
-    """Linear 2C -> 4C, splits each token into 2 x 2, crops to ``hw``, LayerNorm, C -> C."""
-
-    def __init__(self, in_dim: int, out_dim: int, hw: tuple[int, int], *, rngs: nnx.Rngs):
-        self.hw = hw
-        self.linear1 = nnx.Linear(
-            in_dim,
-            4 * out_dim,
-            use_bias=False,
-            kernel_init=nnx.with_partitioning(_init, ("mlp", "embed")),
-            rngs=rngs,
-        )
-        self.norm = _norm(out_dim, rngs)
-        self.linear2 = _dense(out_dim, out_dim, ("embed", "mlp"), rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, z, h2, w2, _ = x.shape
-        x = self.linear1(x)
-        c = x.shape[-1] // 4
-        x = x.reshape(b, z, h2, w2, 2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6)
-        x = x.reshape(b, z, 2 * h2, 2 * w2, c)[:, :, : self.hw[0], : self.hw[1]]
-        return constrain(self.linear2(self.norm(x)), TOKENS)
-
-
-class PanguModel(nnx.Module):
-    """One lead-time model: ``(upper, surface, static) -> (upper, surface)`` at ``t + lead``.
-
-    Inputs and outputs are normalized fields; normalization, residual prediction and
-    stepping live in :mod:`tellus.atmosphere.forecaster`.
-    """
+class AtmosphereAdapter(nnx.Module):
+    """Pangu's fields <-> the trunk's tokens: patch embedding with the surface as level 0,
+    the Earth-specific bias tables of this grid, patch recovery."""
 
     def __init__(self, cfg: PanguConfig, *, rngs: nnx.Rngs):
         self.config = cfg
@@ -205,17 +52,7 @@ class PanguModel(nnx.Module):
         self.embed_surface = patch_embed.PatchEmbed2D(
             cfg.surface_vars + cfg.static_vars, c, cfg.patch[1:], impl=pimpl, rngs=rngs
         )
-        rates = cfg.drop_path_rates
-        d = cfg.depths
-        grid, coarse = cfg.token_grid, cfg.coarse_grid
-        self.stage1 = Stage(cfg, c, cfg.heads[0], grid, rates[: d[0]], rngs=rngs)
-        self.down = DownSample(c, rngs=rngs)
-        self.stage2 = Stage(cfg, 2 * c, cfg.heads[1], coarse, rates[d[0] : d[0] + d[1]], rngs=rngs)
-        self.stage3 = Stage(
-            cfg, 2 * c, cfg.heads[2], coarse, rates[d[0] + d[1] : d[0] + d[1] + d[2]], rngs=rngs
-        )
-        self.up = UpSample(2 * c, c, grid[1:], rngs=rngs)
-        self.stage4 = Stage(cfg, c, cfg.heads[3], grid, rates[d[0] + d[1] + d[2] :], rngs=rngs)
+        self.bias = earth_trunk.TrunkBias(cfg.trunk, cfg.token_grid, rngs=rngs)
         self.recover_upper = patch_embed.PatchRecovery3D(
             2 * c, cfg.upper_vars, (cfg.levels, cfg.lat, cfg.lon), cfg.patch, impl=pimpl, rngs=rngs
         )
@@ -223,7 +60,7 @@ class PanguModel(nnx.Module):
             2 * c, cfg.surface_vars, (cfg.lat, cfg.lon), cfg.patch[1:], impl=pimpl, rngs=rngs
         )
 
-    def _check(self, upper: jax.Array, surface: jax.Array, static: jax.Array) -> None:
+    def check(self, upper: jax.Array, surface: jax.Array, static: jax.Array) -> None:
         cfg = self.config
         want_u = (cfg.levels, cfg.lat, cfg.lon, cfg.upper_vars)
         if upper.ndim != 5 or upper.shape[1:] != want_u:
@@ -243,6 +80,45 @@ class PanguModel(nnx.Module):
                 f"static input must be [(batch,) {', '.join(map(str, want_c))}]; got {static.shape}"
             )
 
+    def encode(self, upper: jax.Array, surface: jax.Array, static: jax.Array) -> jax.Array:
+        """Fields -> tokens ``[B, Z, H', W', C]`` (surface first)."""
+        self.check(upper, surface, static)
+        if static.ndim == 3:
+            static = jnp.broadcast_to(static, (surface.shape[0], *static.shape))
+        static = static.astype(surface.dtype)
+        up_tok = self.embed_upper(upper)
+        sf_tok = self.embed_surface(jnp.concatenate([surface, static], axis=-1))
+        return constrain(jnp.concatenate([sf_tok[:, None], up_tok], axis=1), TOKENS)
+
+    def decode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The trunk's ``[B, Z, H', W', 2C]`` -> (upper, surface) fields."""
+        return self.recover_upper(x[:, 1:]), self.recover_surface(x[:, 0])
+
+
+class PanguModel(nnx.Module):
+    """One lead-time model: ``(upper, surface, static) -> (upper, surface)`` at ``t + lead``.
+
+    Inputs and outputs are normalized fields; normalization, residual prediction and
+    stepping live in :mod:`tellus.atmosphere.forecaster`.
+    """
+
+    def __init__(
+        self, cfg: PanguConfig, *, rngs: nnx.Rngs, trunk: earth_trunk.EarthTrunk | None = None
+    ):
+        """Builds the adapter and, unless a shared ``trunk`` is given, a trunk of its own.
+
+        Raises:
+          ValueError: ``trunk`` is not of the shape ``cfg`` describes.
+        """
+        self.config = cfg
+        self.adapter = AtmosphereAdapter(cfg, rngs=rngs)
+        if trunk is not None and trunk.config != cfg.trunk:
+            raise ValueError(
+                f"the shared trunk is {trunk.config}, the atmosphere model was configured for "
+                f"{cfg.trunk}"
+            )
+        self.trunk = trunk if trunk is not None else earth_trunk.EarthTrunk(cfg.trunk, rngs=rngs)
+
     def __call__(
         self,
         upper: jax.Array,
@@ -253,26 +129,36 @@ class PanguModel(nnx.Module):
     ) -> tuple[jax.Array, jax.Array]:
         """Args: upper [B, L, H, W, Vu], surface [B, H, W, Vs], static [(B,) H, W, S];
         ``key`` enables drop-path (training). Returns (upper, surface) of the same shapes."""
-        self._check(upper, surface, static)
-        if static.ndim == 3:
-            static = jnp.broadcast_to(static, (surface.shape[0], *static.shape))
-        static = static.astype(surface.dtype)
-        up_tok = self.embed_upper(upper)
-        sf_tok = self.embed_surface(jnp.concatenate([surface, static], axis=-1))
-        x = jnp.concatenate([sf_tok[:, None], up_tok], axis=1)
-        x = constrain(x, TOKENS)
-        keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
-        x = self.stage1(x, keys[0])
-        skip = x
-        x = self.down(x)
-        x = self.stage2(x, keys[1])
-        x = self.stage3(x, keys[2])
-        x = self.up(x)
-        x = self.stage4(x, keys[3])
-        x = jnp.concatenate([x, skip], axis=-1)
-        out_upper = self.recover_upper(x[:, 1:])
-        out_surface = self.recover_surface(x[:, 0])
-        return out_upper, out_surface
+        x = self.adapter.encode(upper, surface, static)
+        x = self.trunk(x, self.adapter.bias(), key=key)
+        return self.adapter.decode(x)
+
+
+def _v0_path(path: str) -> str:
+    """A version-0 parameter path (inside the model) -> its path after the split."""
+    head = path.split("/")[0]
+    if head in ("embed_upper", "embed_surface", "recover_upper", "recover_surface"):
+        return f"adapter/{path}"
+    if head.startswith("stage"):
+        parts = path.split("/")  # stageK/blocks/i/attn/bias/table
+        if parts[3:] == ["attn", "bias", "table"]:
+            return f"adapter/bias/stages/{int(head[5:]) - 1}/{parts[2]}/table"
+        return f"trunk/{path}"
+    if head in ("down", "up"):
+        return f"trunk/{path}"
+    raise KeyError(f"unknown version-0 parameter {path!r}")
+
+
+def v0_renames(params: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """Version-0 ``{path: array}`` (paths under ``prefix``, e.g. ``"net/"``) renamed to the
+    adapter/trunk layout."""
+    out = {}
+    for path, x in params.items():
+        if not path.startswith(prefix):
+            out[path] = x
+            continue
+        out[prefix + _v0_path(path[len(prefix) :])] = x
+    return out
 
 
 def make_model(cfg: PanguConfig) -> PanguModel:
@@ -287,8 +173,4 @@ def abstract_model(cfg: PanguConfig) -> PanguModel:
         return nnx.eval_shape(lambda: PanguModel(cfg, rngs=nnx.Rngs(cfg.seed)))
 
 
-def count_params(model: nnx.Module) -> int:
-    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-
-
-__all__ = ["PanguModel", "abstract_model", "count_params", "drop_path", "make_model"]
+__all__ = ["AtmosphereAdapter", "PanguModel", "abstract_model", "make_model", "v0_renames"]

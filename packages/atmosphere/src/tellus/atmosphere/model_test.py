@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from tellus.atmosphere import config, model
+from tellus.kernels import earth_trunk, partitioning
 
 # Bi et al. (2023) report about 64 million parameters per lead-time model (Methods).
 PAPER_PARAMS = 64e6
@@ -19,7 +20,7 @@ def test_paper_config_parameter_count_without_allocation():
     m = model.abstract_model(cfg)
     leaves = jax.tree.leaves(nnx.state(m, nnx.Param))
     assert all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)  # nothing allocated
-    n = model.count_params(m)
+    n = partitioning.count_params(m)
     # The Earth-specific bias tables dominate: one (2*12-1) * 6^2 * 2^2 table per window
     # type and head; 124 types in the fine stages (4 level x 31 lat windows of the padded
     # 8 x 186 x 360 grid), 64 in the coarse ones (4 x 16 of 8 x 96 x 180).
@@ -35,6 +36,15 @@ def test_paper_config_parameter_count_without_allocation():
         f"of which {tables:,} in Earth-specific bias tables"
     )
     assert abs(n - PAPER_PARAMS) / PAPER_PARAMS < 0.02
+    # The count before the trunk / adapter split (the same arrays, moved).
+    assert n == 64_220_361
+    # The shared trunk holds no grid-sized parameter: every bias table is the adapter's.
+    trunk = partitioning.count_params(m.trunk)
+    assert trunk + partitioning.count_params(m.adapter) == n
+    assert not any(
+        "table" in jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(nnx.state(m.trunk, nnx.Param))
+    )
 
 
 def test_drop_path_rates_rise_linearly_to_the_maximum():
@@ -47,8 +57,8 @@ def test_drop_path_rates_rise_linearly_to_the_maximum():
 
 def test_drop_path_keeps_expectation_and_is_identity_without_key():
     x = jnp.ones((4000, 3))
-    assert model.drop_path(x, 0.3, None) is x
-    y = model.drop_path(x, 0.3, jax.random.key(0))
+    assert earth_trunk.drop_path(x, 0.3, None) is x
+    y = earth_trunk.drop_path(x, 0.3, jax.random.key(0))
     kept = np.asarray(y[:, 0] > 0)
     assert abs(kept.mean() - 0.7) < 0.03
     np.testing.assert_allclose(np.asarray(y[kept]), 1 / 0.7, rtol=1e-6)

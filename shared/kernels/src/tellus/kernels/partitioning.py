@@ -186,6 +186,11 @@ def use_mesh(mesh: Mesh, rules: Rules = RULES) -> Iterator[Mesh]:
         yield mesh
 
 
+def count_params(model: nnx.Module) -> int:
+    """Number of parameter values (``nnx.Param``) of a model, concrete or abstract."""
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
 def param_specs(model: nnx.Module, rules: Rules = RULES) -> dict[str, Any]:
     """PartitionSpecs of the model's ``nnx.Param`` leaves (a pure nested dict).
 

@@ -326,7 +326,9 @@ class EarthAttention3D(nnx.Module):
       qkv_bias: ``[3, heads, head_dim]``, ``(None, "heads", "head_dim")``.
       proj_kernel: ``[heads, head_dim, dim]``, ``("heads", "head_dim", "embed")``.
       proj_bias: ``[dim]``, ``("embed",)``.
-      bias: :class:`tellus.kernels.earth_bias.EarthSpecificBias`.
+      bias: :class:`tellus.kernels.earth_bias.EarthSpecificBias`, or None when the bias
+        comes from outside (a shared trunk whose grid-sized bias tables belong to each
+        domain's adapter: ``__call__(x, bias)``).
     """
 
     def __init__(
@@ -334,7 +336,7 @@ class EarthAttention3D(nnx.Module):
         dim: int,
         heads: int,
         window: Sequence[int],
-        n_types: int,
+        n_types: int | None,
         *,
         shift: bool,
         impl: Impl = "fast",
@@ -348,7 +350,8 @@ class EarthAttention3D(nnx.Module):
           heads: attention heads; must divide ``dim``.
           window: ``(wz, wh, ww)``, Pangu ``(2, 6, 12)``.
           n_types: window types of the padded grid,
-            ``earth_bias.n_window_types(padded_zhw, window)``.
+            ``earth_bias.n_window_types(padded_zhw, window)``; None: no bias table of its
+            own (the caller passes the bias).
           shift: use the shifted-window configuration.
           impl: see :func:`attention`.
           partitioning: ``"auto"``: sharding constraints only, the compiler partitions;
@@ -373,23 +376,36 @@ class EarthAttention3D(nnx.Module):
         self.qkv_bias = param(zeros, (3, heads, hd), (None, "heads", "head_dim"))
         self.proj_kernel = param(kernel, (heads, hd, dim), ("heads", "head_dim", "embed"))
         self.proj_bias = param(zeros, (dim,), ("embed",))
-        self.bias = earth_bias.EarthSpecificBias(self.window, n_types, heads, rngs=rngs)
+        self.bias = (
+            None
+            if n_types is None
+            else earth_bias.EarthSpecificBias(self.window, n_types, heads, rngs=rngs)
+        )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
         """Window attention over ``x: [B, Z, H, W, C]``; returns the same shape.
+
+        Args:
+          x: tokens.
+          bias: ``[n_types, heads, N, N]`` (:meth:`EarthSpecificBias.__call__`); default the
+            layer's own table.
 
         Raises:
           ValueError: the padded grid has a different number of window types than the
-            bias tables.
+            bias, or there is no bias at all.
         """
         valid_zhw = x.shape[1:4]
         x, pads = pad_to_windows(x, self.window)
         zhw = x.shape[1:4]
         n_types = earth_bias.n_window_types(zhw, self.window)
-        if n_types != self.bias.n_types:
+        if bias is None:
+            if self.bias is None:
+                raise ValueError("this attention layer has no bias table: pass its bias")
+            bias = self.bias()
+        if n_types != bias.shape[0]:
             raise ValueError(
                 f"grid {valid_zhw} (padded {zhw}) has {n_types} window types, "
-                f"the layer was built for n_types = {self.bias.n_types}"
+                f"the bias was built for n_types = {bias.shape[0]}"
             )
         shifts = shift_sizes(self.window) if self.shift else (0, 0, 0)
         if self.shift:
@@ -401,7 +417,7 @@ class EarthAttention3D(nnx.Module):
         q, k, v = qkv + self.qkv_bias[...][:, None, None, None, :, None, :]
         mask = attention_mask(zhw, self.window, self.shift, valid_zhw if valid_zhw != zhw else None)
         core = shard_map_attention if self.partitioning == "shard_map" else attention
-        out = core(q, k, v, self.bias(), mask, self.impl)  # [B, T, nW, heads, N, d]
+        out = core(q, k, v, bias, mask, self.impl)  # [B, T, nW, heads, N, d]
         y = jnp.einsum("btwhnd,hdc->btwnc", out, self.proj_kernel[...]) + self.proj_bias[...]
 
         y = window_reverse(y, self.window, zhw)

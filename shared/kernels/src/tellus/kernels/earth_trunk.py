@@ -1,0 +1,330 @@
+"""The shared 3D Earth transformer trunk: shifted-window stages, down/up-sampling and a skip.
+
+Every domain plugs into the same trunk through an adapter of its own: the adapter turns its
+fields into a token grid ``[B, Z, H, W, C]`` (Z: levels or depth slabs, surface included;
+H x W: latitude x longitude patches), supplies the Earth-specific positional bias of its
+grid (:class:`TrunkBias`, one table per block and window type), and turns the trunk's
+output ``[B, Z, H, W, 2C]`` back into its fields. The trunk itself knows no variable name
+and holds no parameter sized by a grid, so one set of trunk weights serves any grid whose
+token counts its windows tile (they are padded to whole windows)::
+
+    tokens [B, Z, H, W, C]
+        stage 1: depths[0] blocks, C,  heads[0]      ------------------ skip
+        DownSample (2x2 merge in lat/lon, LayerNorm, 4C -> 2C)                 |
+        stage 2: depths[1] blocks, 2C, heads[1]                                 |
+        stage 3: depths[2] blocks, 2C, heads[2]                                 |
+        UpSample (2C -> 4C, un-merge, crop, LayerNorm, C -> C)                  |
+        stage 4: depths[3] blocks, C,  heads[3]                                 |
+        concat with skip -> [B, Z, H, W, 2C] <----------------------------------
+
+Each block is Swin-style pre-norm: ``x + DropPath(Attn(LN(x), bias))`` then
+``x + DropPath(MLP(LN(x)))``; every second block shifts its windows by half a window, with
+longitude periodic (:mod:`tellus.kernels.window_attention`). This is the architecture of
+Pangu-Weather (Bi et al. 2023); the atmosphere model is this trunk between Pangu's patch
+embedding and recovery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tellus.kernels import earth_bias, partitioning, window_attention
+from tellus.kernels.partitioning import constrain
+
+TOKENS = ("batch", "level", "lat", "lon", "act_embed")
+_init = nnx.initializers.truncated_normal(stddev=0.02)
+ZHW = tuple[int, int, int]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkConfig:
+    """The trunk's shape (no grid in it).
+
+    Attributes:
+      dim: token width C of the first and last stage (the middle stages use 2C).
+      depths: blocks in the four stages.
+      heads: attention heads in the four stages.
+      window: (level, lat, lon) attention window.
+      mlp_ratio: MLP hidden width / token width.
+      drop_path: the largest stochastic-depth rate (reached by the deepest blocks).
+      attention_impl: ``"fast"`` or ``"reference"`` (:func:`window_attention.attention`).
+      partitioning: ``"auto"`` or ``"shard_map"`` for the window attention core.
+      remat_blocks: rematerialize each block in the backward pass.
+    """
+
+    dim: int
+    depths: tuple[int, int, int, int]
+    heads: tuple[int, int, int, int]
+    window: ZHW
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.2
+    attention_impl: str = "fast"
+    partitioning: str = "auto"
+    remat_blocks: bool = False
+
+    def __post_init__(self) -> None:
+        for field in ("depths", "heads", "window"):
+            object.__setattr__(self, field, tuple(int(v) for v in getattr(self, field)))
+        if len(self.depths) != 4 or len(self.heads) != 4 or len(self.window) != 3:
+            raise ValueError(
+                f"the trunk needs 4 stages of depths/heads and a (level, lat, lon) window: "
+                f"{self.depths}, {self.heads}, {self.window}"
+            )
+        for stage, h in enumerate(self.heads):
+            if self.stage_dims[stage] % h:
+                raise ValueError(
+                    f"stage {stage}: width {self.stage_dims[stage]} is not divisible by {h} heads"
+                )
+
+    @property
+    def stage_dims(self) -> tuple[int, int, int, int]:
+        return (self.dim, 2 * self.dim, 2 * self.dim, self.dim)
+
+    @property
+    def drop_path_rates(self) -> tuple[float, ...]:
+        """Per-block rates: linear from 0 to ``drop_path`` over the encoder (stages 1-2),
+        mirrored in the decoder (stages 3-4), as in Pangu's pseudocode."""
+        n = self.depths[0] + self.depths[1]
+        rates = [self.drop_path * i / max(n - 1, 1) for i in range(n)]
+        first, second = rates[: self.depths[0]], rates[self.depths[0] :]
+        third = (second + second[-1:] * self.depths[2])[: self.depths[2]]
+        fourth = (first + first[-1:] * self.depths[3])[: self.depths[3]]
+        return tuple(first + second + third + fourth)
+
+    def stage_grids(self, token_grid: Sequence[int]) -> tuple[ZHW, ZHW, ZHW, ZHW]:
+        """The (Z, H, W) token grid of each stage for a first-stage grid ``token_grid``."""
+        z, h, w = (int(v) for v in token_grid)
+        coarse = (z, _ceil_div(h, 2), _ceil_div(w, 2))
+        return ((z, h, w), coarse, coarse, (z, h, w))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Stochastic depth: drops whole samples of a residual branch with probability ``rate``
+    and rescales the kept ones by ``1 / (1 - rate)``; the identity when ``key`` is None."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def _dense(d_in: int, d_out: int, names: tuple[str | None, str | None], rngs: nnx.Rngs):
+    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init)
+
+
+class Mlp(nnx.Module):
+    def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
+        self.fc1 = _dense(dim, hidden, ("embed", "mlp"), rngs)
+        self.fc2 = _dense(hidden, dim, ("mlp", "embed"), rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class EarthSpecificBlock(nnx.Module):
+    """One transformer block over a ``[B, Z, H, W, C]`` token grid; the bias comes in."""
+
+    def __init__(
+        self,
+        cfg: TrunkConfig,
+        dim: int,
+        heads: int,
+        *,
+        shift: bool,
+        drop_rate: float,
+        rngs: nnx.Rngs,
+    ):
+        self.drop_rate = drop_rate
+        self.norm1 = partitioning.layer_norm(dim, rngs)
+        self.attn = window_attention.EarthAttention3D(
+            dim,
+            heads,
+            cfg.window,
+            None,
+            shift=shift,
+            impl=cfg.attention_impl,
+            partitioning=cfg.partitioning,
+            rngs=rngs,
+        )
+        self.norm2 = partitioning.layer_norm(dim, rngs)
+        self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), rngs=rngs)
+
+    def __call__(self, x: jax.Array, bias: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        k1 = k2 = None
+        if key is not None:
+            k1, k2 = jax.random.split(key)
+        x = x + drop_path(self.attn(self.norm1(x), bias), self.drop_rate, k1)
+        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, k2)
+        return constrain(x, TOKENS)
+
+
+class Stage(nnx.Module):
+    """``len(rates)`` blocks; odd blocks use shifted windows."""
+
+    def __init__(
+        self, cfg: TrunkConfig, dim: int, heads: int, rates: Sequence[float], *, rngs: nnx.Rngs
+    ):
+        self.remat = cfg.remat_blocks
+        self.blocks = nnx.List(
+            [
+                EarthSpecificBlock(cfg, dim, heads, shift=i % 2 == 1, drop_rate=r, rngs=rngs)
+                for i, r in enumerate(rates)
+            ]
+        )
+
+    def __call__(
+        self, x: jax.Array, biases: Sequence[jax.Array], key: jax.Array | None = None
+    ) -> jax.Array:
+        keys = (
+            [None] * len(self.blocks)
+            if key is None
+            else list(jax.random.split(key, len(self.blocks)))
+        )
+        for block, bias, k in zip(self.blocks, biases, keys, strict=True):
+            if self.remat:
+                x = nnx.remat(lambda b, x, bias, k: b(x, bias, k))(block, x, bias, k)
+            else:
+                x = block(x, bias, k)
+        return x
+
+
+class DownSample(nnx.Module):
+    """Merges 2 x 2 (lat, lon) tokens: pad to even, LayerNorm(4C), linear 4C -> 2C."""
+
+    def __init__(self, dim: int, *, rngs: nnx.Rngs):
+        self.norm = partitioning.layer_norm(4 * dim, rngs)
+        self.linear = nnx.Linear(
+            4 * dim,
+            2 * dim,
+            use_bias=False,
+            kernel_init=nnx.with_partitioning(_init, ("embed", "mlp")),
+            rngs=rngs,
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, z, h, w, c = x.shape
+        x = jnp.pad(x, ((0, 0), (0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+        h2, w2 = x.shape[2] // 2, x.shape[3] // 2
+        x = x.reshape(b, z, h2, 2, w2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6)
+        x = x.reshape(b, z, h2, w2, 4 * c)
+        return constrain(self.linear(self.norm(x)), TOKENS)
+
+
+class UpSample(nnx.Module):
+    """Linear 2C -> 4C, splits each token into 2 x 2, crops to the fine grid, LayerNorm,
+    C -> C."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, rngs: nnx.Rngs):
+        self.linear1 = nnx.Linear(
+            in_dim,
+            4 * out_dim,
+            use_bias=False,
+            kernel_init=nnx.with_partitioning(_init, ("mlp", "embed")),
+            rngs=rngs,
+        )
+        self.norm = partitioning.layer_norm(out_dim, rngs)
+        self.linear2 = _dense(out_dim, out_dim, ("embed", "mlp"), rngs)
+
+    def __call__(self, x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+        b, z, h2, w2, _ = x.shape
+        x = self.linear1(x)
+        c = x.shape[-1] // 4
+        x = x.reshape(b, z, h2, w2, 2, 2, c).transpose(0, 1, 2, 4, 3, 5, 6)
+        x = x.reshape(b, z, 2 * h2, 2 * w2, c)[:, :, : hw[0], : hw[1]]
+        return constrain(self.linear2(self.norm(x)), TOKENS)
+
+
+class TrunkBias(nnx.Module):
+    """The Earth-specific bias tables of one grid for every block of a trunk (an adapter's
+    part: their number of window types depends on the grid).
+
+    Attributes:
+      stages: per stage, per block, an :class:`earth_bias.EarthSpecificBias`.
+    """
+
+    def __init__(self, cfg: TrunkConfig, token_grid: Sequence[int], *, rngs: nnx.Rngs):
+        stages = []
+        for depth, heads, grid in zip(
+            cfg.depths, cfg.heads, cfg.stage_grids(token_grid), strict=True
+        ):
+            padded = tuple(_ceil_div(n, w) * w for n, w in zip(grid, cfg.window, strict=True))
+            n_types = earth_bias.n_window_types(padded, cfg.window)
+            stages.append(
+                nnx.List(
+                    [
+                        earth_bias.EarthSpecificBias(cfg.window, n_types, heads, rngs=rngs)
+                        for _ in range(depth)
+                    ]
+                )
+            )
+        self.stages = nnx.List(stages)
+
+    def __call__(self) -> list[list[jax.Array]]:
+        """``[stage][block] -> [n_types, heads, N, N]``."""
+        return [[table() for table in stage] for stage in self.stages]
+
+
+class EarthTrunk(nnx.Module):
+    """``[B, Z, H, W, C]`` tokens and their grid's biases -> ``[B, Z, H, W, 2C]``."""
+
+    def __init__(self, cfg: TrunkConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        c = cfg.dim
+        rates = cfg.drop_path_rates
+        d = cfg.depths
+        edges = (0, d[0], d[0] + d[1], d[0] + d[1] + d[2], sum(d))
+        self.stage1 = Stage(cfg, c, cfg.heads[0], rates[edges[0] : edges[1]], rngs=rngs)
+        self.down = DownSample(c, rngs=rngs)
+        self.stage2 = Stage(cfg, 2 * c, cfg.heads[1], rates[edges[1] : edges[2]], rngs=rngs)
+        self.stage3 = Stage(cfg, 2 * c, cfg.heads[2], rates[edges[2] : edges[3]], rngs=rngs)
+        self.up = UpSample(2 * c, c, rngs=rngs)
+        self.stage4 = Stage(cfg, c, cfg.heads[3], rates[edges[3] : edges[4]], rngs=rngs)
+
+    def __call__(
+        self,
+        x: jax.Array,
+        biases: Sequence[Sequence[jax.Array]],
+        *,
+        key: jax.Array | None = None,
+    ) -> jax.Array:
+        """Args: tokens ``[B, Z, H, W, C]``; ``biases[stage][block]`` of this grid
+        (:class:`TrunkBias`); ``key`` enables drop-path (training)."""
+        if x.ndim != 5 or x.shape[-1] != self.config.dim:
+            raise ValueError(
+                f"trunk tokens must be [batch, level, lat, lon, {self.config.dim}]; got {x.shape}"
+            )
+        x = constrain(x, TOKENS)
+        keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
+        x = self.stage1(x, biases[0], keys[0])
+        skip = x
+        x = self.down(x)
+        x = self.stage2(x, biases[1], keys[1])
+        x = self.stage3(x, biases[2], keys[2])
+        x = self.up(x, skip.shape[2:4])
+        x = self.stage4(x, biases[3], keys[3])
+        return jnp.concatenate([x, skip], axis=-1)
+
+
+__all__ = [
+    "DownSample",
+    "EarthSpecificBlock",
+    "EarthTrunk",
+    "Mlp",
+    "Stage",
+    "TrunkBias",
+    "TrunkConfig",
+    "UpSample",
+    "drop_path",
+]
