@@ -148,6 +148,7 @@ def train_atmosphere(
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
     from tellus.pipelines import data_cli
+    from tellus.training import config as train_config
 
     try:
         model = config.preset(preset)
@@ -167,7 +168,7 @@ def train_atmosphere(
             workdir=str(workdir),
             leads=lead_hours,
             model=model,
-            train=train.default_train_config(n_steps, batch),
+            train=train_config.warmup_cosine(n_steps, batch, train.PEAK_LEARNING_RATE),
             splits=train.Splits.for_store(store),
             residual=residual,
             loss=loss,

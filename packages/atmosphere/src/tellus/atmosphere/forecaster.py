@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tellus.atmosphere import model as model_lib
 from tellus.atmosphere.config import PanguConfig
 from tellus.atmosphere.model import PanguModel
 from tellus.data import grid, schema, tasks
-from tellus.training import losses
+from tellus.training import checkpoint, losses
 
 # Pangu's order, defined once in the data layer; the stacked channels and the weights below
 # follow it.
@@ -190,9 +191,9 @@ def channel_weights(cfg: PanguConfig) -> np.ndarray:
 class Forecaster(nnx.Module):
     """``x(t) -> x(t + lead)`` in physical units, on stacked channels."""
 
-    def __init__(self, cfg: ForecasterConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ForecasterConfig, *, rngs: nnx.Rngs, trunk: Any = None):
         self.config = cfg
-        self.net = PanguModel(cfg.model, rngs=rngs)
+        self.net = PanguModel(cfg.model, rngs=rngs, trunk=trunk)
 
     def _consts(self):
         c = self.config
@@ -220,11 +221,33 @@ class Forecaster(nnx.Module):
         return out * std + mean
 
 
-def make_forecaster(d: dict[str, Any] | ForecasterConfig) -> Forecaster:
-    """Model factory (also used to rebuild from a checkpoint's config JSON)."""
+def make_forecaster(d: dict[str, Any] | ForecasterConfig, trunk: Any = None) -> Forecaster:
+    """Model factory (also used to rebuild from a checkpoint's config JSON); on a shared
+    ``trunk`` (:class:`tellus.kernels.earth_trunk.EarthTrunk`) if given."""
     cfg = d if isinstance(d, ForecasterConfig) else ForecasterConfig.from_dict(d)
     with nnx.use_eager_sharding(False):
-        return Forecaster(cfg, rngs=nnx.Rngs(cfg.model.seed))
+        return Forecaster(cfg, rngs=nnx.Rngs(cfg.model.seed), trunk=trunk)
+
+
+def _config_from_v0(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 (before the checkpoint envelope): the same model and training configs,
+    no task and one parameter group."""
+    return dict(cfg, task=None, groups={})
+
+
+def _params_from_v0(params: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 held the network as one module; version 1 as adapter + shared trunk."""
+    return model_lib.v0_renames(params, prefix="net/")
+
+
+KIND = checkpoint.Kind(
+    name="atmosphere.forecaster",
+    version=1,
+    factory=make_forecaster,
+    migrations={0: checkpoint.Migration(config=_config_from_v0, params=_params_from_v0)},
+)
+"""What an atmosphere lead-model checkpoint is; ``checkpoint.rebuild(ck, step, KIND)`` checks
+it and migrates older versions."""
 
 
 def loss_fn(model: Forecaster, batch: dict[str, jax.Array], rng: jax.Array | None = None):

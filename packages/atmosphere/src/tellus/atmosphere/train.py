@@ -6,8 +6,10 @@ training core (resumable checkpoints, TensorBoard, a progress bar). Each model l
 ``workdir/lead_{H}h`` and is rebuilt from its checkpoint by :func:`load_forecaster`.
 
 Data: windows from :class:`~tellus.data.sources.WindowSource` over the ``train`` date
-range; the batch of step ``i`` is a seeded permutation of the windows of its epoch, so that
-a resumed run reads exactly the batches the uninterrupted run would have.
+range through the shared grain loader (:class:`tellus.training.streams.LoaderStream`:
+seeded shuffle, per-process shards, read ahead of the step, its position saved in every
+checkpoint so that a resumed run reads exactly the batches the uninterrupted run would
+have); validation windows come from the ``validation`` range.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pandas as pd
 from tellus.atmosphere import config as model_config
 from tellus.atmosphere import forecaster as fc
 from tellus.data import normalization, sources, statistics
+from tellus.kernels import partitioning
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import trainer
+from tellus.training import streams, trainer
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +139,30 @@ def make_forecaster_config(
     )
 
 
-class WindowBatches(trainer.IndexedStream):
-    """Batch ``i``: samples ``perm_e[(i mod n) * b : ...]`` of a seeded per-epoch permutation."""
+BATCH_KEYS = ("inputs", "targets", "statics")
+# The CPU recipe's peak learning rate (warm-up + cosine, :func:`train_config.warmup_cosine`).
+PEAK_LEARNING_RATE = 2e-3
 
-    def __init__(self, source: sources.WindowSource, batch_size: int, seed: int = 0):
-        n_batches = len(source) // batch_size
-        if n_batches == 0:
-            raise ValueError(f"{len(source)} training windows cannot fill a batch of {batch_size}")
 
-        def batch_fn(index: int) -> dict[str, np.ndarray]:
-            epoch, pos = divmod(index, n_batches)
-            perm = np.random.default_rng([seed, epoch]).permutation(len(source))
-            rows = [source[int(j)] for j in perm[pos * batch_size : (pos + 1) * batch_size]]
-            return {k: np.stack([r[k] for r in rows]) for k in ("inputs", "targets", "statics")}
+def batches(source: sources.WindowSource, batch_size: int, seed: int = 0) -> streams.LoaderStream:
+    """The endless shuffled training batches of ``source`` (the arrays the loss reads)."""
+    return streams.LoaderStream(source, batch_size, seed, keys=BATCH_KEYS)
 
-        super().__init__(batch_fn)
+
+def validation_batches(source: sources.WindowSource, batch_size: int, max_batches: int = 4):
+    """A function returning the first ``max_batches`` batches of ``source`` in time order
+    (the same every call, so validation losses are comparable across steps)."""
+    n = min(max_batches, len(source) // batch_size)
+    if n == 0:
+        raise ValueError(f"{len(source)} validation windows cannot fill a batch of {batch_size}")
+    spaced = np.linspace(0, len(source) - batch_size, n).astype(int)
+
+    def iterate():
+        for start in spaced:
+            rows = [source[int(j)] for j in range(start, start + batch_size)]
+            yield {k: np.stack([r[k] for r in rows]) for k in BATCH_KEYS}
+
+    return iterate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +206,7 @@ class TrainPlan:
     rollout: tuple[tuple[int, int], ...] = ()
     finetune: tuple[RolloutPhase, ...] = ()
     steps_by_lead: tuple[tuple[int, int], ...] = ()
+    validation_batches: int = 4
 
     def __post_init__(self) -> None:
         bad = sorted({lead for lead, _ in self.steps_by_lead} - set(self.leads))
@@ -243,41 +256,25 @@ class TrainPlan:
         return dict(self.rollout).get(lead, 1)
 
 
-def default_train_config(
-    steps: int,
-    batch_size: int,
-    peak_learning_rate: float = 2e-3,
-    decay: float = 100.0,
-    max_warmup: int = 50,
-    seed: int = 0,
-) -> train_config.TrainConfig:
-    """AdamW with warm-up (a tenth of ``steps``, at most ``max_warmup``) + cosine decay to
-    ``steps`` (peak / ``decay`` at the end), for the CPU presets."""
-    return train_config.TrainConfig(
-        optimizer=train_config.OptimizerConfig(
-            peak_learning_rate=peak_learning_rate,
-            end_learning_rate=peak_learning_rate / decay,
-            warmup_steps=min(max_warmup, steps // 10),
-            decay_steps=steps,
-            weight_decay=0.05,
-            ema_decay=None,
-        ),
-        num_steps=steps,
-        batch_size=batch_size,
-        checkpoint_every=max(steps // 4, 1),
-        keep_checkpoints=2,
-        best_metric=None,
-        log_every=10,
-        seed=seed,
-    )
-
-
 def lead_dir(workdir: str | Path, lead_hours: int) -> Path:
     return Path(workdir) / f"lead_{lead_hours}h"
 
 
-def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[tuple[int, float]]]:
-    """Trains (or resumes) every lead model of ``plan``; returns each loss history."""
+def train_models(
+    plan: TrainPlan,
+    show_progress: bool = True,
+    *,
+    mesh: Any = None,
+    rules: partitioning.Rules | None = None,
+) -> dict[int, list[tuple[int, float]]]:
+    """Trains (or resumes) every lead model of ``plan``; returns each loss history.
+
+    Args:
+      plan: what to train.
+      show_progress: progress bars on a terminal, log lines elsewhere.
+      mesh, rules: the device mesh to train on and the logical axis rules (default: one
+        device); see ``tellus train atmosphere --mesh``.
+    """
     histories = {}
     for lead in plan.leads:
         out = lead_dir(plan.workdir, lead)
@@ -298,14 +295,11 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
             tmp.write_text(json.dumps(fcfg.to_dict()))
             tmp.replace(cfg_file)
         k = plan.rollout_steps(lead)
-        task = fc.task_for(lead, store_time_step(plan.store), rollout=k)
-        src = sources.WindowSource(plan.store, task, plan.splits.train)
-        loss_fn = _loss_fn(k)
-        data = WindowBatches(src, plan.train.batch_size, seed=plan.train.seed)
         tcfg = plan.train_config(lead)
+        domain, task, n = _domain(plan, lead, k, tcfg.seed, tcfg.batch_size)
         if show_progress:
             print(
-                f"training the {lead} h model: {len(src)} windows, "
+                f"training the {lead} h model: {n} windows, "
                 f"{tcfg.num_steps} steps of {tcfg.batch_size}"
                 + (f", loss over a {k}-step rollout" if k > 1 else "")
             )
@@ -313,18 +307,46 @@ def train_models(plan: TrainPlan, show_progress: bool = True) -> dict[int, list[
             fc.make_forecaster,
             fcfg,
             tcfg,
-            loss_fn,
-            data,
+            domain,
             out,
+            envelope=_envelope(task),
+            mesh=mesh,
+            rules=rules,
             show_progress=show_progress,
         )
         previous = out
         for phase in plan.phases(lead):
             histories[lead] = histories[lead] + _run_phase(
-                plan, phase, fcfg, previous, show_progress
+                plan, phase, fcfg, previous, show_progress, mesh, rules
             )
             previous = phase.directory(plan.workdir)
     return histories
+
+
+def _envelope(task) -> trainer.Envelope:
+    return trainer.Envelope(
+        kind=fc.KIND.name, version=fc.KIND.version, task=dataclasses.asdict(task)
+    )
+
+
+def _domain(
+    plan: TrainPlan, lead: int, rollout: int, seed: int, batch_size: int
+) -> tuple[trainer.TrainDomain, Any, int]:
+    """The atmosphere domain of one training phase: its batches, validation and loss."""
+    task = fc.task_for(lead, store_time_step(plan.store), rollout=rollout)
+    src = sources.WindowSource(plan.store, task, plan.splits.train)
+    validation = None
+    if plan.validation_batches > 0 and plan.train.validate_every:
+        val = sources.WindowSource(plan.store, task, plan.splits.validation)
+        validation = validation_batches(val, batch_size, plan.validation_batches)
+    domain = trainer.TrainDomain(
+        name="atmosphere",
+        loss_fn=_loss_fn(rollout),
+        data=batches(src, batch_size, seed),
+        validation=validation,
+        batch_size=batch_size,
+    )
+    return domain, task, len(src)
 
 
 def _loss_fn(rollout: int):
@@ -338,32 +360,37 @@ def _run_phase(
     fcfg: fc.ForecasterConfig,
     previous: Path,
     show_progress: bool,
+    mesh: Any = None,
+    rules: partitioning.Rules | None = None,
 ) -> list[tuple[int, float]]:
     """One rollout fine-tuning phase, warm-started from ``previous`` (resumable)."""
-    task = fc.task_for(phase.lead, store_time_step(plan.store), rollout=phase.rollout)
-    src = sources.WindowSource(plan.store, task, plan.splits.train)
-    cfg = default_train_config(
+    cfg = train_config.warmup_cosine(
         phase.steps,
         plan.train.batch_size,
         phase.learning_rate,
         decay=10.0,
         max_warmup=10,
         seed=plan.train.seed + phase.rollout,
+        compute_dtype=plan.train.compute_dtype,
+        remat=plan.train.remat,
+        validate_every=plan.train.validate_every,
     )
+    domain, task, n = _domain(plan, phase.lead, phase.rollout, cfg.seed, cfg.batch_size)
     if show_progress:
         print(
             f"fine-tuning the {phase.lead} h model on a {phase.rollout}-step rollout: "
-            f"{len(src)} windows, {phase.steps} steps of {plan.train.batch_size}, "
+            f"{n} windows, {phase.steps} steps of {plan.train.batch_size}, "
             f"LR {phase.learning_rate:g}"
         )
-    loss_fn = _loss_fn(phase.rollout)
     return trainer.fit(
-        ckpt_lib.warm_start(previous, fc.make_forecaster),
+        ckpt_lib.warm_start(previous, fc.make_forecaster, source_kind=fc.KIND),
         fcfg,
         cfg,
-        loss_fn,
-        WindowBatches(src, plan.train.batch_size, seed=cfg.seed),
+        domain,
         phase.directory(plan.workdir),
+        envelope=_envelope(task),
+        mesh=mesh,
+        rules=rules,
         show_progress=show_progress,
     )
 
@@ -401,7 +428,7 @@ def load_forecaster(directory: str | Path, use_ema: bool = True) -> fc.Forecaste
                 f"no complete checkpoint in {directory}/checkpoints; "
                 "train first (just train-atmosphere)"
             )
-        model, _, state, _ = ckpt_lib.rebuild(ck, step, fc.make_forecaster)
+        model, _, state, _ = ckpt_lib.rebuild(ck, step, fc.KIND)
     finally:
         ck.close()
     if use_ema and state.ema is not None:
@@ -428,16 +455,17 @@ def model_info(models: dict[int, fc.Forecaster]) -> dict[str, Any]:
 
 __all__ = [
     "PANGU_LEADS",
+    "PEAK_LEARNING_RATE",
     "RolloutPhase",
     "Splits",
     "TrainPlan",
-    "WindowBatches",
     "available_leads",
-    "default_train_config",
+    "batches",
     "final_phase",
     "lead_dir",
     "load_forecaster",
     "load_models",
     "make_forecaster_config",
     "train_models",
+    "validation_batches",
 ]

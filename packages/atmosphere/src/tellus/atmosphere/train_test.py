@@ -20,6 +20,7 @@ from tellus.atmosphere import config, forecast, train
 from tellus.atmosphere import forecaster as fc
 from tellus.atmosphere.conftest import N_LAT, N_LON
 from tellus.data import schema, sources
+from tellus.training import config as train_config
 
 LEADS = (6, 24)
 
@@ -115,7 +116,7 @@ def trained(pangu_store, tmp_path_factory):
         workdir=str(workdir),
         leads=LEADS,
         model=config.preset("tiny", lat=N_LAT, lon=N_LON),
-        train=train.default_train_config(steps=4, batch_size=2),
+        train=train_config.warmup_cosine(4, 2, train.PEAK_LEARNING_RATE),
         splits=train.Splits.for_store(pangu_store),
     )
     histories = train.train_models(plan, show_progress=False)
@@ -365,7 +366,7 @@ def test_rollout_phase_starts_from_the_trained_model_and_is_what_loads(pangu_sto
     # phase starts from the trained weights, not from a fresh initialization.
     task = fc.task_for(24, "6h", rollout=2)
     src = sources.WindowSource(pangu_store, task, plan.splits.train)
-    batch = next(train.WindowBatches(src, plan.train.batch_size, seed=plan.train.seed + 2))
+    batch = next(train.batches(src, plan.train.batch_size, seed=plan.train.seed + 2))
     want = float(
         nnx.jit(fc.rollout_loss_fn(2))(models[24], {k: jnp.asarray(v) for k, v in batch.items()})
     )
@@ -396,7 +397,7 @@ def test_per_lead_steps_scale_the_schedule(pangu_store):
         workdir="unused",
         leads=LEADS,
         model=config.preset("tiny", lat=N_LAT, lon=N_LON),
-        train=train.default_train_config(steps=400, batch_size=2),
+        train=train_config.warmup_cosine(400, 2, train.PEAK_LEARNING_RATE),
         splits=train.Splits.for_store(pangu_store),
         steps_by_lead=((6, 100),),
     )

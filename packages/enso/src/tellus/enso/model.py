@@ -39,6 +39,7 @@ from flax import nnx
 
 from tellus.kernels import partitioning
 from tellus.kernels.partitioning import constrain
+from tellus.training import checkpoint
 
 MONTHS = 12
 _init = nnx.initializers.normal(stddev=0.02)
@@ -109,8 +110,6 @@ class ResoNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResoNetConfig:
         d = dict(d)
-        # Configs saved before ``lead_rank`` existed describe a full-rank head.
-        d.setdefault("lead_rank", None)
         for k in ("conv_channels", "input_std"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -302,8 +301,20 @@ def make_model(cfg: ResoNetConfig | dict[str, Any]) -> Forecaster:
     return model
 
 
-def count_params(model: nnx.Module) -> int:
-    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+def _config_from_v0(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 (before the checkpoint envelope): a model config saved before
+    ``lead_rank`` existed describes a full-rank head."""
+    return dict(cfg, model=dict({"lead_rank": None}, **cfg["model"]), task=None, groups={})
+
+
+KIND = checkpoint.Kind(
+    name="enso.resonet",
+    version=1,
+    factory=make_model,
+    migrations={0: checkpoint.Migration(config=_config_from_v0)},
+)
+"""What a ResoNet checkpoint is; ``checkpoint.rebuild(ck, step, KIND)`` checks it and migrates
+older versions."""
 
 
 __all__ = [
@@ -311,7 +322,6 @@ __all__ = [
     "Forecaster",
     "ResoNet",
     "ResoNetConfig",
-    "count_params",
     "make_model",
     "month_features",
     "preset",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tellus.enso import model as model_lib
+from tellus.kernels import partitioning
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_output_shape_and_param_count(tiny):
     assert y.shape == (4, 24) and bool(jnp.all(jnp.isfinite(y)))
     for name in model_lib.PRESETS:
         cfg = model_lib.preset(name)
-        n = model_lib.count_params(jax.eval_shape(lambda c=cfg: model_lib.make_model(c)))
+        n = partitioning.count_params(jax.eval_shape(lambda c=cfg: model_lib.make_model(c)))
         print(f"{name}: {n:,} parameters, token grid {cfg.token_grid}")
     assert model_lib.preset("small").token_grid == (6, 18)
 
@@ -35,11 +36,18 @@ def test_config_round_trips_through_json():
     assert back == cfg
 
 
-def test_a_config_saved_before_lead_rank_means_a_full_rank_head():
+def test_a_version_0_config_without_lead_rank_migrates_to_a_full_rank_head():
     d = model_lib.preset("small").to_dict()
     del d["lead_rank"]
-    assert model_lib.ResoNetConfig.from_dict(d).lead_rank is None
-    assert model_lib.preset("small").lead_rank == 4
+    v0 = {"model": d, "train": {}}  # what checkpoints held before the envelope
+    cfg, applied = model_lib.KIND.migrate(v0, "old")
+    assert len(applied) == 1 and cfg["kind"] == "enso.resonet" and cfg["version"] == 1
+    assert model_lib.ResoNetConfig.from_dict(cfg["model"]).lead_rank is None
+    # A version-0 config that has the field keeps it.
+    v0_rank = {"model": model_lib.preset("small").to_dict(), "train": {}}
+    assert model_lib.KIND.migrate(v0_rank, "old")[0]["model"]["lead_rank"] == 4
+    # Without the migration the dataclass default (a rank-4 head) would be taken: a misload.
+    assert model_lib.ResoNetConfig.from_dict(d).lead_rank == 4
 
 
 def test_samples_are_independent(tiny):

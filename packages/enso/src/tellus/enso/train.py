@@ -37,7 +37,7 @@ from tellus.enso import indices, world
 from tellus.enso import model as model_lib
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import trainer
+from tellus.training import streams, trainer
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,31 @@ class ObservedSplit:
         return str(t[0])[:7], str(t[self.finetune_years * 12 - 1])[:7]
 
 
-class Batches(trainer.IndexedStream):
-    """Batch ``i``: samples of a seeded per-epoch permutation of ``inits``."""
+class SampleSource:
+    """The samples at ``inits`` [N, 2] (segment, t) of a series, by index: a random-access
+    source for the shared grain loader (:class:`tellus.training.streams.LoaderStream`)."""
 
-    def __init__(self, series: Series, inits: np.ndarray, batch_size: int, seed: int = 0):
-        n_batches = len(inits) // batch_size
-        if n_batches == 0:
-            raise ValueError(f"{len(inits)} samples cannot fill a batch of {batch_size}")
+    def __init__(self, series: Series, inits: np.ndarray, name: str = "enso"):
+        self.series = series
+        self.inits = np.asarray(inits)
+        self.name = name
 
-        def batch_fn(index: int) -> dict[str, np.ndarray]:
-            epoch, pos = divmod(index, n_batches)
-            perm = np.random.default_rng([seed, epoch]).permutation(len(inits))
-            return gather(series, inits[perm[pos * batch_size : (pos + 1) * batch_size]])
+    def __len__(self) -> int:
+        return len(self.inits)
 
-        super().__init__(batch_fn)
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        b = gather(self.series, self.inits[int(index)][None])
+        return {k: v[0] for k, v in b.items()}
+
+    def __repr__(self) -> str:
+        return f"SampleSource({self.name!r}, n={len(self)})"
+
+
+def batches(
+    series: Series, inits: np.ndarray, batch_size: int, seed: int = 0, name: str = "enso"
+) -> streams.LoaderStream:
+    """Endless shuffled batches of the samples at ``inits``."""
+    return streams.LoaderStream(SampleSource(series, inits, name), batch_size, seed)
 
 
 def loss_fn(model: model_lib.Forecaster, batch: dict[str, jax.Array]) -> jax.Array:
@@ -184,25 +195,25 @@ class Budget:
     batch_size: int = 32
     pretrain_lr: float = 2e-3
     finetune_lr: float = 3e-4
+    compute_dtype: str = "float32"
+    remat: bool = False
 
 
-def _train_config(steps: int, batch: int, lr: float, seed: int) -> train_config.TrainConfig:
-    return train_config.TrainConfig(
-        optimizer=train_config.OptimizerConfig(
-            peak_learning_rate=lr,
-            end_learning_rate=lr / 50,
-            warmup_steps=min(50, steps // 10),
-            decay_steps=steps,
-            weight_decay=0.05,
-        ),
-        num_steps=steps,
-        batch_size=batch,
-        checkpoint_every=max(steps // 3, 1),
+def _train_config(steps: int, budget: Budget, lr: float, seed: int) -> train_config.TrainConfig:
+    return train_config.warmup_cosine(
+        steps,
+        budget.batch_size,
+        lr,
+        decay=50.0,
+        checkpoints=3,
         keep_checkpoints=1,
-        best_metric=None,
-        log_every=10,
         seed=seed,
+        compute_dtype=budget.compute_dtype,
+        remat=budget.remat,
     )
+
+
+ENVELOPE = trainer.Envelope(kind=model_lib.KIND.name, version=model_lib.KIND.version)
 
 
 def normalization(series: Series, inits: np.ndarray) -> tuple[tuple[float, ...], float]:
@@ -224,6 +235,8 @@ def train_enso(
     budget: Budget = Budget(),
     split: ObservedSplit = ObservedSplit(),
     show_progress: bool = True,
+    mesh: Any = None,
+    rules: Any = None,
 ) -> dict[str, Any]:
     """Pretrains and fine-tunes (or resumes) each ensemble member.
 
@@ -235,6 +248,7 @@ def train_enso(
       seeds: one member per seed (model init and batch order).
       budget: steps, batch size and learning rates.
       split: the observed fine-tune / test split.
+      mesh, rules: the device mesh and logical axis rules (default: one device).
 
     Returns:
       ``{"histories": {seed: {"pretrain": [(step, loss)], "finetune": [...]}}, "seconds":
@@ -268,10 +282,14 @@ def train_enso(
         h_pre = trainer.fit(
             model_lib.make_model,
             cfg,
-            _train_config(budget.pretrain_steps, budget.batch_size, budget.pretrain_lr, seed),
-            loss_fn,
-            Batches(pre, pre_inits, budget.batch_size, seed),
+            _train_config(budget.pretrain_steps, budget, budget.pretrain_lr, seed),
+            trainer.TrainDomain(
+                "enso", loss_fn, batches(pre, pre_inits, budget.batch_size, seed, "model world")
+            ),
             member / "pretrain",
+            envelope=ENVELOPE,
+            mesh=mesh,
+            rules=rules,
             show_progress=show_progress,
         )
         if show_progress:
@@ -282,10 +300,16 @@ def train_enso(
         h_ft = trainer.fit(
             ckpt_lib.warm_start(member / "pretrain", model_lib.make_model),
             cfg,
-            _train_config(budget.finetune_steps, budget.batch_size, budget.finetune_lr, seed),
-            loss_fn,
-            Batches(obs, ft_inits, budget.batch_size, seed + 1000),
+            _train_config(budget.finetune_steps, budget, budget.finetune_lr, seed),
+            trainer.TrainDomain(
+                "enso",
+                loss_fn,
+                batches(obs, ft_inits, budget.batch_size, seed + 1000, "observed world"),
+            ),
             member / "finetune",
+            envelope=ENVELOPE,
+            mesh=mesh,
+            rules=rules,
             show_progress=show_progress,
         )
         histories[int(seed)] = {"pretrain": h_pre, "finetune": h_ft}
@@ -306,7 +330,9 @@ def train_enso(
     return info
 
 
-def _load(directory: Path) -> model_lib.Forecaster:
+def load_member(directory: str | Path) -> model_lib.Forecaster:
+    """The model of the latest checkpoint in ``directory`` (a ``fit`` workdir)."""
+    directory = Path(directory)
     ck = ckpt_lib.Checkpointer(directory / "checkpoints", async_save=False)
     try:
         step = ck.latest_step()
@@ -314,7 +340,7 @@ def _load(directory: Path) -> model_lib.Forecaster:
             raise FileNotFoundError(
                 f"no complete checkpoint in {directory}; train first (tellus train-enso)"
             )
-        model, _, _, _ = ckpt_lib.rebuild(ck, step, model_lib.make_model)
+        model, _, _, _ = ckpt_lib.rebuild(ck, step, model_lib.KIND)
     finally:
         ck.close()
     return model
@@ -329,7 +355,7 @@ def load_ensemble(workdir: str | Path, phase: str = "finetune") -> list[model_li
     members = sorted(Path(workdir).glob("member_*"), key=lambda p: int(p.name.split("_")[1]))
     if not members:
         raise FileNotFoundError(f"no member_* folders in {workdir}; train first")
-    return [_load(m / phase) for m in members]
+    return [load_member(m / phase) for m in members]
 
 
 @nnx.jit
@@ -361,15 +387,18 @@ def predict(
 
 
 __all__ = [
+    "ENVELOPE",
     "HISTORY",
     "N_LEADS",
-    "Batches",
     "Budget",
     "ObservedSplit",
+    "SampleSource",
     "Series",
+    "batches",
     "gather",
     "inits_between",
     "load_ensemble",
+    "load_member",
     "loss_fn",
     "normalization",
     "predict",

@@ -51,13 +51,17 @@ def test_observed_split_has_no_overlap(worlds):
         train.ObservedSplit(finetune_years=35, test_years=24).check(s)
 
 
-def test_batches_are_deterministic(worlds):
+def test_batches_are_the_gathered_samples_and_resume_in_place(worlds):
     _, obs = worlds
     s = train.to_series(obs)
     inits = train.inits_between(s, 0, s.n_time - 1)
-    a, b = train.Batches(s, inits, 8, seed=1), train.Batches(s, inits, 8, seed=1)
+    src = train.SampleSource(s, inits)
+    one = train.gather(s, inits[[7]])
+    for k in ("x", "month", "y"):
+        np.testing.assert_array_equal(src[7][k], one[k][0])
+    a, b = train.batches(s, inits, 8, seed=1), train.batches(s, inits, 8, seed=1)
     next(a)
-    b.load_state_dict({"next_index": 1})
+    b.load_state_dict(a.state_dict())
     np.testing.assert_array_equal(next(a)["y"], next(b)["y"])
 
 

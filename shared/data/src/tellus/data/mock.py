@@ -190,3 +190,13 @@ def mock_ocean(
         ds[name].attrs["units"] = schema.VARIABLES[name].units
     ds[schema.DEPTH].attrs.update(units="m", positive="down")
     return ds
+
+
+def write_store(ds: xr.Dataset, path: str, *, step: str) -> str:
+    """Writes a mock dataset as a Zarr store with its statistics beside it (as a built store
+    has), for tests of code that reads stores; returns ``path``."""
+    from tellus.data import statistics, validation
+
+    ds.to_zarr(path, zarr_format=3, consolidated=False)
+    statistics.write_statistics(validation.open_dataset(path), path, step=step, climatology=False)
+    return path

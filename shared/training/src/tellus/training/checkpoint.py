@@ -22,18 +22,25 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from tellus.training.config import TrainConfig
-from tellus.training.optimizer import make_optimizer
-from tellus.training.step import StepFns, TrainState, init_train_state, split_model
+from tellus.training.step import (
+    Grouping,
+    StepFns,
+    TrainState,
+    flat_params,
+    init_train_state,
+    param_path,
+)
 
 PyTree = Any
 log = logging.getLogger(__name__)
@@ -187,16 +194,199 @@ class Checkpointer:
         return target
 
 
-def config_dict(model_config: Any, train_config: TrainConfig) -> dict[str, Any]:
-    """The JSON stored with every checkpoint."""
+def config_dict(
+    model_config: Any,
+    train_config: TrainConfig,
+    *,
+    kind: str = "model",
+    version: int = 1,
+    task: Mapping[str, Any] | None = None,
+    groups: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON stored with every checkpoint: the envelope ``{kind, version, task}``, the
+    model and training configs, and the parameter groups of the optimizer state."""
     m = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
-    return {"model": m, "train": train_config.to_dict()}
+    return {
+        "kind": kind,
+        "version": int(version),
+        "task": None if task is None else dict(task),
+        "model": m,
+        "train": train_config.to_dict(),
+        "groups": dict(groups or {}),
+    }
+
+
+class CheckpointKindError(ValueError):
+    """A checkpoint holds another kind of model, or a version this code cannot read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """How a checkpoint of ``version`` becomes one of ``version + 1``.
+
+    Attributes:
+      config: the config JSON of the old version -> that of the next one.
+      params: the old ``{"a/b/kernel": array}`` parameters (and EMA) -> the next version's
+        (renames, splits); default unchanged.
+    """
+
+    config: Callable[[dict[str, Any]], dict[str, Any]]
+    params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A kind of checkpointed model: its name, its current config version, how to build it
+    from its config, and the migrations from every older version.
+
+    Version 0 is a checkpoint written before the envelope existed (no ``kind`` in its
+    config). A migrated checkpoint is read by its own metadata, whatever its optimizer
+    state's layout, and keeps its weights; training it further starts a fresh optimizer.
+    """
+
+    name: str
+    version: int
+    factory: Callable[[dict[str, Any]], nnx.Module]
+    migrations: Mapping[int, Migration] = dataclasses.field(default_factory=dict)
+
+    def migrate(self, cfg: dict[str, Any], where: str) -> tuple[dict[str, Any], list[Migration]]:
+        """The config brought to this version, and the migrations applied (oldest first).
+
+        Raises:
+          CheckpointKindError: another kind, a newer version, or no migration path.
+        """
+        found = cfg.get("kind")
+        version = int(cfg.get("version", 0)) if found is not None else 0
+        if found is not None and found != self.name:
+            raise CheckpointKindError(
+                f"{where} holds a {found!r} checkpoint, not a {self.name!r} one"
+            )
+        if version > self.version:
+            raise CheckpointKindError(
+                f"{where} is a version {version} {self.name!r} checkpoint; this Tellus reads "
+                f"versions up to {self.version}: upgrade Tellus"
+            )
+        applied = []
+        while version < self.version:
+            if version not in self.migrations:
+                raise CheckpointKindError(
+                    f"{where} is a version {version} {self.name!r} checkpoint and there is no "
+                    f"migration from version {version}"
+                )
+            step = self.migrations[version]
+            cfg = step.config(dict(cfg))
+            applied.append(step)
+            version += 1
+        cfg = dict(cfg, kind=self.name, version=self.version)
+        return cfg, applied
+
+
+_KEY = re.compile(r"\['([^']*)'\]|\[(\d+)\]")
+
+
+def _slash(keystr: str) -> str:
+    """``"['net']['blocks'][0]['kernel']"`` -> ``"net/blocks/0/kernel"``."""
+    return "/".join(a or b for a, b in _KEY.findall(keystr))
+
+
+def _restore_legacy(
+    ckpt: Checkpointer, step: int, template: TrainState, migrations: list[Migration], where: str
+) -> TrainState:
+    """An older version's state as a TrainState of today's model: the stored arrays are read
+    by the checkpoint's own metadata (their layout, optimizer state included, is the old
+    one), the params and EMA renamed by the migrations and checked against ``template``,
+    whose optimizer state starts afresh.
+
+    Raises:
+      CheckpointKindError: the migrated parameters do not match today's model.
+    """
+    reader = ocp.CheckpointManager(
+        ckpt.directory,
+        item_names=("state",),
+        item_handlers={"state": ocp.StandardCheckpointHandler()},
+    )
+    try:
+        meta = reader.item_metadata(step)["state"]
+        dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = {
+            k: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=dev) for k, m in meta.items()
+        }
+        stored = reader.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )["state"]
+    finally:
+        reader.close()
+
+    def part(name: str) -> dict[str, Any]:
+        out = {
+            _slash(k[len(name) + 1 :]): v for k, v in stored.items() if k.startswith(f".{name}[")
+        }
+        for m in migrations:
+            if m.params is not None:
+                out = m.params(out)
+        return out
+
+    def fill(tree: PyTree, flat: dict[str, Any], name: str) -> PyTree:
+        want = {path for path in flat_params(tree)}
+        missing, extra = sorted(want - set(flat)), sorted(set(flat) - want)
+        if missing or extra:
+            raise CheckpointKindError(
+                f"{where}: after migration its {name} do not match the model: missing "
+                f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+                f"{extra[:3]}{'...' if len(extra) > 3 else ''}"
+            )
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        values = []
+        for p, x in leaves:
+            v = flat[param_path(p)]
+            if tuple(v.shape) != tuple(x.shape):
+                raise CheckpointKindError(
+                    f"{where}: {name} {param_path(p)} has shape {tuple(v.shape)}, the model "
+                    f"{tuple(x.shape)}"
+                )
+            values.append(jnp.asarray(v, x.dtype))
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    params = fill(template.params, part("params"), "parameters")
+    ema = None
+    if template.ema is not None:
+        stored_ema = part("ema")
+        ema = fill(template.ema, stored_ema, "EMA parameters") if stored_ema else params
+    step_value = stored.get(".step")
+    return dataclasses.replace(
+        template,
+        params=params,
+        ema=ema,
+        step=template.step if step_value is None else jnp.asarray(step_value, jnp.int32),
+    )
+
+
+def _structure_mismatch(ckpt: Checkpointer, step: int, abstract: TrainState) -> str:
+    """One line naming how the stored state differs from the model's."""
+    reader = ocp.CheckpointManager(
+        ckpt.directory,
+        item_names=("state",),
+        item_handlers={"state": ocp.StandardCheckpointHandler()},
+    )
+    try:
+        stored = set(reader.item_metadata(step)["state"])
+    finally:
+        reader.close()
+    want = set(flatten_state(abstract))
+    missing = sorted(k for k in want - stored if k.startswith(".params"))
+    extra = sorted(k for k in stored - want if k.startswith(".params"))
+    return (
+        f"{ckpt.directory}/{step} holds another model: parameters the model has and the "
+        f"checkpoint lacks {[_slash(k) for k in missing[:3]]}"
+        f"{'...' if len(missing) > 3 else ''}, stored ones the model does not have "
+        f"{[_slash(k) for k in extra[:3]]}{'...' if len(extra) > 3 else ''}"
+    )
 
 
 def rebuild(
     ckpt: Checkpointer,
     step: int,
-    factory: Callable[[dict[str, Any]], nnx.Module],
+    factory: Callable[[dict[str, Any]], nnx.Module] | Kind,
     shardings_fn: Callable[[StepFns, TrainState, nnx.Module], TrainState] | None = None,
 ) -> tuple[nnx.Module, StepFns, TrainState, dict[str, Any]]:
     """Rebuilds the model from the checkpoint's config and restores its state.
@@ -204,19 +394,40 @@ def rebuild(
     Args:
       ckpt: checkpointer.
       step: step to load.
-      factory: ``factory(model_config_dict) -> model``.
+      factory: the :class:`Kind` of model expected (checked, older versions migrated), or
+        a bare ``factory(model_config_dict) -> model`` (no check).
       shardings_fn: optional ``(fns, abstract_state, model) -> shardings`` for a mesh.
 
     Returns:
-      ``(model, fns, state, data_state)``; ``model`` holds the restored params.
+      ``(model, fns, state, data_state)``; ``model`` holds the restored params. A migrated
+      checkpoint comes with a fresh optimizer state (its weights are what it is kept for).
+
+    Raises:
+      CheckpointKindError: the checkpoint is of another kind or an unreadable version.
     """
     cfg, data_state = ckpt.read_json(step)
+    applied: list[Migration] = []
+    make = factory
+    if isinstance(factory, Kind):
+        cfg, applied = factory.migrate(cfg, f"{ckpt.directory}/{step}")
+        make = factory.factory
     train_cfg = TrainConfig.from_dict(cfg["train"])
-    model = factory(cfg["model"])
-    fns = StepFns(split_model(model)[0], make_optimizer(train_cfg.optimizer), train_cfg)
-    abstract = jax.eval_shape(lambda: init_train_state(model, train_cfg)[1])
-    shardings = None if shardings_fn is None else shardings_fn(fns, abstract, model)
-    state = ckpt.restore(step, abstract, shardings)
+    model = make(cfg["model"])
+    grouping = Grouping.from_dict(cfg.get("groups"))
+    fns, template = init_train_state(model, train_cfg, grouping)
+    if applied:
+        state = _restore_legacy(ckpt, step, template, applied, f"{ckpt.directory}/{step}")
+        if shardings_fn is not None:
+            state = jax.device_put(state, shardings_fn(fns, state, model))
+    else:
+        abstract = jax.eval_shape(lambda: template)
+        shardings = None if shardings_fn is None else shardings_fn(fns, abstract, model)
+        try:
+            state = ckpt.restore(step, abstract, shardings)
+        except ValueError as e:
+            if "tree structures do not match" not in str(e):
+                raise
+            raise CheckpointKindError(_structure_mismatch(ckpt, step, abstract)) from None
     nnx.update(model, nnx.State(state.params))
     return model, fns, state, data_state
 
@@ -233,7 +444,7 @@ class PartialLoad:
 def load_matching_params(
     ckpt: Checkpointer,
     step: int,
-    factory: Callable[[dict[str, Any]], nnx.Module],
+    factory: Callable[[dict[str, Any]], nnx.Module] | Kind,
     new_params: PyTree,
 ) -> PartialLoad:
     """Loads checkpoint params into ``new_params`` where path and shape match.
@@ -243,17 +454,14 @@ def load_matching_params(
     Args:
       ckpt: checkpointer.
       step: step to load.
-      factory: rebuilds the checkpointed model from its config dict.
+      factory: the checkpoint's :class:`Kind` (or a bare factory from its config dict).
       new_params: pure params dict of the new model.
 
     Returns:
       New params plus the lists of loaded and skipped (new-model) paths.
     """
-    cfg, _ = ckpt.read_json(step)
-    train_cfg = TrainConfig.from_dict(cfg["train"])
-    old_model = factory(cfg["model"])
-    abstract = jax.eval_shape(lambda: init_train_state(old_model, train_cfg)[1])
-    old = flatten_state(ckpt.restore(step, abstract).params)
+    _, _, state, _ = rebuild(ckpt, step, factory)
+    old = flatten_state(state.params)
     loaded, skipped = [], []
 
     def pick(path, x):
@@ -269,7 +477,12 @@ def load_matching_params(
 
 
 def warm_start(
-    source: str | Path, factory: Callable[[dict[str, Any]], nnx.Module]
+    source: str | Path,
+    factory: Callable[[dict[str, Any]], nnx.Module],
+    *,
+    source_kind: Kind | None = None,
+    partial: bool = False,
+    report: str | Path | None = None,
 ) -> Callable[[dict[str, Any]], nnx.Module]:
     """A model factory for :func:`tellus.training.trainer.fit` that starts a new training
     phase (fine-tuning, a longer rollout) from the last checkpoint of an earlier one.
@@ -279,9 +492,18 @@ def warm_start(
     ``fit`` calls it on a resume too and then restores the new phase's own checkpoint over
     it, so a killed phase resumes where it stopped (``source`` must still be there).
 
+    With ``partial`` (a pretrained trunk into a model with new adapters or heads), the
+    parameters the checkpoint has with the same path and shape are loaded, the others keep
+    their fresh initialization, and the split is logged and written to ``report`` (JSON
+    ``{"loaded": [...], "initialized": [...]}``).
+
     Args:
       source: the earlier phase's workdir (the one passed to ``fit``).
-      factory: builds a model from a config dict (the same for both phases).
+      factory: builds a model from a config dict.
+      source_kind: the kind of the source checkpoint (checked, migrated); default: rebuilt
+        with ``factory`` (the same model for both phases).
+      partial: allow parameters the checkpoint lacks (else a ValueError).
+      report: where to write the loaded / initialized lists.
 
     Raises (when called):
       FileNotFoundError: ``source`` has no complete checkpoint.
@@ -300,10 +522,28 @@ def warm_start(
                     "start from; run the earlier phase first"
                 )
             params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-            out = load_matching_params(ck, step, factory, params)
+            out = load_matching_params(ck, step, source_kind or factory, params)
         finally:
             ck.close()
-        if out.skipped:
+        if partial:
+            log.info(
+                "warm start from %s: %d parameter arrays loaded, %d initialized fresh%s",
+                source,
+                len(out.loaded),
+                len(out.skipped),
+                f" ({', '.join(out.skipped[:4])}{', ...' if len(out.skipped) > 4 else ''})"
+                if out.skipped
+                else "",
+            )
+            if report is not None:
+                Path(report).parent.mkdir(parents=True, exist_ok=True)
+                Path(report).write_text(
+                    json.dumps(
+                        {"source": str(source), "loaded": out.loaded, "initialized": out.skipped},
+                        indent=1,
+                    )
+                )
+        elif out.skipped:
             raise ValueError(
                 f"the checkpoint in {source} lacks {len(out.skipped)} parameters "
                 f"of the new model (or has them in another shape), e.g. "

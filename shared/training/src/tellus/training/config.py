@@ -65,7 +65,9 @@ class TrainConfig:
       keep_checkpoints: keep the last N checkpoints (plus the best one).
       best_metric: metric used to keep the best checkpoint (lower is better).
       seed: model init and step rng seed.
-      log_every: metrics logging period.
+      log_every: progress lines every N steps (when not on a terminal).
+      validate_every: validation loss of every domain with a validation stream every N
+        steps (and at the last one); None for none.
     """
 
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -80,6 +82,7 @@ class TrainConfig:
     best_metric: str | None = "loss"
     seed: int = 0
     log_every: int = 10
+    validate_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.grad_accum_steps < 1 or self.batch_size % self.grad_accum_steps:
@@ -90,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"nonfinite must be 'raise' or 'skip', got {self.nonfinite!r}")
         if self.compute_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"unknown compute_dtype {self.compute_dtype!r}")
+        if self.validate_every is not None and self.validate_every < 1:
+            raise ValueError(f"validate_every must be >= 1 or None, got {self.validate_every}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (nested optimizer config included)."""
@@ -101,6 +106,47 @@ class TrainConfig:
         d = dict(d)
         d["optimizer"] = OptimizerConfig(**d.get("optimizer", {}))
         return cls(**d)
+
+
+def warmup_cosine(
+    steps: int,
+    batch_size: int,
+    peak_learning_rate: float,
+    *,
+    decay: float = 100.0,
+    max_warmup: int = 50,
+    weight_decay: float = 0.05,
+    checkpoints: int = 4,
+    keep_checkpoints: int = 2,
+    seed: int = 0,
+    **overrides: Any,
+) -> TrainConfig:
+    """The training config of a run of ``steps``: AdamW, a linear warm-up over a tenth of the
+    steps (at most ``max_warmup``), cosine decay to ``peak / decay`` at the last step, and
+    ``checkpoints`` evenly spaced checkpoints of which the last ``keep_checkpoints`` stay.
+
+    Every domain's CPU recipe is one call of this (fields such as ``remat`` or
+    ``compute_dtype`` through ``overrides``).
+    """
+    fields = dict(
+        optimizer=OptimizerConfig(
+            peak_learning_rate=peak_learning_rate,
+            end_learning_rate=peak_learning_rate / decay,
+            warmup_steps=min(max_warmup, steps // 10),
+            decay_steps=steps,
+            weight_decay=weight_decay,
+            ema_decay=None,
+        ),
+        num_steps=steps,
+        batch_size=batch_size,
+        checkpoint_every=max(steps // checkpoints, 1),
+        keep_checkpoints=keep_checkpoints,
+        best_metric=None,
+        log_every=10,
+        seed=seed,
+    )
+    fields.update(overrides)
+    return TrainConfig(**fields)
 
 
 PRESETS: dict[str, TrainConfig] = {

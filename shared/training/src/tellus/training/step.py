@@ -3,13 +3,20 @@
 The model is split once into a static ``graphdef`` and plain nested dicts of arrays
 (params and any other state). ``TrainState`` holds only arrays, so it is a plain pytree
 that jit, orbax and optax all handle directly, and ``train_step(state, batch)`` is pure.
+
+Parameters fall into *groups* (:class:`Grouping`): the ``shared`` trunk, each domain's own
+adapters, and ``frozen`` ones. Every group but ``frozen`` has its own AdamW moments, so a
+step compiled for one domain updates the shared group and that domain's group only; the
+moments, weight decay and values of another domain's adapters do not move on a step
+without its data. The learning-rate schedule follows the global step, scaled per group.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -21,10 +28,99 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tellus.kernels import partitioning
 from tellus.training.config import TrainConfig
-from tellus.training.optimizer import learning_rate_schedule, make_optimizer
+from tellus.training.optimizer import clip_by_global_norm, learning_rate_schedule, moments
 
 PyTree = Any
 LossFn = Callable[[nnx.Module, PyTree], jax.Array]
+
+SHARED = "shared"
+FROZEN = "frozen"
+
+
+def param_path(path: Sequence[Any]) -> str:
+    """``"trunk/blocks/0/kernel"`` for a jax key path into a params dict."""
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def flat_params(params: PyTree) -> dict[str, Any]:
+    """``{"a/b/kernel": leaf}`` for every leaf of a params pytree, in tree order."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    return {param_path(p): x for p, x in leaves}
+
+
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+    """Which parameters train with which optimizer state.
+
+    A parameter path (``"adapters/enso/head/kernel"``) is ``frozen`` when it matches one of
+    ``frozen`` (fnmatch patterns, e.g. ``"trunk/*"``), else it belongs to the domain whose
+    prefix in ``owners`` it starts with, else to the ``shared`` group.
+
+    Attributes:
+      owners: ``(path prefix, group name)``, e.g. ``(("adapters/enso", "enso"),)``.
+      frozen: patterns of parameters that never change.
+      lr_scale: ``(group name, factor)`` of the learning rate per group (default 1).
+    """
+
+    owners: tuple[tuple[str, str], ...] = ()
+    frozen: tuple[str, ...] = ()
+    lr_scale: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "owners", tuple((str(p), str(g)) for p, g in self.owners))
+        object.__setattr__(self, "frozen", tuple(self.frozen))
+        object.__setattr__(self, "lr_scale", tuple((str(g), float(f)) for g, f in self.lr_scale))
+        for _, g in self.owners:
+            if g in (SHARED, FROZEN):
+                raise ValueError(f"group name {g!r} is reserved")
+
+    def group(self, path: str) -> str:
+        if any(fnmatch.fnmatchcase(path, pat) for pat in self.frozen):
+            return FROZEN
+        for prefix, g in self.owners:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return g
+        return SHARED
+
+    def names(self) -> tuple[str, ...]:
+        """Every group name that may hold parameters (``frozen`` excluded)."""
+        return (SHARED, *dict.fromkeys(g for _, g in self.owners))
+
+    def scale(self, group: str) -> float:
+        return dict(self.lr_scale).get(group, 1.0)
+
+    def split(self, params: PyTree) -> dict[str, dict[str, Any]]:
+        """``{group: {path: leaf}}`` of the trainable groups (empty groups kept)."""
+        out: dict[str, dict[str, Any]] = {g: {} for g in self.names()}
+        for path, x in flat_params(params).items():
+            g = self.group(path)
+            if g != FROZEN:
+                out[g][path] = x
+        return out
+
+    def counts(self, params: PyTree) -> dict[str, int]:
+        """Number of parameter values per group, ``frozen`` included."""
+        out: dict[str, int] = {}
+        for path, x in flat_params(params).items():
+            g = self.group(path)
+            out[g] = out.get(g, 0) + int(np.prod(x.shape))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "owners": [list(o) for o in self.owners],
+            "frozen": list(self.frozen),
+            "lr_scale": [list(x) for x in self.lr_scale],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Grouping:
+        d = d or {}
+        return cls(
+            owners=tuple(tuple(o) for o in d.get("owners", ())),
+            frozen=tuple(d.get("frozen", ())),
+            lr_scale=tuple(tuple(x) for x in d.get("lr_scale", ())),
+        )
 
 
 @jax.tree_util.register_dataclass
@@ -35,7 +131,7 @@ class TrainState:
     Attributes:
       step: scalar int32 optimizer step.
       params: pure nested dict of ``nnx.Param`` values (float32 master copy).
-      opt_state: optax state for ``params``.
+      opt_state: ``{group: optax moments}`` over each group's ``{path: leaf}`` dict.
       ema: EMA of params, or ``None``.
       rest: pure dict of the model's non-param state (e.g. batch stats); may be empty.
       rng: PRNG key, split once per step.
@@ -56,6 +152,7 @@ class StepFns:
     graphdef: Any
     tx: optax.GradientTransformation
     config: TrainConfig
+    grouping: Grouping = Grouping()
 
 
 class NonFiniteError(FloatingPointError):
@@ -73,28 +170,32 @@ def merge_model(graphdef: Any, params: PyTree, rest: PyTree) -> nnx.Module:
     return nnx.merge(graphdef, nnx.State(params), nnx.State(rest))
 
 
-def init_train_state(model: nnx.Module, config: TrainConfig) -> tuple[StepFns, TrainState]:
+def init_train_state(
+    model: nnx.Module, config: TrainConfig, grouping: Grouping = Grouping()
+) -> tuple[StepFns, TrainState]:
     """Splits ``model`` and builds the optimizer and initial state.
 
     Args:
       model: an initialized NNX model (its arrays may already be sharded).
       config: training config.
+      grouping: the parameter groups (default: every parameter shared).
 
     Returns:
       ``(fns, state)``.
     """
     graphdef, params, rest = split_model(model)
-    tx = make_optimizer(config.optimizer)
+    tx = moments(config.optimizer)
     ema = jax.tree.map(jnp.copy, params) if config.optimizer.ema_decay is not None else None
+    groups = grouping.split(params)
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=tx.init(params),
+        opt_state={g: tx.init(p) for g, p in groups.items()},
         ema=ema,
         rest=rest,
         rng=jax.random.key_data(jax.random.key(config.seed)),
     )
-    return StepFns(graphdef, tx, config), state
+    return StepFns(graphdef, tx, config, grouping), state
 
 
 def state_shardings(
@@ -118,13 +219,17 @@ def state_shardings(
     specs = partitioning.param_specs(model, partitioning.RULES if rules is None else rules)
     param_sh = jax.tree.map(lambda p: NamedSharding(mesh, p), specs)
     replicated = NamedSharding(mesh, PartitionSpec())
-    opt_sh = optax.tree_map_params(
-        fns.tx,
-        lambda _, s: s,
-        state.opt_state,
-        param_sh,
-        transform_non_params=lambda _: replicated,
-    )
+    group_sh = fns.grouping.split(param_sh)
+    opt_sh = {
+        g: optax.tree_map_params(
+            fns.tx,
+            lambda _, s: s,
+            state.opt_state[g],
+            group_sh[g],
+            transform_non_params=lambda _: replicated,
+        )
+        for g in state.opt_state
+    }
     return TrainState(
         step=replicated,
         params=param_sh,
@@ -141,11 +246,16 @@ def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
     )
 
 
-def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainState, dict]]:
+def make_train_step(
+    fns: StepFns, loss_fn: LossFn, active: Iterable[str] | None = None
+) -> Callable[..., tuple[TrainState, dict]]:
     """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
 
     Args:
       fns: from ``init_train_state``.
+      active: the groups this step updates (a domain's step: ``("shared", domain)``);
+        default every trainable group. The others, and ``frozen``, keep their values,
+        moments and EMA exactly.
       loss_fn: ``loss_fn(model, batch) -> scalar`` (mean over the batch, so that
         gradient accumulation over equal micro-batches equals one big batch). A loss that
         takes an ``rng`` keyword (dropout, drop-path, noise) gets a fresh key every step
@@ -157,6 +267,11 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
     cfg = fns.config
     compute_dtype = jnp.bfloat16 if cfg.compute_dtype == "bfloat16" else None
     schedule = learning_rate_schedule(cfg.optimizer)
+    grouping = fns.grouping
+    active = tuple(grouping.names() if active is None else active)
+    unknown = sorted(set(active) - set(grouping.names()))
+    if unknown:
+        raise ValueError(f"active groups {unknown} are not groups of {grouping.names()}")
 
     takes_rng = "rng" in inspect.signature(loss_fn).parameters
 
@@ -193,14 +308,35 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
     def train_step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
         step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.rng))
         loss, grads = loss_and_grads(state.params, state.rest, batch, step_key)
+        g_groups = grouping.split(grads)
+        p_groups = grouping.split(state.params)
+        g_active = {g: g_groups[g] for g in active}
         leaf_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
-        updates, opt_state = fns.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(g_active)
+        g_active = clip_by_global_norm(g_active, grad_norm, cfg.optimizer.clip_global_norm)
+        lr = schedule(state.step)
+        new_flat = flat_params(state.params)
+        opt_state = dict(state.opt_state)
+        for g in active:
+            updates, opt_state[g] = fns.tx.update(g_active[g], state.opt_state[g], p_groups[g])
+            step_lr = lr * grouping.scale(g)
+            for path, u in updates.items():
+                new_flat[path] = new_flat[path] - step_lr * u
+        treedef = jax.tree.structure(state.params)
+        params = jax.tree.unflatten(treedef, list(new_flat.values()))
         ema = state.ema
         if ema is not None:
             d = cfg.optimizer.ema_decay
-            ema = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, params)
+            moved = {path for g in active for path in p_groups[g]}
+            ema_flat = flat_params(ema)
+            ema = jax.tree.unflatten(
+                treedef,
+                [
+                    d * e + (1 - d) * new_flat[path] if path in moved else e
+                    for path, e in ema_flat.items()
+                ],
+            )
         new = TrainState(
             step=state.step + 1,
             params=params,
@@ -220,8 +356,8 @@ def make_train_step(fns: StepFns, loss_fn: LossFn) -> Callable[..., tuple[TrainS
         )
         metrics = {
             "loss": loss,
-            "grad_norm": optax.tree.norm(grads),
-            "learning_rate": schedule(state.step),
+            "grad_norm": grad_norm,
+            "learning_rate": lr,
             "finite": finite,
             "leaf_finite": leaf_finite,
         }

@@ -44,6 +44,47 @@ def test_loss_decreases_and_step_counts():
     assert losses[-1] < losses[0]
 
 
+def test_one_group_step_is_clipped_adamw_on_the_schedule():
+    # An independent reference: optax's own chain of clipping and AdamW on the schedule.
+    import optax
+
+    from tellus.training.optimizer import learning_rate_schedule
+
+    cfg = dataclasses.replace(
+        CFG,
+        optimizer=dataclasses.replace(CFG.optimizer, clip_global_norm=0.05, weight_decay=0.3),
+    )
+    model = toy_model.make_model(toy_model.ToyConfig())
+    fns, state = step_lib.init_train_state(model, cfg)
+    params = _host(state.params)
+    tx = optax.chain(
+        optax.clip_by_global_norm(0.05),
+        optax.adamw(
+            learning_rate_schedule(cfg.optimizer),
+            b1=cfg.optimizer.b1,
+            b2=cfg.optimizer.b2,
+            eps=cfg.optimizer.eps,
+            weight_decay=0.3,
+        ),
+    )
+    opt = tx.init(params)
+    step = step_lib.jit_train_step(step_lib.make_train_step(fns, toy_model.loss_fn))
+
+    def loss_of(p, batch):
+        return toy_model.loss_fn(step_lib.merge_model(fns.graphdef, p, state.rest), batch)
+
+    for i in range(3):
+        batch = toy_model.place_batch(toy_model.synthetic_batch(0, i, 8))
+        grads = jax.grad(loss_of)(params, batch)
+        updates, opt = tx.update(grads, opt, params)
+        params = optax.apply_updates(params, updates)
+        state, _ = step(state, batch)
+    for got, want in zip(
+        jax.tree.leaves(_host(state.params)), jax.tree.leaves(_host(params)), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7)
+
+
 def test_grad_accumulation_equals_big_batch():
     s1, l1, _ = _run(CFG)
     s4, l4, _ = _run(dataclasses.replace(CFG, grad_accum_steps=4))

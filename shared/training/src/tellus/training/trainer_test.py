@@ -5,21 +5,34 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
+import pytest
 
 from tellus.training import checkpoint as ckpt_lib
-from tellus.training import toy_model
+from tellus.training import config as config_lib
+from tellus.training import step as step_lib
+from tellus.training import streams, toy_model, trainer
 
+# Two domains sharing a trunk, each with its own head and batches; the same model and data
+# whether run whole, killed and resumed, or with a save killed half way.
 SCRIPT = r"""
-import dataclasses, functools, os, sys, time
-from tellus.training import config as config_lib, toy_model, trainer
+import dataclasses, os, sys, time
+from tellus.training import config as config_lib, streams, toy_model, trainer
 workdir, mode = sys.argv[1], sys.argv[2]
 cfg = dataclasses.replace(config_lib.preset("tiny"), num_steps=12, checkpoint_every=3, batch_size=4)
-data = trainer.IndexedStream(functools.partial(toy_model.synthetic_batch, 7, batch=4))
+def domain(name, seed, shift, weight):
+    data = streams.LoaderStream(toy_model.SyntheticSource(seed, shift=shift), 4, seed=seed)
+    return trainer.TrainDomain(name, toy_model.multi_loss_fn(name), data, weight=weight,
+                               owns=(f"adapters/{name}",))
+domains = [domain("a", 7, 1, 2.0), domain("b", 8, 2, 1.0)]
 def on_step(step, m):
-    trainer.append_jsonl(os.path.join(workdir, "losses.jsonl"), {"step": step, "loss": m["loss"]})
+    trainer.append_jsonl(os.path.join(workdir, "losses.jsonl"),
+                         {"step": step, "loss": m["loss"], "domain": m["domain"]})
     if mode == "slow":
         time.sleep(0.15)
+    elif mode == "hold":
+        time.sleep(3.0)
 if mode == "kill_in_save":
     from tellus.training import checkpoint as ck_lib, step as step_lib
     model = toy_model.make_model(toy_model.ToyConfig())
@@ -29,7 +42,7 @@ if mode == "kill_in_save":
     ck.wait()
     ck.save(2, state, ck_lib.config_dict(toy_model.ToyConfig(), cfg))
     os.kill(os.getpid(), 9)  # while the async save of step 2 is in flight
-trainer.fit(toy_model.model_from_dict, toy_model.ToyConfig(), cfg, toy_model.loss_fn, data,
+trainer.fit(toy_model.multi_model_from_dict, toy_model.ToyMultiConfig(), cfg, domains,
             workdir, show_progress=False, on_step=on_step)
 """
 
@@ -47,19 +60,32 @@ def _losses(workdir):
     with open(workdir / "losses.jsonl") as f:
         for line in f:
             r = json.loads(line)
-            out[r["step"]] = r["loss"]  # later (resumed) values win
+            out[r["step"]] = (r["domain"], r["loss"])  # later (resumed) values win
     return out
 
 
 def _run(workdir, mode):
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(workdir), mode], env=_env())
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(workdir), mode],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def test_sigkill_and_resume_reproduces_loss_curve(tmp_path):
+def _wait(p, timeout=600):
+    """The exit code and the stderr of ``p`` (its pipe closed)."""
+    _, err = p.communicate(timeout=timeout)
+    return p.returncode, err
+
+
+def test_two_domains_sigkill_and_resume_reproduce_the_loss_curve(tmp_path):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     ref.mkdir()
     killed.mkdir()
-    assert _run(ref, "fast").wait(timeout=120) == 0
+    p_ref = _run(ref, "fast")
+    rc, err = _wait(p_ref, 120)
+    assert rc == 0, err[-3000:]
     p = _run(killed, "slow")
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -67,24 +93,31 @@ def test_sigkill_and_resume_reproduces_loss_curve(tmp_path):
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
-    p.wait()
+    _wait(p)
     n_before = len(_losses(killed))
     assert 8 <= n_before < 12
     ck = ckpt_lib.Checkpointer(killed / "checkpoints")
     resumed_from = ck.latest_step()
     ck.close()
     assert resumed_from is not None and resumed_from < 12
-    assert _run(killed, "fast").wait(timeout=120) == 0
+    p2 = _run(killed, "fast")
+    rc, err = _wait(p2, 120)
+    assert rc == 0, err[-3000:]
     ref_l, got = _losses(ref), _losses(killed)
     assert sorted(got) == list(range(12))
-    assert any(f.startswith("events") for f in os.listdir(killed / "tensorboard"))
-    # Bitwise equal on CPU.
+    # Both domains trained, in the order the weights and the seed give.
+    domains = [ref_l[s][0] for s in range(12)]
+    assert set(domains) == {"a", "b"}
+    assert domains == ["ab"[trainer.domain_schedule([2.0, 1.0], 0, s)] for s in range(12)]
+    events = os.listdir(killed / "tensorboard")
+    assert any(f.startswith("events") for f in events)
+    # Bitwise equal on CPU, with the same domain at every step.
     assert [got[s] for s in range(12)] == [ref_l[s] for s in range(12)]
 
 
 def test_kill_during_async_save_keeps_last_good(tmp_path):
     p = _run(tmp_path, "kill_in_save")
-    assert p.wait(timeout=120) == -9
+    assert _wait(p, 120)[0] == -9
     ck = ckpt_lib.Checkpointer(tmp_path / "checkpoints")
     latest = ck.latest_step()
     assert latest in (1, 2)
@@ -93,12 +126,227 @@ def test_kill_during_async_save_keeps_last_good(tmp_path):
     if any("tmp" in name for name in listing):
         assert latest == 1, listing
     # Whatever is listed is complete and restorable.
-    from tellus.training import config as config_lib
-    from tellus.training import step as step_lib
-
     _, state = step_lib.init_train_state(
         toy_model.make_model(toy_model.ToyConfig()), config_lib.preset("tiny")
     )
     restored = ck.restore(latest, state)
     np.testing.assert_array_equal(restored.params["head"]["kernel"], state.params["head"]["kernel"])
     ck.close()
+
+
+def test_a_second_training_on_the_same_workdir_refuses_naming_the_first(tmp_path):
+    p = _run(tmp_path, "hold")
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / "losses.jsonl").exists():
+            time.sleep(0.05)
+        second = _run(tmp_path, "fast")
+        rc, err = _wait(second, 120)
+        assert rc != 0
+        err = err.strip().splitlines()
+        assert any(f"pid {p.pid}" in line and "LockedError" in line for line in err), err[-3:]
+    finally:
+        p.send_signal(signal.SIGKILL)
+        _wait(p)
+
+
+# --- in process ---------------------------------------------------------------------------
+
+CFG = config_lib.TrainConfig(
+    optimizer=config_lib.OptimizerConfig(peak_learning_rate=1e-2, warmup_steps=1, decay_steps=20),
+    num_steps=6,
+    batch_size=4,
+    checkpoint_every=3,
+    keep_checkpoints=2,
+)
+
+
+def _host(tree):
+    return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
+
+
+def _domains(freeze_b=False):
+    def one(name, seed, shift):
+        data = streams.LoaderStream(toy_model.SyntheticSource(seed, shift=shift), 4, seed=seed)
+        return trainer.TrainDomain(
+            name, toy_model.multi_loss_fn(name), data, owns=(f"adapters/{name}",)
+        )
+
+    return [one("a", 1, 1), one("b", 2, 2)]
+
+
+def test_a_domain_step_moves_only_the_trunk_and_its_own_adapter():
+    model = toy_model.multi_model_from_dict(toy_model.ToyMultiConfig().to_dict())
+    grouping = step_lib.Grouping(owners=(("adapters/a", "a"), ("adapters/b", "b")))
+    fns, state = step_lib.init_train_state(model, CFG, grouping)
+    step_b = step_lib.jit_train_step(
+        step_lib.make_train_step(fns, toy_model.multi_loss_fn("b"), ("shared", "b"))
+    )
+    step_a = step_lib.jit_train_step(
+        step_lib.make_train_step(fns, toy_model.multi_loss_fn("a"), ("shared", "a"))
+    )
+    src_a, src_b = toy_model.SyntheticSource(1), toy_model.SyntheticSource(2, shift=2)
+    batch = lambda src, i: {  # noqa: E731
+        k: np.stack([src[4 * i + j][k] for j in range(4)]) for k in ("x", "y")
+    }
+    state, _ = step_b(state, batch(src_b, 0))  # b's moments are non-zero from here on
+    before = _host(state)
+    state, _ = step_a(state, batch(src_a, 0))
+    after = _host(state)
+    # b's head, its Adam moments and its weight decay did not move on a's step...
+    for k in ("kernel", "bias"):
+        np.testing.assert_array_equal(
+            before.params["adapters"]["b"][k], after.params["adapters"]["b"][k]
+        )
+    for x, y in zip(
+        jax.tree.leaves(before.opt_state["b"]), jax.tree.leaves(after.opt_state["b"]), strict=True
+    ):
+        np.testing.assert_array_equal(x, y)
+    assert np.abs(before.opt_state["b"][0].mu["adapters/b/kernel"]).max() > 0
+    # ...while a's head and the shared trunk did.
+    assert not np.array_equal(
+        before.params["adapters"]["a"]["kernel"], after.params["adapters"]["a"]["kernel"]
+    )
+    assert not np.array_equal(
+        before.params["trunk"]["up"]["kernel"], after.params["trunk"]["up"]["kernel"]
+    )
+
+
+def test_frozen_parameters_do_not_move_and_are_reported(tmp_path):
+    freeze = ("trunk/*",)
+    model = toy_model.multi_model_from_dict(toy_model.ToyMultiConfig().to_dict())
+    start = _host(step_lib.split_model(model)[1])
+    trainer.fit(
+        toy_model.multi_model_from_dict,
+        toy_model.ToyMultiConfig(),
+        CFG,
+        _domains(),
+        tmp_path,
+        freeze=freeze,
+        show_progress=False,
+    )
+    ck = ckpt_lib.Checkpointer(tmp_path / "checkpoints")
+    model, _, state, _ = ckpt_lib.rebuild(ck, ck.latest_step(), toy_model.multi_model_from_dict)
+    ck.close()
+    end = _host(state.params)
+    for k in ("up", "down"):
+        np.testing.assert_array_equal(start["trunk"][k]["kernel"], end["trunk"][k]["kernel"])
+    assert not np.array_equal(start["adapters"]["a"]["kernel"], end["adapters"]["a"]["kernel"])
+    assert "frozen" not in state.opt_state  # no moments kept for what never trains
+    counts = json.loads((tmp_path / "parameter_groups.json").read_text())
+    assert counts == {"frozen": 8 * 16 + 16 + 16 * 8 + 8, "a": 8 * 8 + 8, "b": 8 * 8 + 8}
+
+
+def test_partial_warm_start_loads_the_trunk_and_initializes_new_heads(tmp_path):
+    single = config_lib.TrainConfig(**{**CFG.to_dict(), "optimizer": CFG.optimizer})
+    trainer.fit(
+        toy_model.model_from_dict,
+        toy_model.ToyConfig(),
+        single,
+        trainer.TrainDomain(
+            "toy",
+            toy_model.loss_fn,
+            streams.LoaderStream(toy_model.SyntheticSource(3), 4, seed=3),
+        ),
+        tmp_path / "pre",
+        show_progress=False,
+    )
+    ck = ckpt_lib.Checkpointer(tmp_path / "pre" / "checkpoints")
+    _, _, pre, _ = ckpt_lib.rebuild(ck, ck.latest_step(), toy_model.model_from_dict)
+    ck.close()
+    report = tmp_path / "init.json"
+    factory = ckpt_lib.warm_start(
+        tmp_path / "pre",
+        toy_model.multi_model_from_dict,
+        source_kind=ckpt_lib.Kind("model", 1, toy_model.model_from_dict),
+        partial=True,
+        report=report,
+    )
+    model = factory(toy_model.ToyMultiConfig().to_dict())
+    params = _host(step_lib.split_model(model)[1])
+    fresh = _host(
+        step_lib.split_model(toy_model.multi_model_from_dict(toy_model.ToyMultiConfig().to_dict()))[
+            1
+        ]
+    )
+    np.testing.assert_array_equal(
+        params["trunk"]["up"]["kernel"], np.asarray(pre.params["trunk"]["up"]["kernel"])
+    )
+    # The new heads keep their fresh initialization (nothing of the old head reaches them).
+    np.testing.assert_array_equal(
+        params["adapters"]["a"]["kernel"], fresh["adapters"]["a"]["kernel"]
+    )
+    info = json.loads(report.read_text())
+    assert len(info["loaded"]) == 4 and len(info["initialized"]) == 4
+    with pytest.raises(ckpt_lib.CheckpointKindError, match=r"holds another model.*adapters/a"):
+        ckpt_lib.warm_start(tmp_path / "pre", toy_model.multi_model_from_dict)(
+            toy_model.ToyMultiConfig().to_dict()
+        )
+
+
+def test_validation_loss_per_domain_keeps_the_best_checkpoint(tmp_path):
+    cfg = config_lib.TrainConfig(
+        **{
+            **CFG.to_dict(),
+            "optimizer": CFG.optimizer,
+            "validate_every": 3,
+            "best_metric": "val_loss",
+            "keep_checkpoints": 1,
+        }
+    )
+    doms = _domains()
+    fixed = {
+        k: np.stack([toy_model.SyntheticSource(99)[i][k] for i in range(4)]) for k in ("x", "y")
+    }
+    for d in doms:
+        d.validation = lambda: [fixed]
+    trainer.fit(
+        toy_model.multi_model_from_dict,
+        toy_model.ToyMultiConfig(),
+        cfg,
+        doms,
+        tmp_path,
+        show_progress=False,
+    )
+    ck = ckpt_lib.Checkpointer(tmp_path / "checkpoints", best_metric="val_loss")
+    assert ck.best_step() in ck.all_steps()
+    ck.close()
+
+
+def test_a_corrupt_latest_checkpoint_is_moved_aside_and_training_resumes_before_it(
+    tmp_path, caplog
+):
+    trainer.fit(
+        toy_model.multi_model_from_dict,
+        toy_model.ToyMultiConfig(),
+        CFG,
+        _domains(),
+        tmp_path,
+        show_progress=False,
+    )
+    latest = tmp_path / "checkpoints" / "6"
+    data = max(
+        (p for p in latest.rglob("*") if p.is_file() and "/d/" in str(p)),
+        key=lambda p: p.stat().st_size,
+    )
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    longer = config_lib.TrainConfig(**{**CFG.to_dict(), "optimizer": CFG.optimizer, "num_steps": 9})
+    with caplog.at_level("WARNING"):
+        hist = trainer.fit(
+            toy_model.multi_model_from_dict,
+            toy_model.ToyMultiConfig(),
+            longer,
+            _domains(),
+            tmp_path,
+            show_progress=False,
+        )
+    # Resumed from step 3, the newest checkpoint that restores; step 6 kept, moved aside.
+    assert [s for s, _ in hist] == [3, 4, 5, 6, 7, 8]
+    assert (tmp_path / "checkpoints.corrupt" / "6").is_dir()
+    assert data.name in {p.name for p in (tmp_path / "checkpoints.corrupt" / "6").rglob("*")}
+    # The run went on past it and saved a good step 6 and 9 of its own.
+    ck = ckpt_lib.Checkpointer(tmp_path / "checkpoints")
+    assert ck.latest_step() == 9
+    ck.close()
+    lines = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
