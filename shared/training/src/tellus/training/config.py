@@ -1,7 +1,9 @@
 """Frozen, typed training configuration with named presets.
 
-The training config is kept apart from model and task configs (STYLE.md 13) and is
-JSON-serializable so that it can travel inside a checkpoint (STYLE.md 14).
+The training config is kept apart from the model and task configs, so that one model can
+be trained by several recipes and one recipe reused across models, and it is
+JSON-serializable so that it travels inside every checkpoint and a run can be rebuilt from
+its checkpoint alone.
 """
 
 from __future__ import annotations

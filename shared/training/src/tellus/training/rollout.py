@@ -1,7 +1,8 @@
 """Autoregressive k-step unroll training loss, with gradients through ``lax.scan``.
 
-A wrapper, not a model flag (STYLE.md 10): any one-step model ``x_t -> x_{t+1}`` becomes a
-k-step training objective, the mean over lead times of a per-step loss.
+A wrapper, not a model flag, so that no model needs to know it is unrolled: any one-step
+model ``x_t -> x_{t+1}`` becomes a k-step training objective, the mean over lead times of a
+per-step loss.
 """
 
 from __future__ import annotations
