@@ -7,9 +7,10 @@ Pacific heat content with the eastern SST). Here:
 
 * inputs: ``[batch, history (3 months, t-2..t), variable (SST, heat content), lat, lon]``
   anomalies in K, and the calendar month (1..12) of the last input month ``t``;
-* :class:`Forecaster` (a wrapper, STYLE.md 10) divides each variable by its training standard
-  deviation and multiplies the output by the index's standard deviation, so that
-  :class:`ResoNet` only sees unit-scale numbers and the user only K;
+* :class:`Forecaster` (a wrapper, so that the network itself knows no units) divides each
+  variable by its training standard deviation and multiplies the output by the index's
+  standard deviation, so that :class:`ResoNet` only sees unit-scale numbers and the user
+  only K;
 * the stem: ``len(conv_channels)`` stages of two 3x3 convolutions (periodic in longitude,
   zero-padded in latitude) and a 2x2 average pooling, e.g. 24x72 -> 6x18 tokens;
 * a pre-LayerNorm Transformer encoder over those tokens, with learned positional embeddings
@@ -19,9 +20,10 @@ Pacific heat content with the eastern SST). Here:
   ``lead_rank`` (4) numbers and one linear map reads every lead from them. The predictable
   part of ENSO at all leads comes from a few slow modes (the recharge oscillator's T and h,
   plus the IOD), so a forecast for lead L is a fixed combination of a few state-like
-  features (reduced-rank regression); the long leads, whose targets are mostly noise
-  (correlation 0.25 at 24 months), then fit 4 weights each instead of ``head_hidden``, and
-  borrow the features the well-determined short leads learn.
+  features (reduced-rank regression); the long leads, whose targets are mostly noise (even
+  the optimal forecast explains little of their variance), then fit 4 weights each instead
+  of ``head_hidden``, and borrow the features the well-determined short leads learn. What
+  this head gained over a full-rank one is measured in ``docs/results.md``.
 
 Parameters carry the logical axis names of :mod:`tellus.kernels.partitioning`.
 """
@@ -117,9 +119,9 @@ class ResoNetConfig:
 
 
 PRESETS: dict[str, ResoNetConfig] = {
-    # Seconds per hundred steps on 2 CPU cores; used by tests.
+    # The smallest that still learns: for tests and smoke runs on a CPU.
     "tiny": ResoNetConfig(conv_channels=(8, 16), embed=16, depth=1, heads=2, head_hidden=32),
-    # The default of `just train-enso`: minutes on a CPU.
+    # The default of `just train-enso`, sized for a CPU (its time: docs/results.md).
     "small": ResoNetConfig(),
     # Closer to ResoNet's width (several conv layers of 32-64 channels, a 4-6 block
     # Transformer of width 128-256); for an accelerator.
@@ -285,8 +287,8 @@ class Forecaster(nnx.Module):
 @functools.lru_cache(maxsize=16)
 def _builder(cfg: ResoNetConfig):
     # Under jit, with the RngBitGenerator key: one compilation per config (the seed is an
-    # argument) instead of one per initializer; threefry's init graph alone takes ~10 s to
-    # compile on a CPU.
+    # argument) instead of one per initializer; threefry's init graph alone is slow to
+    # compile on a CPU (docs/performance.md).
     return nnx.jit(lambda key: Forecaster(cfg, rngs=nnx.Rngs(key)))
 
 
