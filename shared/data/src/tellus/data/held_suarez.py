@@ -21,8 +21,9 @@ fields on an equiangular grid without poles. :func:`build` writes the store thro
 chunk boundaries in ``<store stem>.sim-state/`` beside the store, so that a killed build
 resumes where it stopped and writes bitwise the same data.
 
-Measured on 2 shared CPU cores: ``DEFAULT`` (T21, 200-day spin-up, 365 days 6-hourly) builds
-in about 9 minutes (spin-up 4.5, output 4); ``TINY`` in about 10 s.
+``DEFAULT`` (T21, 200-day spin-up, 365 days 6-hourly) takes minutes on a CPU, about half of
+it the spin-up; ``TINY`` takes seconds, so tests build it. The measured times are in
+``docs/performance.md``.
 """
 
 from __future__ import annotations

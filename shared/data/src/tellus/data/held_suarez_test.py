@@ -1,8 +1,8 @@
 """Tests of the Held-Suarez dataset: physics a real atmosphere must show, schema, resumption.
 
-One ``TINY`` build per module (T10, 40-day spin-up, 3 days of output: about 11 s) serves the
-physical checks, jets included; the resumption test builds a short-spin-up variant twice, once
-killed half way, and compares bit for bit.
+One ``TINY`` build per module (T10, 40-day spin-up, 3 days of output; its build time is in
+``docs/performance.md``) serves the physical checks, jets included; the resumption test builds
+a short-spin-up variant twice, once killed half way, and compares bit for bit.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@
   ``p, p + P, p + 2P, ...``: with a per-process batch of ``B / P``, global batch ``k`` is
   positions ``[kB, (k+1)B)`` and each process reads only its ``B / P`` of them;
 * ``Batch`` stacks samples into ``[batch, ...]`` arrays;
-* ``worker_count > 0`` prefetches in worker processes. The default is 0: on this machine's 2
-  cores worker processes were slower than reading in-process (tensorstore already reads
-  concurrently, and ``read_threads`` overlap samples);
+* ``worker_count > 0`` prefetches in worker processes. The default is 0: on a 2-core machine
+  worker processes were slower than reading in-process (tensorstore already reads
+  concurrently, and ``read_threads`` overlap samples; see ``docs/performance.md``);
 * the iterator's ``get_state()`` / ``set_state()`` give a checkpointable position (bytes),
   so a restarted run continues on the same next batch.
 """
