@@ -1,7 +1,7 @@
 """Mesh axes and meshes: one device, N local devices, or many hosts, by the same call.
 
 Every Tellus mesh has the same four named axes, size 1 where unused, so that one table of
-logical axis rules (:mod:`tellus.kernels.partitioning`, to come) applies to any run:
+logical axis rules (:mod:`tellus.kernels.partitioning`) applies to any run:
 
 * ``DATA``: data parallelism; each slice sees different samples, parameters replicated.
 * ``FSDP``: data parallelism with parameters and optimizer state sharded (ZeRO-3 style).

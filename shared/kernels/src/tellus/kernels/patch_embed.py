@@ -22,10 +22,9 @@ so the padding never leaks into the output.
 Each module has two implementations with identical parameters, switched by ``impl``:
 ``"matmul"`` (the default and the fast path: reshape into patches and one einsum, i.e. one
 GEMM) and ``"conv"`` (``jax.lax.conv_general_dilated`` / ``jax.lax.conv_transpose``, the
-reference: it reads like the paper's Conv3d / ConvTranspose3d). Measured on 2 CPU cores
-(forward + backward, batch 4, 13 x 32 x 64 fields, patch 2 x 4 x 4, ``dim`` 96), recovery
-takes 4 ms as a matmul and 2.9 s as a transposed convolution: XLA's CPU backend lowers a
-strided transposed convolution as a dense convolution over a dilated input.
+reference: it reads like the paper's Conv3d / ConvTranspose3d). On CPU the transposed
+convolution is the slow one by orders of magnitude (``docs/performance.md``): XLA's CPU
+backend lowers a strided transposed convolution as a dense convolution over a dilated input.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ SHAPE_2D = (10, 15)  # pads: lat (1, 1), lon (0, 1)
 def _build(cls, *args, seed=0, **kwargs):
     """The layer with N(0, 1) parameters from numpy, non-zero biases included.
 
-    Built abstractly and filled from numpy: the real initializer compiles for ~2 s per
-    shape on CPU (it is tested once, in ``test_params_init_and_logical_names``).
+    Built abstractly and filled from numpy: the real initializer compiles for every shape,
+    which is slow on CPU (``docs/performance.md``); it is tested once, in
+    ``test_params_init_and_logical_names``.
     """
     with nnx.use_eager_sharding(False):  # built outside any mesh
         layer = nnx.eval_shape(lambda: cls(*args, rngs=nnx.Rngs(seed), **kwargs))
