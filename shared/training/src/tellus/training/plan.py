@@ -19,10 +19,10 @@ The number of CPU devices is fixed when JAX starts, so the compile runs in a sub
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``; the parent reads its JSON.
 
 Per device, not global: the compiled executable is the SPMD-partitioned per-device
-program, so its cost and memory analyses are per device. Measured (jax 0.12, CPU): the toy
-step at global batch 64 costs 5.71 GFLOP compiled for 1 device and 0.714 GFLOP for 8
-devices on ``data=8`` (ratio 7.99), with bytes accessed 706 MB vs 92 MB. Global FLOPs are
-``flops_per_device x devices`` (collectives excluded).
+program, so its cost and memory analyses are per device (splitting the toy step's batch
+over 8 devices divides its FLOPs by 8: a test checks it, and the measured figures are in
+``docs/performance.md``). Global FLOPs are ``flops_per_device x devices`` (collectives
+excluded).
 
 Caveats: XLA's CPU compiler fuses, lays out and (for bf16) upcasts differently from the
 TPU and GPU compilers, so the temporaries and bytes accessed are those of the CPU program;
