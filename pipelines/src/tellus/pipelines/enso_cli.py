@@ -1,4 +1,4 @@
-"""``tellus train-enso`` and ``tellus evaluate-enso``: thin entry points over
+"""``tellus train enso`` and ``tellus evaluate-enso``: thin entry points over
 :mod:`tellus.enso`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tellus.pipelines import checks, errors, paths
 
 DEFAULT_RUN = Path("runs") / "enso"
 DEFAULT_REPORT = Path("runs") / "enso_report"
-# The CPU recipe of `just train-enso`: ~8 minutes on 2 cores with the world build.
+# The CPU recipe of `just train-enso`, sized for a few minutes on a CPU (docs/results.md).
 CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 3, 600, 80, 32
 
 

@@ -185,9 +185,9 @@ class Budget:
 
     Fine-tuning is kept short (80 steps of 32: about two passes over the 100 observed
     years): it quickly adapts the amplitude and the long-lead relation to the observed world,
-    then starts to fit the noise of those few years. On 1 200 independent observed years the
-    24-month correlation of the 3-member ensemble was 0.255 / 0.259 / 0.249 / 0.238 after 40 /
-    80 / 150 / 300 steps (0.224 pretrained only).
+    then starts to fit the noise of those few years, so the long-lead skill falls again with
+    more steps. The skill after 40 to 300 fine-tuning steps is measured in
+    ``docs/results.md`` ("What closed the long-lead gap").
     """
 
     pretrain_steps: int = 600
