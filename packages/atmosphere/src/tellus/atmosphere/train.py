@@ -273,7 +273,7 @@ def train_models(
       plan: what to train.
       show_progress: progress bars on a terminal, log lines elsewhere.
       mesh, rules: the device mesh to train on and the logical axis rules (default: one
-        device); see ``tellus train atmosphere --mesh``.
+        device). ``tellus train atmosphere`` does not take a mesh yet: pass one from Python.
     """
     histories = {}
     for lead in plan.leads:
