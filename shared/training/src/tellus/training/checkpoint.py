@@ -4,12 +4,20 @@ Each step directory holds three items (neuralgcm's ``Composite(state=..., config
 
 * ``state``: the TrainState, flattened to ``{"params['trunk']['up']['kernel']": array}``
   so that restores and partial restores match leaves by path name;
-* ``config``: JSON with the model config (used to rebuild the model through a factory)
-  and the training config;
+* ``config``: the JSON envelope ``{kind, version, task, model, train, groups}``
+  (:func:`config_dict`): what the checkpoint is, the data task, the model config (used to
+  rebuild the model through a factory), the training config and the parameter groups of the
+  optimizer state;
 * ``data``: JSON data-iterator state, so a resumed run sees the same data order.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a save
 killed half way never replaces (or shows up as) the last good checkpoint.
+
+A :class:`Kind` names a kind of model, its current version and the :class:`Migration` from
+each older one; :func:`rebuild` checks a checkpoint against it and migrates older versions
+(version 0: written before the envelope, read by its own metadata). :func:`restore_latest`
+resumes from the newest checkpoint that can be read, moving damaged ones aside;
+:func:`warm_start` starts a new phase from an earlier one, in full or ``partial``.
 """
 
 from __future__ import annotations
