@@ -57,5 +57,9 @@ build-atmosphere:
 bench-data *ARGS:
     uv run python -m tellus.data.bench {{ARGS}}
 
+# Wall time of training steps through the loader against batches already in memory.
+bench-loader *ARGS:
+    uv run python -m tellus.atmosphere.bench_loader {{ARGS}}
+
 # Every benchmark.
-bench: bench-data
+bench: bench-data bench-loader

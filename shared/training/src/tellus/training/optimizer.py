@@ -1,4 +1,4 @@
-"""Builds the optax optimizer from an ``OptimizerConfig``."""
+"""The optimizer pieces of an ``OptimizerConfig``: the schedule, AdamW's moments, clipping."""
 
 from __future__ import annotations
 
@@ -40,27 +40,3 @@ def clip_by_global_norm(grads, norm, max_norm: float | None):
         return grads
     factor = jnp.where(norm < max_norm, 1.0, max_norm / jnp.maximum(norm, 1e-30))
     return jax.tree.map(lambda g: (g * factor).astype(g.dtype), grads)
-
-
-def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
-    """Global-norm clipping (optional) followed by AdamW on the schedule.
-
-    Args:
-      cfg: optimizer config.
-
-    Returns:
-      An optax gradient transformation.
-    """
-    parts = []
-    if cfg.clip_global_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.clip_global_norm))
-    parts.append(
-        optax.adamw(
-            learning_rate=learning_rate_schedule(cfg),
-            b1=cfg.b1,
-            b2=cfg.b2,
-            eps=cfg.eps,
-            weight_decay=cfg.weight_decay,
-        )
-    )
-    return optax.chain(*parts)

@@ -151,7 +151,8 @@ class Prefetch:
 
     Args:
       stream: the stream to read.
-      depth: batches read ahead (>= 1).
+      depth: batches read ahead; 0 reads each batch when it is asked for, in the caller's
+        thread (no overlap with compute: for measuring what the read-ahead buys).
       place: applied to each batch in the thread (e.g. ``jax.device_put`` with the batch
         sharding); default the identity.
 
@@ -161,8 +162,8 @@ class Prefetch:
     """
 
     def __init__(self, stream: Stream, depth: int = 2, place: Callable[[Batch], Any] | None = None):
-        if depth < 1:
-            raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+        if depth < 0:
+            raise ValueError(f"prefetch depth must be >= 0, got {depth}")
         self.stream = stream
         self.depth = depth
         self.place = place or (lambda b: b)
@@ -197,6 +198,10 @@ class Prefetch:
         return self
 
     def __next__(self) -> Any:
+        if self.depth == 0:
+            batch = self.place(next(self.stream))
+            self._state = self.stream.state_dict()
+            return batch
         if self._thread is None:
             self._start()
         batch, state, error = self._queue.get()

@@ -42,6 +42,17 @@ def test_prefetch_hands_out_the_state_of_the_batch_it_gave_not_of_those_read_ahe
     resumed.close()
 
 
+def test_depth_0_reads_in_the_callers_thread_with_the_same_batches_and_state():
+    ref = _xs(_stream(), 4)
+    p = streams.Prefetch(_stream(), depth=0)
+    for got, want in zip(_xs(p, 4), ref, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert p._thread is None
+    s = _stream()
+    _xs(s, 4)
+    assert p.state_dict() == s.state_dict()
+
+
 def test_prefetch_raises_the_readers_error_and_keys_are_selected():
     class Broken:
         def __next__(self):

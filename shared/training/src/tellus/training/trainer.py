@@ -133,6 +133,7 @@ def fit(
     lr_scale: Mapping[str, float] | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    prefetch: int = 2,
 ) -> list[tuple[int, float]]:
     """Trains to ``config.num_steps``, resuming from ``workdir`` if it has checkpoints.
 
@@ -151,6 +152,8 @@ def fit(
       lr_scale: learning-rate factor per group (``{"atmosphere": 3.0}``).
       show_progress: show progress (bar or log lines); False for none.
       on_step: called after every step with ``(step, {"loss", "domain"})``.
+      prefetch: batches each domain's stream reads ahead in a background thread (0: read in
+        the training loop, as before the read-ahead existed).
 
     Returns:
       ``[(step, loss), ...]`` for the steps run in this call (each step's own domain).
@@ -193,7 +196,7 @@ def fit(
         ck = ckpt_lib.Checkpointer(
             workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=config.best_metric
         )
-        streams = {d.name: Prefetch(d.data, depth=2, place=_placer(batch_sh)) for d in domains}
+        streams = {d.name: Prefetch(d.data, depth=prefetch, place=_placer(batch_sh)) for d in domains}
         restored = ckpt_lib.restore_latest(ck, state, shardings)
         if restored is not None:
             latest, state, data_state = restored
