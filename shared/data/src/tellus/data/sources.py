@@ -10,12 +10,27 @@ plain numpy arrays (``SAMPLE_KEYS``) in the channel order of its :class:`Channel
     forcings   float32 [history + n_leads, lat, lon, C_f]   (input times, then target times)
     statics    float32 [lat, lon, C_s]
     init_time  int64   nanoseconds since 1970 of t0
+    derived    float32 [n_leads, n_derived]   (only for a task with derived_targets)
 
 Which windows exist: times are counted in steps of ``task.time_step`` (hours, or calendar
 months, via :func:`step_ordinals`); a window exists only if every one of its times is in the
 store, so a gap in the time axis removes the windows that would straddle it instead of
 silently joining data across it. A :class:`DateRange` keeps a window only if *all* its input
 and target times lie inside it, so disjoint ranges (train/validation/test) share no data.
+"All its times" are the task's ``reach_offsets``: the window's offsets and, for a derived
+target's running mean, the steps around each lead it reads (the centred 3-month mean at lead
+24 needs step 25).
+
+Segments: a store with a ``realization`` dim holds several runs on one time axis (a long
+model run cut into consecutive segments, each labelled from the same start). Its windows are
+indexed as (segment, time), segment by segment (:attr:`WindowSource.segment_indices`,
+:attr:`WindowSource.inits`); a window reads one segment only, so none crosses a segment
+boundary, and a :class:`DateRange` applies to the times within every segment.
+
+Derived targets (:class:`tellus.data.tasks.DerivedTarget`, e.g. Nino3.4's centred 3-month
+mean) are computed once when the source opens the store, with
+:func:`tellus.data.derived.derive` over the whole store (each segment has its own
+calendar-month climatology over the base period), and each sample reads them at its leads.
 
 Read path: xarray reads only metadata (the edge). Each sample then reads, per variable, just
 the time indices (and levels) it needs straight from the Zarr array with tensorstore, issuing
@@ -38,7 +53,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from tellus.data import schema, stacking, tasks
+from tellus.data import derived, schema, stacking, tasks
 
 INPUTS = "inputs"
 TARGETS = "targets"
@@ -46,6 +61,10 @@ FORCINGS = "forcings"
 STATICS = "statics"
 INIT_TIME = "init_time"
 SAMPLE_KEYS = (INPUTS, TARGETS, FORCINGS, STATICS, INIT_TIME)
+# Only in the samples of a task with derived targets.
+DERIVED = "derived"
+# The dim of a store's segments (consecutive parts of one long run, or independent runs).
+REALIZATION = "realization"
 
 Backend = Literal["auto", "tensorstore", "zarr"]
 
@@ -139,19 +158,21 @@ def window_indices(
     """Time indices of every complete window, ``[n_windows, len(task.window_offsets)]``.
 
     Row ``w`` lists the store time indices of window ``w`` in the order of
-    ``task.window_offsets`` (inputs, then leads). A window is kept only if all its times exist
-    at the expected spacing and, given ``dates``, all lie in ``[dates.start, dates.stop)``.
+    ``task.window_offsets`` (inputs, then leads). A window is kept only if all its times
+    (``task.reach_offsets``: its offsets and the steps its derived targets' running means
+    read) exist at the expected spacing and, given ``dates``, all lie in
+    ``[dates.start, dates.stop)``.
     """
     ordinals = step_ordinals(times, task.time_step)
-    offsets = np.asarray(task.window_offsets, dtype=np.int64)
-    needed = ordinals[:, None] + offsets[None, :]
+    reach = np.asarray(task.reach_offsets, dtype=np.int64)
+    needed = ordinals[:, None] + reach[None, :]
     idx = np.clip(np.searchsorted(ordinals, needed), 0, len(ordinals) - 1)
     ok = np.all(ordinals[idx] == needed, axis=1)
     if dates is not None:
         ns = pd.DatetimeIndex(times).as_unit("ns").asi8[idx]
         ok &= np.all(ns >= dates.start.as_unit("ns").value, axis=1)
         ok &= np.all(ns < dates.stop.as_unit("ns").value, axis=1)
-    return idx[ok]
+    return idx[ok][:, np.searchsorted(reach, task.window_offsets)]
 
 
 def computed_forcings(
@@ -209,7 +230,7 @@ def _tensorstore_kvstore(store: str, name: str) -> dict | None:
 
 
 class _Reader:
-    """Reads ``array[time_idx][:, level_idx]`` of one Zarr array; returns a future."""
+    """Reads an outer (orthogonal) selection of one Zarr array; returns a future."""
 
     def __init__(self, store: str, name: str, backend: Backend):
         self.store, self.name = store, name
@@ -227,13 +248,13 @@ class _Reader:
             self._ts = None
             self._zarr = zarr.open_array(store, path=name, mode="r")
 
-    def read(self, time_idx: np.ndarray, level_idx: np.ndarray | None):
+    def read(self, key: tuple):
+        """``key``: one entry per leading dim (an index array, an int or a slice)."""
         if self._ts is not None:
-            if level_idx is None:
-                return self._ts[time_idx].read()
-            return self._ts.oindex[time_idx, level_idx].read()
-        sel = (time_idx,) if level_idx is None else (time_idx, level_idx)
-        return _Done(self._zarr.oindex[sel])
+            if len(key) == 1:
+                return self._ts[key[0]].read()
+            return self._ts.oindex[key].read()
+        return _Done(self._zarr.oindex[key])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +266,22 @@ class _Plan:
     level_idx: np.ndarray | None  # Indices into the store's vertical dim; None: all or 2D.
     # (sample key, positions in `rows`, destination rows, channel slice).
     destinations: tuple[tuple[str, np.ndarray, np.ndarray, slice], ...]
+    dims: tuple[str, ...] = ()  # The variable's dims in the store.
+
+    def key(self, time_idx: np.ndarray, segment: int) -> tuple:
+        """The selection of window times ``time_idx`` (and levels) in ``segment``: the
+        segment's index drops the ``realization`` dim."""
+        if REALIZATION not in self.dims:
+            return (time_idx,) if self.level_idx is None else (time_idx, self.level_idx)
+        out = []
+        for dim in self.dims[: -len(schema.SPATIAL_DIMS)]:
+            if dim == schema.TIME:
+                out.append(time_idx)
+            elif dim == REALIZATION:
+                out.append(int(segment))
+            else:  # The vertical dim.
+                out.append(slice(None) if self.level_idx is None else self.level_idx)
+        return tuple(out)
 
 
 def open_metadata(store: str | os.PathLike) -> xr.Dataset:
@@ -263,7 +300,12 @@ class WindowSource:
       dates: the date range windows must lie in, or None for all.
       input_layout, target_layout, forcing_layout, static_layout: channel orders.
       latitude, longitude: grid coordinates (degrees).
+      n_segments: the store's ``realization`` size (1 without that dim).
       time_indices: ``[len(self), n_window_times]`` store time indices of each window.
+      segment_indices: ``[len(self)]`` the segment of each window (windows run segment by
+        segment, in time order within each).
+      derived: ``[n_segments, n_time, n_derived]`` float32, the task's derived targets at every
+        store time (NaN where a running mean leaves the record); ``n_derived`` may be 0.
     """
 
     def __init__(
@@ -285,30 +327,41 @@ class WindowSource:
 
         Raises:
           KeyError: for a variable or level missing from the store.
-          ValueError: for a time axis off the task's time step, or no complete window.
+          ValueError: for a time axis off the task's time step, no complete window, or a
+            derived target that is NaN at a lead of some window (NaN data in its box).
         """
         self.store = str(store)
         self.task = task
         self.dates = dates
         self.backend: Backend = backend
         ds = open_metadata(self.store)
-        for name in task.input_variables + task.target_variables + task.store_forcings:
+        derived_vars = tuple(d.variable for d in task.derived_targets)
+        for name in dict.fromkeys(
+            task.input_variables + task.target_variables + task.store_forcings + derived_vars
+        ):
             if name not in ds.data_vars:
                 raise KeyError(f"{name!r} not in {self.store} ({sorted(ds.data_vars)})")
             dims = ds[name].dims
-            if dims[0] != schema.TIME or dims[-2:] != schema.SPATIAL_DIMS or len(dims) > 4:
+            core = tuple(d for d in dims if d != REALIZATION)
+            if core[0] != schema.TIME or core[-2:] != schema.SPATIAL_DIMS or len(core) > 4:
                 raise ValueError(
                     f"{name!r} has dims {dims}; expected (time, [level|depth], "
-                    "latitude, longitude): bring the store into the schema"
+                    "latitude, longitude), with or without a 'realization' dim: bring the "
+                    "store into the schema"
                 )
 
         self._times = pd.DatetimeIndex(ds.indexes[schema.TIME]).as_unit("ns")
-        self.time_indices = window_indices(self._times, task, dates)
-        if len(self.time_indices) == 0:
+        self.n_segments = int(ds.sizes[REALIZATION]) if REALIZATION in ds.dims else 1
+        windows = window_indices(self._times, task, dates)
+        if len(windows) == 0:
             raise ValueError(
-                f"no complete window of {task.window_offsets} steps of "
+                f"no complete window of {task.reach_offsets} steps of "
                 f"{task.time_step!r} in {self.store} within {dates}"
             )
+        # Segment by segment: window w of segment s is row s * len(windows) + w.
+        self.time_indices = np.tile(windows, (self.n_segments, 1))
+        self.segment_indices = np.repeat(np.arange(self.n_segments), len(windows))
+        self.derived = self._derive()
         self.latitude = np.asarray(ds[schema.LATITUDE].values)
         self.longitude = np.asarray(ds[schema.LONGITUDE].values)
 
@@ -332,6 +385,35 @@ class WindowSource:
         )
         self._plans = self._make_plans(ds)
         self._readers: dict[str, _Reader] | None = None
+
+    def _derive(self) -> np.ndarray:
+        """The derived targets at every time of every segment, checked finite at the leads
+        of every window."""
+        targets = self.task.derived_targets
+        shape = (self.n_segments, len(self._times))
+        if not targets:
+            return np.zeros((*shape, 0), np.float32)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated")
+            # Dask, chunked as the store: the box means read one chunk at a time.
+            ds = xr.open_zarr(self.store, chunks={}, consolidated=None)
+        out = np.empty((*shape, len(targets)), np.float32)
+        for k, target in enumerate(targets):
+            da = derived.derive(ds, target)
+            if REALIZATION not in da.dims:
+                da = da.expand_dims({REALIZATION: self.n_segments})
+            out[..., k] = da.transpose(REALIZATION, schema.TIME).values.astype(np.float32)
+        h = self.task.history_steps
+        at_leads = out[self.segment_indices[:, None], self.time_indices[:, h:]]
+        bad = ~np.isfinite(at_leads).all(axis=(1, 2))
+        if bad.any():
+            w = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"derived targets {self.task.derived_names} are NaN at a lead of {bad.sum()} "
+                f"windows of {self.store} (first: segment {self.segment_indices[w]}, init "
+                f"{self._times[self.time_indices[w, h - 1]]}): the store has NaN in a box"
+            )
+        return out
 
     def _make_plans(self, ds: xr.Dataset) -> tuple[_Plan, ...]:
         h = self.task.history_steps
@@ -364,7 +446,7 @@ class WindowSource:
                 )
                 for key, layout, r in used
             )
-            plans.append(_Plan(name, rows, level_idx, dests))
+            plans.append(_Plan(name, rows, level_idx, dests, tuple(ds[name].dims)))
         return tuple(plans)
 
     # --- grain RandomAccessDataSource ----------------------------------------------------
@@ -378,9 +460,9 @@ class WindowSource:
             raise IndexError(f"window {index} out of range [0, {len(self)})")
         if self._readers is None:
             self._readers = {p.name: _Reader(self.store, p.name, self.backend) for p in self._plans}
-        tidx = self.time_indices[index]
+        tidx, segment = self.time_indices[index], self.segment_indices[index]
         # Issue every read before waiting on any: tensorstore reads them concurrently.
-        futures = [self._readers[p.name].read(tidx[p.rows], p.level_idx) for p in self._plans]
+        futures = [self._readers[p.name].read(p.key(tidx[p.rows], segment)) for p in self._plans]
 
         h, n_lat, n_lon = self.task.history_steps, len(self.latitude), len(self.longitude)
         n_leads = len(self.task.lead_steps)
@@ -394,6 +476,8 @@ class WindowSource:
             STATICS: self._statics.copy(),
             INIT_TIME: np.int64(times_ns[h - 1]),
         }
+        if self.task.derived_targets:
+            out[DERIVED] = self.derived[segment, tidx[h:]]
         computed = self.task.computed_forcings
         if computed:
             values = computed_forcings(computed, times_ns, self.longitude, n_lat)
@@ -425,8 +509,20 @@ class WindowSource:
 
     @property
     def init_times(self) -> pd.DatetimeIndex:
-        """The init time (last input time) of every window."""
+        """The init time (last input time) of every window (the same in every segment)."""
         return self._times[self.time_indices[:, self.task.history_steps - 1]]
+
+    @property
+    def inits(self) -> np.ndarray:
+        """``[len(self), 2]`` the (segment, store time index of the init time) of every
+        window."""
+        t0 = self.time_indices[:, self.task.history_steps - 1]
+        return np.stack([self.segment_indices, t0], axis=-1)
+
+    @property
+    def times(self) -> pd.DatetimeIndex:
+        """The store's time axis (of every segment)."""
+        return self._times
 
     def window_times(self, index: int) -> pd.DatetimeIndex:
         """All times of window ``index``: inputs then targets."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -213,3 +214,99 @@ def test_unstack_returns_a_dataset(era5, store):
     assert targets.temperature.dims == ("lead", "level", "latitude", "longitude")
     np.testing.assert_array_equal(targets.level.values, [850, 50])
     np.testing.assert_array_equal(targets.latitude.values, era5.latitude.values)
+
+
+# --- Monthly stores with segments and a derived (box-mean) target ---------------------------
+
+MONTHS = pd.date_range("1900-01-01", periods=40, freq="MS")
+LAT = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])
+LON = np.array([180.0, 190.0, 200.0, 240.0, 250.0, 300.0])
+SSTA, HCA = "sea_surface_temperature_anomaly", "ocean_heat_content_anomaly"
+
+
+def _climate(n_segments: int | None, seed: int = 0) -> xr.Dataset:
+    """SST and heat-content anomalies, (time, [realization,] lat, lon), random."""
+    rng = np.random.default_rng(seed)
+    seg = () if n_segments is None else (n_segments,)
+    dims = ("time", *(("realization",) if seg else ()), "latitude", "longitude")
+    shape = (len(MONTHS), *seg, len(LAT), len(LON))
+    data = {
+        name: (dims, rng.standard_normal(shape).astype(np.float32), {"units": "K"})
+        for name in (SSTA, HCA)
+    }
+    coords = {"time": MONTHS, "latitude": LAT, "longitude": LON}
+    if seg:
+        coords["realization"] = np.arange(n_segments)
+    return xr.Dataset(data, coords=coords)
+
+
+def _nino_task(**kw) -> tasks.TaskConfig:
+    base = dict(
+        input_variables=(SSTA, HCA),
+        target_variables=(),
+        time_step="MS",
+        history_steps=2,
+        lead_steps=(1, 2, 3),
+        derived_targets=(tasks.DerivedTarget.nino34_3month(("1900-01", "1901-12")),),
+    )
+    return tasks.TaskConfig(**(base | kw))
+
+
+def _nino_by_hand(sst: np.ndarray) -> np.ndarray:
+    """[time] Nino3.4 3-month mean of one segment's [time, lat, lon] field, by hand."""
+    inside = (np.abs(LAT) <= 5)[:, None] & ((LON >= 190) & (LON <= 240))[None, :]
+    w = np.where(inside, np.cos(np.deg2rad(LAT))[:, None], 0.0)
+    raw = (sst.astype(np.float64) * (w / w.sum())).sum((1, 2))
+    base = raw[:24].reshape(2, 12).mean(0)  # the 1900-1901 climatology
+    anom = raw - np.tile(base, 4)[: len(raw)]
+    out = np.full_like(anom, np.nan)
+    out[1:-1] = (anom[:-2] + anom[1:-1] + anom[2:]) / 3
+    return out
+
+
+@pytest.mark.parametrize("backend", ["tensorstore", "zarr"])
+def test_segmented_store_windows_and_derived_target_by_hand(tmp_path, backend):
+    ds = _climate(n_segments=2)
+    src = sources.WindowSource(_write(ds, tmp_path / "c.zarr", 12), _nino_task(), backend=backend)
+    # Months t-1..t+4 (the 3-month mean at lead 3 needs t+4) of 0..39: inits 1..35 per segment.
+    assert src.n_segments == 2 and len(src) == 2 * 35
+    np.testing.assert_array_equal(src.inits[[0, 34, 35, 69]], [[0, 1], [0, 35], [1, 1], [1, 35]])
+    for index in (0, 34, 35, 69):  # first and last window of each segment
+        seg, t = src.inits[index]
+        sample = src[index]
+        assert set(sample) == {*sources.SAMPLE_KEYS, sources.DERIVED}
+        want = ds.isel(realization=seg, time=[t - 1, t])
+        np.testing.assert_array_equal(sample["inputs"][..., 0], want[SSTA].values)
+        np.testing.assert_array_equal(sample["inputs"][..., 1], want[HCA].values)
+        assert sample["targets"].shape == (3, 5, 6, 0) and sample["derived"].shape == (3, 1)
+        hand = _nino_by_hand(ds[SSTA].isel(realization=seg).values)
+        np.testing.assert_allclose(sample["derived"][:, 0], hand[t + 1 : t + 4], atol=1e-6)
+    # Every segment has its own climatology; NaN only where the 3-month mean leaves the record.
+    d = src.derived[..., 0]
+    assert np.isnan(d[:, [0, -1]]).all() and np.isfinite(d[:, 1:-1]).all()
+
+
+def test_derived_target_reach_limits_windows_and_date_ranges(tmp_path):
+    store = _write(_climate(n_segments=None), tmp_path / "c.zarr", 12)
+    task = _nino_task()
+    assert task.reach_offsets == (-1, 0, 1, 2, 3, 4)
+    src = sources.WindowSource(store, task)
+    assert src.n_segments == 1 and len(src) == 35 and set(src.segment_indices) == {0}
+    # Within [1900-01, 1902-01) (months 0..23) the 3-month mean at lead 3 must end by month
+    # 23, so inits 1..19; without it (no running mean) inits would run to 20.
+    in_range = sources.WindowSource(store, task, sources.DateRange("1900-01", "1902-01"))
+    assert in_range.inits[[0, -1], 1].tolist() == [1, 19]
+    plain = dataclasses.replace(
+        task.derived_targets[0], running_mean=1, name="nino34", base_period=None
+    )
+    no_mean = sources.WindowSource(
+        store, _nino_task(derived_targets=(plain,)), sources.DateRange("1900-01", "1902-01")
+    )
+    assert no_mean.inits[-1, 1] == 20
+
+
+def test_nan_in_the_box_refuses_the_derived_target(tmp_path):
+    ds = _climate(n_segments=None)
+    ds[SSTA][20, 2, 2] = np.nan  # The equator at 200E: inside Nino3.4.
+    with pytest.raises(ValueError, match="NaN at a lead"):
+        sources.WindowSource(_write(ds, tmp_path / "c.zarr", 12), _nino_task())

@@ -8,7 +8,10 @@ apart from the model and training configs. It names
 * ``forcing_variables``: known ahead of time, given at input *and* target times: either
   computed from the timestamp (:data:`COMPUTED_FORCINGS`) or read from the store;
 * ``static_variables``: time-independent fields (``land_sea_mask``);
-* ``levels``: pressure levels (hPa) or depths (m) taken from every 3D variable.
+* ``levels``: pressure levels (hPa) or depths (m) taken from every 3D variable;
+* ``derived_targets``: indices no store holds, derived from a store variable at every lead
+  time (:class:`DerivedTarget`: Nino3.4's centred 3-month mean, for example); a task whose
+  targets are all derived has no ``target_variables``.
 
 Time is counted in **steps of the store**, not in durations. ``time_step`` is a pandas
 frequency alias describing the store's time axis (``"1h"``, ``"6h"``, ``"MS"`` for monthly),
@@ -27,7 +30,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from tellus.data import schema
+from tellus.data import regions, schema
 
 # Forcings computed from the timestamp (and longitude, for the local time of day), as in
 # GraphCast: progress through the year / the local solar day, as sin and cos.
@@ -119,6 +122,71 @@ def _check_names(field: str, names: Sequence[str], kinds: Sequence[str], compute
             raise ValueError(f"{field}: {name!r} is a {var.kind} variable, expected one of {kinds}")
 
 
+_2D_TIME_VARYING_KINDS = ("surface", "ocean_surface", "climate")
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedTarget:
+    """A scalar index derived from a 2D store variable, given as a target at every lead.
+
+    The index is the (cos-latitude weighted) mean of ``variable`` over ``box``, as anomalies
+    from its calendar-month climatology over ``base_period``, then a centred running mean over
+    ``running_mean`` steps (:func:`tellus.data.derived.derive` computes it). A window needs
+    the ``running_mean // 2`` steps either side of each lead as well, so it exists only where
+    they are in the store (and in its date range): no target is ever NaN for lack of data.
+
+    Attributes:
+      name: the index's name (``nino34_3month``).
+      variable: the 2D store variable it is computed from.
+      box: the region, from :mod:`tellus.data.regions` (``NINO34``).
+      running_mean: centred running-mean window in steps, odd (1: none).
+      base_period: (first, last) time labels of the climatology, inclusive (``("1850-01",
+        "1949-12")``); None for every time of the store.
+      weighted: cos(latitude) weights; False for equal weights.
+    """
+
+    name: str
+    variable: str
+    box: regions.Box
+    running_mean: int = 1
+    base_period: tuple[str, str] | None = None
+    weighted: bool = True
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"a derived target needs a name, got {self.name!r}")
+        _check_names(f"derived target {self.name!r}", (self.variable,), _2D_TIME_VARYING_KINDS)
+        if not isinstance(self.box, regions.Box):
+            raise TypeError(f"derived target {self.name!r}: box must be a regions.Box")
+        w = self.running_mean
+        if not isinstance(w, int) or isinstance(w, bool) or w < 1 or w % 2 == 0:
+            raise ValueError(
+                f"derived target {self.name!r}: running_mean must be an odd int >= 1 "
+                f"(a centred window), got {w!r}"
+            )
+        if self.base_period is not None:
+            if isinstance(self.base_period, str) or len(self.base_period) != 2:
+                raise ValueError(
+                    f"derived target {self.name!r}: base_period must be (first, last), "
+                    f"got {self.base_period!r}"
+                )
+            object.__setattr__(self, "base_period", tuple(str(t) for t in self.base_period))
+
+    @property
+    def reach(self) -> int:
+        """Steps either side of a lead that its running mean reads."""
+        return self.running_mean // 2
+
+    @classmethod
+    def nino34_3month(
+        cls,
+        base_period: tuple[str, str] | None = None,
+        variable: str = "sea_surface_temperature_anomaly",
+    ) -> DerivedTarget:
+        """The centred 3-month mean of the Nino3.4 anomaly (ONI-style), NOAA CPC's box."""
+        return cls("nino34_3month", variable, regions.NINO34, 3, base_period)
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
     """What a model reads and predicts, in store time steps.
@@ -129,7 +197,8 @@ class TaskConfig:
 
     Attributes:
       input_variables: variables stacked into the inputs.
-      target_variables: variables stacked into the targets.
+      target_variables: variables stacked into the targets; may be empty when
+        ``derived_targets`` is not.
       forcing_variables: names from :data:`COMPUTED_FORCINGS` or time-varying store variables,
         given at input and target times.
       static_variables: static store variables.
@@ -138,6 +207,7 @@ class TaskConfig:
       history_steps: number of input times (>= 1).
       history_spacing: steps between consecutive input times (>= 1).
       lead_steps: target offsets after ``t0``, in steps, strictly increasing and > 0.
+      derived_targets: indices derived from store variables, given at every lead.
     """
 
     input_variables: tuple[str, ...]
@@ -149,6 +219,7 @@ class TaskConfig:
     history_steps: int = 1
     history_spacing: int = 1
     lead_steps: tuple[int, ...] = (1,)
+    derived_targets: tuple[DerivedTarget, ...] = ()
 
     def __post_init__(self):
         # Accept lists for convenience; store tuples so the config stays hashable.
@@ -159,6 +230,7 @@ class TaskConfig:
             "static_variables",
             "levels",
             "lead_steps",
+            "derived_targets",
         ):
             value = getattr(self, field)
             if isinstance(value, str):
@@ -167,8 +239,13 @@ class TaskConfig:
 
         if not self.input_variables:
             raise ValueError("input_variables is empty")
-        if not self.target_variables:
-            raise ValueError("target_variables is empty")
+        if not self.target_variables and not self.derived_targets:
+            raise ValueError("target_variables is empty (and there are no derived_targets)")
+        if any(not isinstance(d, DerivedTarget) for d in self.derived_targets):
+            raise TypeError(f"derived_targets must be DerivedTarget specs: {self.derived_targets}")
+        derived_names = [d.name for d in self.derived_targets]
+        if len(set(derived_names)) != len(derived_names):
+            raise ValueError(f"derived_targets has duplicate names: {derived_names}")
         _check_names("input_variables", self.input_variables, _TIME_VARYING_KINDS)
         _check_names("target_variables", self.target_variables, _TIME_VARYING_KINDS)
         _check_names(
@@ -216,6 +293,18 @@ class TaskConfig:
     def window_offsets(self) -> tuple[int, ...]:
         """All times of a sample relative to the init time, inputs then targets, in steps."""
         return self.history_offsets + self.lead_steps
+
+    @property
+    def reach_offsets(self) -> tuple[int, ...]:
+        """Every time a window needs, relative to the init time, sorted: its window offsets
+        and the steps around each lead that the derived targets' running means read."""
+        reach = max((d.reach for d in self.derived_targets), default=0)
+        around = (lead + k for lead in self.lead_steps for k in range(-reach, reach + 1))
+        return tuple(sorted(set(self.window_offsets) | set(around)))
+
+    @property
+    def derived_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.derived_targets)
 
     @property
     def lead_times(self) -> tuple[pd.Timedelta, ...]:

@@ -7,7 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from tellus.data import tasks
+from tellus.data import regions, tasks
 
 
 def _task(**kw) -> tasks.TaskConfig:
@@ -104,3 +104,53 @@ def test_ocean_preset_counts_leads_in_months():
     assert not tasks.is_fixed_step(task.time_step)
     with pytest.raises(ValueError, match="use lead_steps"):
         _ = task.lead_times
+
+
+def test_derived_targets_extend_the_window_reach():
+    nino = tasks.DerivedTarget.nino34_3month(["1981-01", "2010-12"])
+    assert nino.base_period == ("1981-01", "2010-12") and nino.reach == 1
+    assert nino.box == regions.NINO34 and nino.variable == "sea_surface_temperature_anomaly"
+    task = tasks.TaskConfig(
+        input_variables=("sea_surface_temperature_anomaly", "ocean_heat_content_anomaly"),
+        target_variables=(),
+        time_step="MS",
+        history_steps=3,
+        lead_steps=range(1, 25),
+        derived_targets=[nino],
+    )
+    assert task.window_offsets == (-2, -1, 0, *range(1, 25))
+    # The centred 3-month mean at lead 24 reads month t + 25.
+    assert task.reach_offsets == (-2, -1, 0, *range(1, 26))
+    assert task.derived_names == ("nino34_3month",)
+    assert hash(task) == hash(dataclasses.replace(task))
+    plain = _task()
+    assert plain.reach_offsets == plain.window_offsets
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        (dict(running_mean=2), ValueError, "odd int"),
+        (dict(running_mean=0), ValueError, "odd int"),
+        (dict(variable="temperature"), ValueError, "is a upper_air variable"),
+        (dict(variable="ssta"), ValueError, "the schema calls it"),
+        (dict(base_period="1981"), ValueError, r"base_period must be \(first, last\)"),
+        (dict(box="nino34"), TypeError, "regions.Box"),
+        (dict(name=""), ValueError, "needs a name"),
+    ],
+)
+def test_invalid_derived_targets_raise_clear_errors(kw, error, match):
+    base = dict(name="n", variable="sea_surface_temperature_anomaly", box=regions.NINO34)
+    with pytest.raises(error, match=match):
+        tasks.DerivedTarget(**(base | kw))
+
+
+def test_targets_may_be_all_derived_but_not_absent():
+    nino = tasks.DerivedTarget.nino34_3month()
+    with pytest.raises(ValueError, match="target_variables is empty"):
+        _task(target_variables=())
+    with pytest.raises(ValueError, match="duplicate names"):
+        _task(target_variables=(), derived_targets=(nino, nino))
+    with pytest.raises(TypeError, match="DerivedTarget specs"):
+        _task(derived_targets=("nino34_3month",))
+    assert _task(target_variables=(), derived_targets=(nino,)).target_variables == ()
