@@ -2,9 +2,10 @@
 
 Regions are :class:`tellus.data.regions.Box` objects, the same as the metrics use; every
 index is the cos(latitude) weighted mean of an SST (or SST anomaly) field over a box, turned
-into anomalies from a monthly climatology over an optional base period. Box edges are
-inclusive and given in degrees east in [0, 360) as the schema's longitudes. Region
-definitions follow NOAA CPC:
+into anomalies from a monthly climatology over an optional base period, by the functions of
+:mod:`tellus.data.derived` (the same that derive Nino3.4 as a training target in
+:class:`tellus.data.sources.WindowSource`). Box edges are inclusive and given in degrees east
+in [0, 360) as the schema's longitudes. Region definitions follow NOAA CPC:
 
 * Nino3.4, Nino3, Nino4, Nino1+2: the data layer's boxes (:data:`tellus.data.regions.NINO34`,
   ...); ONI: the 3-month running mean of the Nino3.4 anomaly;
@@ -17,46 +18,17 @@ The functions keep every dim other than latitude and longitude (``time``, and e.
 
 from __future__ import annotations
 
-import numpy as np
 import xarray as xr
 
-from tellus.data import schema
+# The box means, climatologies and running means are the data layer's (one implementation:
+# the same that derives Nino3.4 as a training target); re-exported here for the indices' users.
+from tellus.data.derived import box_index, box_mean, box_weights, monthly_anomalies, running_mean
 from tellus.data.regions import NINO3, NINO4, NINO12, NINO34, Box
 
 SST_VARIABLES = ("sea_surface_temperature_anomaly", "sea_surface_temperature")
 
 IOD_WEST = Box("iod_west", -10.0, 10.0, 50.0, 70.0)
 IOD_EAST = Box("iod_east", -10.0, 0.0, 90.0, 110.0)
-
-
-def box_weights(
-    box: Box, latitude: np.ndarray, longitude: np.ndarray, *, weighted: bool = True
-) -> np.ndarray:
-    """Weights [lat, lon] summing to 1 over the box: cos(latitude), or equal if not weighted.
-
-    Raises:
-      ValueError: no grid point lies in the box.
-    """
-    inside = box.mask(latitude, longitude).values > 0
-    if not inside.any():
-        raise ValueError(f"no grid point lies in box {box}")
-    w = (
-        np.cos(np.deg2rad(np.asarray(latitude, dtype=np.float64)))[:, None]
-        if weighted
-        else (np.ones((len(latitude), 1)))
-    )
-    w = np.where(inside, w, 0.0)
-    return w / w.sum()
-
-
-def box_mean(field: xr.DataArray, box: Box, *, weighted: bool = True) -> xr.DataArray:
-    """The (cos-latitude weighted) mean of ``field`` over ``box``, keeping other dims."""
-    w = box_weights(
-        box, field[schema.LATITUDE].values, field[schema.LONGITUDE].values, weighted=weighted
-    )
-    weights = xr.DataArray(w, dims=schema.SPATIAL_DIMS)
-    out = (field * weights).sum(schema.SPATIAL_DIMS, skipna=False)
-    return out.rename(box.name)
 
 
 def sst_field(ds: xr.Dataset) -> xr.DataArray:
@@ -67,36 +39,10 @@ def sst_field(ds: xr.Dataset) -> xr.DataArray:
     raise KeyError(f"the dataset has none of {SST_VARIABLES}; it has {sorted(ds.data_vars)}")
 
 
-def monthly_anomalies(
-    index: xr.DataArray, base_period: tuple[str, str] | None = None
-) -> xr.DataArray:
-    """Anomalies from the mean of each calendar month over ``base_period`` (None: all times).
-
-    Args:
-      index: a series with a monthly ``time`` dim (and any other dims).
-      base_period: (first, last) time labels, inclusive, e.g. ``("1981", "2010")``.
-    """
-    base = (
-        index
-        if base_period is None
-        else index.sel({schema.TIME: slice(base_period[0], base_period[1])})
-    )
-    if base.sizes[schema.TIME] == 0:
-        raise ValueError(f"base period {base_period} holds no time step of the index")
-    clim = base.groupby(f"{schema.TIME}.month").mean(schema.TIME)
-    out = index.groupby(f"{schema.TIME}.month") - clim
-    return out.drop_vars("month").rename(index.name)
-
-
-def running_mean(index: xr.DataArray, window: int = 3) -> xr.DataArray:
-    """Centred running mean over ``window`` months; NaN where the window leaves the record."""
-    return index.rolling({schema.TIME: window}, center=True).mean()
-
-
 def _anomaly_index(
     ds: xr.Dataset, box: Box, base_period: tuple[str, str] | None, weighted: bool
 ) -> xr.DataArray:
-    return monthly_anomalies(box_mean(sst_field(ds), box, weighted=weighted), base_period)
+    return box_index(sst_field(ds), box, base_period, weighted=weighted)
 
 
 def nino34(
@@ -150,3 +96,27 @@ def all_indices(ds: xr.Dataset, base_period: tuple[str, str] | None = None) -> x
         da.attrs.update(units="K")
         out[name] = da.rename(name)
     return xr.Dataset(out)
+
+
+__all__ = [
+    "IOD_EAST",
+    "IOD_WEST",
+    "NINO3",
+    "NINO4",
+    "NINO12",
+    "NINO34",
+    "SST_VARIABLES",
+    "Box",
+    "all_indices",
+    "box_mean",
+    "box_weights",
+    "dmi",
+    "monthly_anomalies",
+    "nino3",
+    "nino4",
+    "nino12",
+    "nino34",
+    "oni",
+    "running_mean",
+    "sst_field",
+]
