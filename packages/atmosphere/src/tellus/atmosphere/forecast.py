@@ -9,7 +9,10 @@ the WeatherBench2 forecast layout::
 
 with ``time`` the init time. Given ``out``, each lead is written to a Zarr store as soon as
 it is computed (the store is built under ``out.partial`` and renamed when complete), so a
-10-day forecast at 0.25 deg never holds more than the states in flight.
+10-day forecast at 0.25 deg never holds more than the states in flight. The initial states
+come from a store or from a Dataset in the schema (:func:`initial_conditions`);
+:class:`Predictor`, what ``tellus.load`` returns for atmosphere checkpoints, forecasts from
+a Dataset with the lead models' own leads by default.
 """
 
 from __future__ import annotations
@@ -132,25 +135,37 @@ def output_leads(max_lead: str | pd.Timedelta | int, every: str | pd.Timedelta |
     return list(range(step, top + 1, step))
 
 
-def read_initial_conditions(
-    store: str | Path,
+def initial_conditions(
+    ds: xr.Dataset,
     init_times: Sequence[str | pd.Timestamp],
     cfg: fc.ForecasterConfig,
-) -> tuple[np.ndarray, np.ndarray, stacking.ChannelLayout, xr.Dataset]:
-    """Raw states ``[N, H, W, C]`` at ``init_times``, the statics ``[H, W, S]``, the channel
-    layout and the store (lazily opened).
+    where: str = "the dataset",
+) -> tuple[np.ndarray, np.ndarray, stacking.ChannelLayout]:
+    """Raw states ``[N, H, W, C]`` at ``init_times`` of a Dataset in the schema (a store's,
+    or one in memory), its statics ``[H, W, S]`` and the channel layout.
 
     Raises:
-      KeyError: an init time is not in the store (naming it and the store's range).
+      KeyError: an init time is not in ``ds`` (naming it and ``where``'s range), or a
+        variable or level the model needs is missing.
+      ValueError: ``ds`` is on another grid than the model's.
     """
-    ds = xr.open_zarr(str(store), consolidated=False)
-    times = pd.DatetimeIndex(ds.indexes[schema.TIME])
+    times = pd.DatetimeIndex(np.atleast_1d(ds.indexes[schema.TIME]))
     inits = pd.DatetimeIndex([pd.Timestamp(t) for t in init_times])
     missing = inits.difference(times)
     if len(missing):
+        every = f", every {times[1] - times[0]}" if len(times) > 1 else ""
         raise KeyError(
-            f"init times {[str(t) for t in missing]} are not in {store} "
-            f"({times[0]} .. {times[-1]}, every {times[1] - times[0]})"
+            f"init times {[str(t) for t in missing]} are not in {where} "
+            f"({times[0]} .. {times[-1]}{every})"
+        )
+    grid = (ds.sizes.get(schema.LATITUDE), ds.sizes.get(schema.LONGITUDE))
+    if grid != (cfg.model.lat, cfg.model.lon) or not np.allclose(
+        ds[schema.LATITUDE].values, cfg.latitude
+    ):
+        raise ValueError(
+            f"{where} is on a {grid[0]} x {grid[1]} grid (latitude "
+            f"{np.asarray(ds[schema.LATITUDE].values).tolist()}); the model's is "
+            f"{cfg.model.lat} x {cfg.model.lon} (latitude {list(cfg.latitude)})"
         )
     levels = list(ds[schema.LEVEL].values[: cfg.model.levels]) if cfg.model.levels else []
     layout = stacking.ChannelLayout.from_dataset(
@@ -161,7 +176,22 @@ def read_initial_conditions(
     x0 = stacking.dataset_to_stacked(ds[list(layout.names)].sel(time=inits).load(), layout)
     static_layout = stacking.ChannelLayout.from_dataset(ds, fc.STATIC_VARIABLES, [])
     static = stacking.dataset_to_stacked(ds[list(fc.STATIC_VARIABLES)].load(), static_layout)
-    return x0.astype(np.float32), static.astype(np.float32), layout, ds
+    return x0.astype(np.float32), static.astype(np.float32), layout
+
+
+def read_initial_conditions(
+    store: str | Path,
+    init_times: Sequence[str | pd.Timestamp],
+    cfg: fc.ForecasterConfig,
+) -> tuple[np.ndarray, np.ndarray, stacking.ChannelLayout, xr.Dataset]:
+    """:func:`initial_conditions` of the store at ``store``, and the store (lazily opened).
+
+    Raises:
+      KeyError: an init time is not in the store (naming it and the store's range).
+    """
+    ds = xr.open_zarr(str(store), consolidated=False)
+    x0, static, layout = initial_conditions(ds, init_times, cfg, where=str(store))
+    return x0, static, layout, ds
 
 
 def _lead_dataset(
@@ -194,7 +224,7 @@ def _lead_dataset(
 
 def forecast(
     system: ForecastSystem,
-    store: str | Path,
+    store: str | Path | xr.Dataset,
     init_times: Sequence[str | pd.Timestamp],
     lead_hours: Sequence[int],
     *,
@@ -207,7 +237,8 @@ def forecast(
 
     Args:
       system: the lead models.
-      store: the analysis store the initial conditions come from.
+      store: the analysis store the initial conditions come from, or a Dataset in the
+        schema (in memory or opened).
       init_times: init times (must be store times).
       lead_hours: output leads in hours.
       out: Zarr path to stream the leads to; None keeps the result in memory.
@@ -221,7 +252,11 @@ def forecast(
     """
     cfg = system.config
     inits = pd.DatetimeIndex([pd.Timestamp(t) for t in init_times])
-    x0, static, layout, grid = read_initial_conditions(store, inits, cfg)
+    if isinstance(store, xr.Dataset):
+        grid = store
+        x0, static, layout = initial_conditions(store, inits, cfg)
+    else:
+        x0, static, layout, grid = read_initial_conditions(store, inits, cfg)
     if members > 1:
         if perturb is None:
             raise ValueError(f"members={members} needs a perturbation function")
@@ -258,6 +293,106 @@ def forecast(
         shutil.rmtree(out)
     partial.rename(out)
     return xr.open_zarr(out, consolidated=False)
+
+
+class Predictor:
+    """The lead models of a run as ``tellus.load`` returns them: states in a Dataset in, the
+    forecast in the WeatherBench2 layout out (through :class:`ForecastSystem` and
+    :func:`forecast`).
+
+    Args:
+      system: the lead models.
+    """
+
+    def __init__(self, system: ForecastSystem):
+        self.system = system
+
+    @property
+    def leads(self) -> tuple[int, ...]:
+        """The lead models' hours."""
+        return self.system.leads
+
+    def __repr__(self) -> str:
+        m = self.system.config.model
+        return (
+            f"atmosphere Predictor(lead models {', '.join(f'{h} h' for h in self.leads)}; "
+            f"{m.lat} x {m.lon} grid, {m.levels} levels)"
+        )
+
+    def forecast(
+        self,
+        ds: xr.Dataset,
+        *,
+        lead: str | int | None = None,
+        every: str | int | None = None,
+        init_time: str | pd.Timestamp | Sequence[str | pd.Timestamp] | None = None,
+        members: int = 1,
+        perturbation: str = "perlin",
+        seed: int = 0,
+        out: str | Path | None = None,
+        show_progress: bool = False,
+    ) -> xr.Dataset:
+        """The forecast from the states in ``ds``.
+
+        Args:
+          ds: a Dataset in the schema on the model's grid with the state at the init
+            time(s) (the upper-air variables on the model's levels, the surface variables)
+            and the static fields (``land_sea_mask``, ``soil_type``,
+            ``geopotential_at_surface``); ``time`` a dimension or a scalar coordinate.
+          lead: the longest lead (``"5d"``, ``"36h"`` or hours); default the longest lead
+            model's.
+          every: the output interval; default the shortest lead model's.
+          init_time: the init time(s), among ``ds``'s times; default every one.
+          members: ensemble members (1: deterministic); member 0 is the control.
+          perturbation: ``perlin``, ``gaussian`` or ``bred``
+            (:func:`tellus.atmosphere.ensemble.perturbation_fn`), for ``members > 1``.
+          seed: the perturbations' seed.
+          out: a Zarr path to stream the forecast to (replaced); None keeps it in memory.
+          show_progress: show the progress over leads.
+
+        Returns:
+          ``(time, prediction_timedelta, [realization,] [level,] latitude, longitude)``,
+          ``time`` the init time.
+
+        Raises:
+          KeyError: an init time not in ``ds``, or a variable or level the model needs.
+          ValueError: ``ds`` on another grid, or leads the lead models cannot reach.
+        """
+        if schema.TIME not in ds.dims:
+            if schema.TIME not in ds.coords:
+                raise KeyError(f"the dataset has no {schema.TIME!r} (the init time)")
+            ds = ds.expand_dims(schema.TIME)
+            for name in fc.STATIC_VARIABLES:
+                if name in ds:
+                    ds[name] = ds[name].isel({schema.TIME: 0}, drop=True)
+        if init_time is None:
+            inits = list(pd.DatetimeIndex(ds.indexes[schema.TIME]))
+        elif isinstance(init_time, str | pd.Timestamp | np.datetime64):
+            inits = [pd.Timestamp(init_time)]
+        else:
+            inits = [pd.Timestamp(t) for t in init_time]
+        lead_hours = output_leads(
+            max(self.leads) if lead is None else lead, self.leads[0] if every is None else every
+        )
+        self.system.calls(lead_hours)  # every lead reachable from the lead models
+        perturb = None
+        if members > 1:
+            from tellus.atmosphere import ensemble
+
+            static = None
+            if perturbation == "bred":  # breeding steps the model: it needs the statics
+                static = initial_conditions(ds, inits[:1], self.system.config)[1]
+            perturb = ensemble.perturbation_fn(self.system, perturbation, seed, static=static)
+        return forecast(
+            self.system,
+            ds,
+            inits,
+            lead_hours,
+            out=out,
+            members=members,
+            perturb=perturb,
+            show_progress=show_progress,
+        )
 
 
 def _create_store(path: Path, layout, inits, members, leads, grid) -> None:
