@@ -28,13 +28,16 @@ def _pyproject(member: str) -> dict:
 
 
 def _owners() -> dict[str, str]:
-    """``{subpackage of tellus: distribution name}`` over the workspace."""
+    """``{subpackage or module of tellus: distribution name}`` over the workspace (a module
+    such as ``tellus/load.py`` counts as its own subpackage)."""
     out = {}
     for member in MEMBERS:
         name = _pyproject(member)["project"]["name"]
         for sub in (ROOT / member / "src" / "tellus").iterdir():
             if sub.is_dir() and any(sub.rglob("*.py")):
                 out[sub.name] = name
+            elif sub.suffix == ".py":
+                out[sub.stem] = name
     return out
 
 

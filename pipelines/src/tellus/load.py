@@ -1,0 +1,72 @@
+"""``tellus.load(checkpoint)``: any trained Tellus model, found by its checkpoint's kind.
+
+::
+
+    import tellus.load
+
+    model = tellus.load("runs/atmosphere")  # every lead_*h model of a run
+    fc = model.forecast(analysis.sel(time=["2000-10-28T00"]), lead="5d", every="6h")
+
+    ensemble = tellus.load("runs/enso")  # the member_* of an ensemble
+    nino = ensemble.forecast(world_ds, init_time="1990-12")
+
+``tellus`` is a namespace package split over several distributions, so it has no
+``__init__.py`` to hold a function; this module is callable instead (its class is a
+:class:`types.ModuleType` whose ``__call__`` is :func:`load`), and ``from tellus.load import
+load`` works as well. It sits with ``tellus.pipelines`` in the top layer of the import
+contract: it reaches the domain packages only through the registry
+(:func:`tellus.training.domains.for_checkpoint`, entry points ``tellus.domains``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+from tellus.training import checkpoint as ckpt_lib
+from tellus.training import domains
+
+
+def load(checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
+    """The trained model(s) at ``checkpoint``, of whichever registered domain reads its kind.
+
+    Args:
+      checkpoint: a training workdir (``checkpoints/`` in it) or a folder of several: an
+        atmosphere run of ``lead_*h`` models, an ENSO ensemble of ``member_*``.
+      **options: for the domain's loader (``naive=`` for the atmosphere, ``phase=`` for
+        ENSO; see each ``tellus.<domain>.domain.load``).
+
+    Returns:
+      An object whose ``forecast(ds: xarray.Dataset, ...)`` returns an ``xarray.Dataset``:
+      for the atmosphere (:class:`tellus.atmosphere.forecast.Predictor`) the state at an
+      init time in the schema -> the forecast in the WeatherBench2 layout; for ENSO
+      (:class:`tellus.enso.forecast.Predictor`) three months of SST and heat-content
+      anomaly maps -> Nino3.4 by lead.
+
+    Raises:
+      FileNotFoundError: ``checkpoint`` is not a checkpoint folder, or holds no complete
+        checkpoint.
+      tellus.training.checkpoint.CheckpointKindError: its kind is one no registered domain
+        reads (or its version one this Tellus cannot read).
+    """
+    domain = domains.for_checkpoint(checkpoint)
+    if domain.load is None:
+        raise ckpt_lib.CheckpointKindError(
+            f"{str(checkpoint)!r} holds a {domain.kind.name!r} checkpoint of the domain "
+            f"{domain.name!r}, which has no loader"
+        )
+    return domain.load(checkpoint, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``tellus.load(...)`` after ``import tellus.load``."""
+
+    def __call__(self, checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
+        return load(checkpoint, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["load"]
