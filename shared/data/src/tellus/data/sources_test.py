@@ -86,12 +86,14 @@ def test_samples_match_xarray_selection(era5, store):
         assert sample["init_time"].dtype == np.int64
 
 
-def test_zarr_backend_and_pickled_source_agree(store):
+def test_zarr_backend_cached_and_pickled_sources_agree(store):
     src = sources.WindowSource(store, _task(), backend="tensorstore")
     other = sources.WindowSource(store, _task(), backend="zarr")
+    cached = sources.WindowSource(store, _task(), cache_bytes=1 << 24)
     src[5]  # Opens readers, which must not travel through pickle.
+    cached[4]  # Fills the cache with chunks window 5 reads too.
     clone = pickle.loads(pickle.dumps(src))
-    for s in (other[5], clone[5]):
+    for s in (other[5], clone[5], cached[5], pickle.loads(pickle.dumps(cached))[5]):
         for key in sources.SAMPLE_KEYS:
             np.testing.assert_array_equal(s[key], src[5][key])
 
