@@ -135,6 +135,7 @@ def test_an_enso_ensemble_forecasts_nino34_by_lead_as_its_members(enso):
         ds = _maps(ref["x"][i], f"2001-{int(month):02d}")
         out = model.forecast(ds)  # from its last month
         assert out[enso_forecast.NINO34].dims == (enso_forecast.INIT_TIME, enso_forecast.LEAD)
+        assert set(out.dims) == {enso_forecast.INIT_TIME, enso_forecast.LEAD, "member"}
         assert out.sizes[enso_forecast.LEAD] == 24 and out.sizes[enso_forecast.MEMBER] == 2
         y = enso_train.predict(members, ref["x"][i : i + 1], ref["month"][i : i + 1])
         np.testing.assert_allclose(out[enso_forecast.NINO34].values, y, rtol=1e-5, atol=1e-6)

@@ -44,9 +44,11 @@ def load(path: str | Path, *, naive: bool = False):
         path = path.parent
     if any(path.glob("lead_*h")):
         models = train.load_models(path)
-    else:
+    elif (path / domains.CHECKPOINTS).is_dir():
         model = train.load_forecaster(path)
         models = {model.config.lead_hours: model}
+    else:  # (a Checkpointer would create the folder it is given)
+        raise FileNotFoundError(f"no atmosphere model in {str(path)!r}: no lead_*h or checkpoints/")
     return forecast.Predictor(forecast.ForecastSystem(models, naive=naive))
 
 

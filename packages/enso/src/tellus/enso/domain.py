@@ -43,8 +43,13 @@ def load(path: str | Path, *, phase: str = "finetune"):
         models = [train.load_member(path)]
     elif any(path.glob("member_*")):
         models = train.load_ensemble(path, phase=phase)
-    else:
+    elif (path / phase / domains.CHECKPOINTS).is_dir():
         models = [train.load_member(path / phase)]
+    else:  # (a Checkpointer would create the folder it is given)
+        raise FileNotFoundError(
+            f"no ENSO model in {str(path)!r}: no checkpoints/, member_* or "
+            f"{phase}/checkpoints in it"
+        )
     return forecast.Predictor(models)
 
 

@@ -53,11 +53,17 @@ def init_positions(
 
     Raises:
       KeyError: an init month is not in ``ds``, naming the months it holds.
-      ValueError: an init month without the months before it that the model reads.
+      ValueError: an init month without the months before it that the model reads, or
+        ``ds`` not monthly.
     """
     months = _months(ds)
     if not len(months):
         raise KeyError(f"{where} holds no month")
+    if months.has_duplicates:
+        raise ValueError(
+            f"{where} holds several times in a month ({months[months.duplicated()][0]}); "
+            f"the model reads monthly maps"
+        )
     if init_times is None:
         wanted = [months[-1]]
     elif isinstance(init_times, str | pd.Timestamp | np.datetime64):
@@ -82,12 +88,21 @@ def init_positions(
     return np.asarray(out, np.int64)
 
 
+def check_inputs(ds: xr.Dataset, where: str = "the dataset") -> None:
+    """``ds`` holds the variables the model reads.
+
+    Raises:
+      KeyError: naming the missing ones.
+    """
+    absent = [v for v in INPUTS if v not in ds]
+    if absent:
+        raise KeyError(f"{where} lacks {absent}; the model reads {list(INPUTS)}")
+
+
 def inputs(ds: xr.Dataset, positions: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
     """``x`` [realization, N, history, 2, lat, lon] (realization 1 without the dim) and the
     calendar month [N] of the inits at ``positions``."""
-    absent = [v for v in INPUTS if v not in ds]
-    if absent:
-        raise KeyError(f"the dataset lacks {absent} (the model reads {list(INPUTS)})")
+    check_inputs(ds)
     fields = xr.concat([ds[v] for v in INPUTS], dim="variable")
     if world.REALIZATION not in fields.dims:
         fields = fields.expand_dims(world.REALIZATION)
@@ -160,6 +175,7 @@ class Predictor:
         from tellus.enso import train
 
         cfg = self.config
+        check_inputs(ds, where)
         positions = init_positions(ds, init_time, cfg.history, where)
         grid = (ds.sizes.get(schema.LATITUDE), ds.sizes.get(schema.LONGITUDE))
         if grid != (cfg.n_lat, cfg.n_lon):
@@ -173,7 +189,7 @@ class Predictor:
         months = np.tile(month, n_real)
         each = np.stack([train.predict([m], flat, months) for m in self.models])
         each = each.reshape(len(self.models), n_real, n_init, cfg.n_leads)
-        inits = pd.DatetimeIndex(ds.indexes[schema.TIME][positions])
+        inits = pd.DatetimeIndex(ds[schema.TIME].values[positions], name=INIT_TIME)
         leads = np.arange(1, cfg.n_leads + 1)
         valid = np.stack(
             [(inits.to_period("M") + int(k)).to_timestamp().values for k in leads], axis=1
@@ -211,6 +227,7 @@ __all__ = [
     "NINO34",
     "VALID_TIME",
     "Predictor",
+    "check_inputs",
     "init_positions",
     "inputs",
 ]
