@@ -59,6 +59,13 @@ def places(tmp_path_factory) -> dict[str, Path]:
 def test_usage_errors_are_one_line():
     refused(["nosuch"], "No such command 'nosuch'")
     refused(["forecast"], "--init")
+    refused(["forecast", "enso"], "--init")
+    for verb in ("train", "forecast", "evaluate"):  # the domains named from the registry
+        refused(
+            [verb, "ocean"],
+            "DOMAIN: 'ocean' is not a registered domain (registered: atmosphere, enso",
+            f"`tellus {verb}` serves atmosphere, enso",
+        )
     refused(["forecast", "--init", "2000-01-01T00", "--bogus"], "--bogus")
     refused(["data", "build", "nope"], "'nope'", "atmosphere")
     refused(["plan", "--dtype", "f16"], "--dtype", "'f16'")
@@ -117,6 +124,9 @@ def test_atmosphere_commands(places, tmp_path):
     (run / "lead_6h").mkdir()  # a training that never wrote a checkpoint
     refused(["forecast", *init, *store, "--workdir", run], "--workdir", "no complete checkpoint")
     refused(["forecast", *init, *store, "--out", p["folder"]], "--out", "would be replaced")
+    # the same command with its domain named
+    refused(["forecast", "atmosphere", *init, "--every", "12h", "--lead", "6h"], "--every 12h")
+    refused(["evaluate", "atmosphere", *store, "--max-inits", "0"], "--max-inits")
     refused(["evaluate", *store, "--workdir", tmp_path / "none"], "--workdir", "does not exist")
     refused(["evaluate", *store, "--report", p["file"]], "--report", "is a file")
     refused(["evaluate", *store, "--init-every", "0h"], "--init-every: '0h'", "positive")
@@ -148,7 +158,8 @@ def test_enso_commands(places, tmp_path):
     refused(["train", "enso", "--worlds", p["file"]], "--worlds", "is a file")
     assert not (tmp_path / "enso").exists() and not (tmp_path / "worlds").exists()
     run = tmp_path / "run"
-    evaluate = ["evaluate-enso", "--workdir", run]
+    refused(["evaluate-enso", "--workdir", run], "--workdir", "ensemble.json missing")  # old name
+    evaluate = ["evaluate", "enso", "--workdir", run]
     refused(evaluate, "--workdir", "ensemble.json missing", "tellus train enso")
     run.mkdir()
     (run / "ensemble.json").write_text("{}")
@@ -159,6 +170,38 @@ def test_enso_commands(places, tmp_path):
     refused([*evaluate, "--long-test-years", "1"], "--long-test-years", "no sample")
     refused([*evaluate, "--long-test-years", "1201"], "--long-test-years", "equal segments")
     refused([*evaluate, "--report", p["file"]], "--report", "is a file")
+
+
+def test_enso_forecast(places, tmp_path):
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    from tellus.enso import world
+
+    p = places
+    maps = tmp_path / "maps.zarr"  # 2000-01 .. 2000-06, no model behind it
+    dims = ("time", "latitude", "longitude")
+    zeros = np.zeros((6, 4, 8), np.float32)
+    xr.Dataset(
+        {world.SST: (dims, zeros), world.HEAT: (dims, zeros)},
+        coords={"time": pd.date_range("2000-01", periods=6, freq="MS")},
+    ).to_zarr(maps, zarr_format=3, consolidated=False)
+    forecast = ["forecast", "enso", "--init", "2000-06"]
+    refused([*forecast, "--store", p["missing"]], "--store", "does not exist")
+    refused([*forecast, "--store", p["folder"]], "--store", "without Zarr metadata")
+    refused([*forecast, "--store", p["mock"]], "--store", "lacks", world.SST)
+    refused([*forecast, "--store", maps, "--out", p["folder"]], "--out", "is a folder")
+    refused([*forecast, "--store", maps, "--out", p["file"] / "f.nc"], "--out", "is a file")
+    store = ["--store", maps]
+    refused(["forecast", "enso", "--init", "1999-12", *store], "--init", "['1999-12'] are not in")
+    refused(
+        ["forecast", "enso", "--init", "2000-02", *store],
+        "--init: init month 2000-02 needs the 2 months before it (1999-12, 2000-01)",
+    )
+    refused([*forecast, *store, "--workdir", tmp_path / "none"], "--workdir", "tellus train enso")
+    refused([*forecast, *store, "--workdir", p["folder"]], "--workdir", "no ENSO model in")
+    assert not (p["folder"] / "finetune").exists()  # nothing made where no model was
 
 
 def test_plan(places, tmp_path):

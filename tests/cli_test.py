@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tellus.data import held_suarez, statistics
 from tellus.enso import train as enso_train
+from tellus.enso import world
 from tellus.pipelines.cli import app
 
 SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "era5-samples"
@@ -211,10 +212,34 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
     assert "member 0: already trained" in again
     assert (worlds / "model.zarr").exists() and (run / "ensemble.json").exists()
     assert json.loads((run / "ensemble.json").read_text())["model_overrides"] == {"lead_rank": None}
-    assert enso_train.load_ensemble(run)[0].config.lead_rank is None  # a full-rank head
-    # evaluate-enso opens the 60-year worlds it was trained on, not the 1200-year default
+    members = enso_train.load_ensemble(run)
+    assert members[0].config.lead_rank is None  # a full-rank head
+    # forecast enso: Nino3.4 by lead from init months of the observed world (1850 .. 1909)
+    observed = ["--store", str(worlds / "observed.zarr"), "--workdir", str(run)]
+    bad = runner.invoke(app, ["forecast", "enso", "--init", "1850-02", *observed])
+    assert bad.exit_code == 2 and "needs the 2 months before it" in _flat(bad.output)
     out = _run(
-        "evaluate-enso",
+        "forecast",
+        "enso",
+        "--init",
+        "1900-12",
+        "--init",
+        "1901-01",
+        *observed,
+        "--out",
+        str(tmp_path / "nino.nc"),
+    )
+    assert "Nino3.4 from 2 init month(s) at leads 1-24 months, 1 member(s)" in out
+    with xr.open_dataset(tmp_path / "nino.nc") as fc, xr.open_zarr(worlds / "observed.zarr") as w:
+        assert fc["nino34"].dims == ("init_time", "lead") and fc.sizes["lead"] == 24
+        i = int(np.flatnonzero(w.time.values == np.datetime64("1900-12-01"))[0])
+        x = np.stack([w[v].values[i - 2 : i + 1] for v in (world.SST, world.HEAT)], axis=1)
+        y = enso_train.predict(members, x[None], np.array([12]))[0]
+        np.testing.assert_allclose(fc["nino34"].values[0], y, rtol=1e-5, atol=1e-6)
+    # evaluate enso opens the 60-year worlds it was trained on, not the 1200-year default
+    out = _run(
+        "evaluate",
+        "enso",
         "--workdir",
         str(run),
         "--worlds",

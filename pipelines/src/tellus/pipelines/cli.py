@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import atmosphere_cli, checks, data_cli, enso_cli, errors, paths, plan_cli
+from tellus.pipelines import (
+    atmosphere_cli,
+    checks,
+    data_cli,
+    domain_cli,
+    enso_cli,
+    errors,
+    paths,
+    plan_cli,
+)
 
 app = typer.Typer(
     cls=errors.TellusGroup,
@@ -16,13 +25,29 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(data_cli.app, name="data")
-train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+# `tellus train|forecast|evaluate DOMAIN`: one subcommand per domain. forecast and evaluate
+# without a domain are the atmosphere's (their form before they took one).
+train_app = domain_cli.app("Train a domain's models.")
 train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
 train_app.command("enso")(enso_cli.train_enso)
 app.add_typer(train_app, name="train")
-app.command("forecast")(atmosphere_cli.forecast)
-app.command("evaluate")(atmosphere_cli.evaluate)
-app.command("evaluate-enso")(enso_cli.evaluate_enso)
+forecast_app = domain_cli.app(
+    "Forecast with a domain's trained models (no DOMAIN: the atmosphere).",
+    default=domain_cli.DEFAULT_DOMAIN,
+)
+forecast_app.command("atmosphere")(atmosphere_cli.forecast)
+forecast_app.command("enso")(enso_cli.forecast_enso)
+app.add_typer(forecast_app, name="forecast")
+evaluate_app = domain_cli.app(
+    "Score a domain's trained models against its baselines (no DOMAIN: the atmosphere).",
+    default=domain_cli.DEFAULT_DOMAIN,
+)
+evaluate_app.command("atmosphere")(atmosphere_cli.evaluate)
+evaluate_app.command("enso")(enso_cli.evaluate_enso)
+app.add_typer(evaluate_app, name="evaluate")
+app.command("evaluate-enso", hidden=True, help="The older name of `tellus evaluate enso`.")(
+    enso_cli.evaluate_enso
+)
 app.command("plan")(plan_cli.plan)
 
 

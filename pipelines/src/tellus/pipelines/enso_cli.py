@@ -1,5 +1,5 @@
-"""``tellus train enso`` and ``tellus evaluate-enso``: thin entry points over
-:mod:`tellus.enso`."""
+"""``tellus train enso``, ``tellus forecast enso`` and ``tellus evaluate enso`` (also
+``tellus evaluate-enso``): thin entry points over :mod:`tellus.enso`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from tellus.pipelines import checks, errors, paths
 
 DEFAULT_RUN = Path("runs") / "enso"
 DEFAULT_REPORT = Path("runs") / "enso_report"
+DEFAULT_FORECAST = Path("runs") / "enso_forecast.nc"
+TRAIN_FIRST = "; train the ensemble with `tellus train enso`"
 # The CPU recipe of `just train-enso`, sized for a few minutes on a CPU (docs/results.md).
 CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 3, 600, 80, 32
 
@@ -255,6 +257,85 @@ def evaluate_enso(
     console.print(f"report in {report} ({time.perf_counter() - t0:.0f} s)")
 
 
+def _forecast_out_option(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Callback: ``value`` is a Zarr store to write (``.zarr``) or a NetCDF file, in a folder
+    that is or can be made."""
+    if value is None or value.suffix == ".zarr":
+        return checks.replaceable_store_option(param, value)
+    if value.is_dir():
+        raise errors.UserError(
+            f"{str(value)!r} is a folder; expected a NetCDF file name (or a .zarr store)",
+            param=errors.param_name(param),
+        )
+    checks.writable_dir(value.absolute().parent, errors.param_name(param))
+    return value
+
+
+def forecast_enso(
+    init: Annotated[
+        list[str],
+        typer.Option(
+            help="Init month(s), e.g. 1990-12: the last of the 3 months of maps read.",
+            callback=checks.timestamps_option,
+        ),
+    ],
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            help="World store of the SST and heat-content anomaly maps (default: the "
+            "observed world, $TELLUS_DATA/enso/observed.zarr)."
+        ),
+    ] = None,
+    workdir: Annotated[Path, typer.Option(help="The trained ensemble.")] = DEFAULT_RUN,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="NetCDF file, or a Zarr store if it ends in .zarr (replaced if it exists).",
+            callback=_forecast_out_option,
+        ),
+    ] = DEFAULT_FORECAST,
+) -> None:
+    """The ensemble's Nino3.4 (centred 3-month mean) at leads 1-24 months from init months
+    of a world store: dims (init_time, lead), the members' too."""
+    import xarray as xr
+
+    from tellus.enso import domain
+    from tellus.enso import forecast as fc_lib
+    from tellus.training.checkpoint import CheckpointKindError
+
+    hint = "; build the worlds with `tellus train enso`" if store is None else ""
+    store = store or worlds_dir() / "observed.zarr"
+    checks.existing_store(store, "--store", hint)
+    ds = xr.open_zarr(store, consolidated=False)
+    with errors.user_errors(KeyError, param="--store"):
+        fc_lib.check_inputs(ds, str(store))
+    with errors.user_errors(KeyError, ValueError, param="--init"):
+        fc_lib.init_positions(ds, init, where=str(store))  # before any model is loaded
+    checks.existing_dir(workdir, "--workdir", TRAIN_FIRST)
+    with errors.user_errors(FileNotFoundError, CheckpointKindError, param="--workdir"):
+        predictor = domain.load(workdir)
+    with errors.user_errors(KeyError, ValueError):  # the store's variables and grid
+        result = predictor.forecast(ds, init_time=init, where=str(store))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".zarr":
+        result.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+    else:
+        result.to_netcdf(out)
+    typer.echo(
+        f"{out}: Nino3.4 from {result.sizes[fc_lib.INIT_TIME]} init month(s) at leads "
+        f"1-{result.sizes[fc_lib.LEAD]} months, {result.sizes[fc_lib.MEMBER]} member(s)"
+    )
+    if result[fc_lib.NINO34].ndim == 2:  # (init_time, lead): no realizations to list
+        from tellus.enso import skill
+
+        shown = [k for k in skill.SUMMARY_LEADS if k <= result.sizes[fc_lib.LEAD]]
+        for t in range(result.sizes[fc_lib.INIT_TIME]):
+            row = result[fc_lib.NINO34].isel({fc_lib.INIT_TIME: t})
+            month = str(row[fc_lib.INIT_TIME].values)[:7]
+            values = ", ".join(f"{k} mo {float(row.sel({fc_lib.LEAD: k})):+.2f}" for k in shown)
+            typer.echo(f"  {month}: {values} K")
+
+
 def _print_skill(console, summary: dict, where: str) -> None:
     """The correlation table and the verdicts against the baselines."""
     from rich.table import Table
@@ -287,4 +368,11 @@ def _print_skill(console, summary: dict, where: str) -> None:
         )
 
 
-__all__ = ["build_worlds", "evaluate_enso", "open_worlds", "train_enso", "worlds_dir"]
+__all__ = [
+    "build_worlds",
+    "evaluate_enso",
+    "forecast_enso",
+    "open_worlds",
+    "train_enso",
+    "worlds_dir",
+]
