@@ -14,11 +14,11 @@ train-atmosphere *ARGS:
 
 # Score the trained atmosphere models: scorecard, curves and maps in runs/report.
 evaluate-atmosphere *ARGS:
-    uv run tellus evaluate {{ARGS}}
+    uv run tellus evaluate atmosphere {{ARGS}}
 
 # A 10-day forecast from the first test-period date, streamed to runs/forecast.zarr.
 forecast-atmosphere *ARGS:
-    uv run tellus forecast --init 2000-10-28T00 --lead 10d {{ARGS}}
+    uv run tellus forecast atmosphere --init 2000-10-28T00 --lead 10d {{ARGS}}
 
 # Build the ENSO worlds if missing, then pretrain + fine-tune the ResoNet ensemble (resumable).
 train-enso *ARGS:
@@ -26,7 +26,11 @@ train-enso *ARGS:
 
 # ENSO skill by lead and season against the baselines and the optimum, with explanations.
 evaluate-enso *ARGS:
-    uv run tellus evaluate-enso {{ARGS}}
+    uv run tellus evaluate enso {{ARGS}}
+
+# The ensemble's Nino3.4 at leads 1-24 months from 1990-12 (observed test years), in runs/enso_forecast.nc.
+forecast-enso *ARGS:
+    uv run tellus forecast enso --init 1990-12 {{ARGS}}
 
 # deptry, run on each distribution against its own pyproject dependencies. deptry sees
 # `tellus` only as a top-level name, so it is first party here and which tellus-* packages

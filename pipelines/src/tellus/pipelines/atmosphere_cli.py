@@ -1,4 +1,5 @@
-"""``tellus train atmosphere`` and ``tellus forecast``: thin entry points over
+"""``tellus train atmosphere``, ``tellus forecast atmosphere`` and ``tellus evaluate
+atmosphere`` (also ``tellus forecast`` and ``tellus evaluate``): thin entry points over
 :mod:`tellus.atmosphere`."""
 
 from __future__ import annotations
