@@ -20,10 +20,9 @@ from tellus.enso import world
 N_STEPS = 8
 
 # The whole job: both domains' models on one tiny trunk, each domain's batches from its own
-# data path (WindowSource windows of the store; samples of the ENSO world), 8 steps.
+# data path (WindowSource windows of each store), 8 steps.
 SCRIPT = r"""
 import dataclasses, os, sys, time
-import xarray as xr
 from tellus.atmosphere import config, train as atrain, forecaster as fc
 from tellus.enso import train as etrain, trunk_model
 from tellus.training import config as config_lib, domains, trainer
@@ -32,15 +31,14 @@ pangu = config.preset("tiny", lat=16, lon=32, dim=12, depths=(2, 1, 1, 2), heads
                       window=(2, 4, 8))
 splits = atrain.Splits.for_store(store)
 fcfg = atrain.make_forecaster_config(store, 6, pangu, splits.train, n_increment_samples=8)
-series = etrain.to_series(xr.open_zarr(enso_store))
-inits = etrain.inits_between(series, 0, series.n_time - 1)
 ecfg = trunk_model.TrunkForecasterConfig(trunk=pangu.trunk.to_dict(), head_hidden=16)
 cfg = domains.SharedTrunkConfig(trunk=pangu.trunk.to_dict(),
                                 models={"atmosphere": fcfg.to_dict(), "enso": ecfg.to_dict()})
 reg = domains.registered()
 src = atrain.sources.WindowSource(store, fc.task_for(6), splits.train)
 doms = [domains.train_domain(reg["atmosphere"], atrain.batches(src, 2, seed=1), weight=1.0),
-        domains.train_domain(reg["enso"], etrain.batches(series, inits, 4, seed=2), weight=1.0)]
+        domains.train_domain(reg["enso"], etrain.batches(etrain.samples(enso_store, ecfg), 4, seed=2),
+                             weight=1.0)]
 tcfg = config_lib.warmup_cosine(8, 2, 1e-3, checkpoints=4)
 def on_step(step, m):
     trainer.append_jsonl(os.path.join(workdir, "losses.jsonl"),

@@ -221,6 +221,7 @@ def optimal_linear_forecaster(
     params: ro.RecParams | None = None,
     config: world.WorldConfig | None = None,
     n_leads: int = N_LEADS,
+    history: int = HISTORY,
 ) -> LinearForecaster:
     """The recharge oscillator's linear forecast of the centred 3-month mean Nino3.4.
 
@@ -228,7 +229,8 @@ def optimal_linear_forecaster(
     patterns (T from SST on ``enso``, IOD on ``iod``; h from heat content on ``recharge``
     after the tilt, which is T's); they are propagated with the exact monthly operators
     (red-noise states, unknowable from the fields, set to zero) and the Nino3.4 weights of
-    the noise-free SST are applied.
+    the noise-free SST are applied. Its inputs are ``history`` months (only the last is
+    read) and its leads 1..``n_leads``, as a model config's.
     """
     params = params or ro.RecParams.observed()
     config = config or world.WorldConfig.observed()
@@ -243,7 +245,7 @@ def optimal_linear_forecaster(
     read = np.linalg.pinv(cols.reshape(3, -1).T)  # [3, 2 * lat * lon]
     c = np.array(world.index_weights(config, indices.NINO34))
     m, _ = ro.monthly_operators(params)
-    weights = np.zeros((12, n_leads, HISTORY, *shape))
+    weights = np.zeros((12, n_leads, history, *shape))
     for month in range(1, 13):
         for lead in range(1, n_leads + 1):
             g = (

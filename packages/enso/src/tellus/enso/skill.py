@@ -41,7 +41,7 @@ import xarray as xr
 
 from tellus.enso import indices, optimal_skill, world
 from tellus.enso import recharge_oscillator as ro
-from tellus.enso.train import HISTORY, N_LEADS, Series, gather
+from tellus.enso.train import N_LEADS, Series, gather
 from tellus.evaluation import index_skill
 from tellus.evaluation.index_skill import INIT, LEAD
 
@@ -150,9 +150,11 @@ def correlation_difference_interval(
 
 
 def current_index(series: Series, inits: np.ndarray) -> np.ndarray:
-    """[N] the mean Nino3.4 anomaly over months t-2..t (all known at the start t)."""
+    """[N] the mean Nino3.4 anomaly over months t-2..t (all known at the start t): the
+    target's running mean (3 months) ending at t."""
+    (target,) = series.window_task.derived_targets
     s, t = inits[:, 0], inits[:, 1]
-    hist = t[:, None] + np.arange(-HISTORY + 1, 1)[None]
+    hist = t[:, None] + np.arange(-target.running_mean + 1, 1)[None]
     return series.nino34[s[:, None], hist].mean(-1).astype(np.float64)
 
 
@@ -227,7 +229,7 @@ class Lim:
         return self._flatten(fields.astype(np.float64), self.scale, self.sqrt_w) @ self.eofs.T
 
     def predict(self, x: np.ndarray, n_leads: int = N_LEADS) -> np.ndarray:
-        """[N, 24] centred 3-month means of Nino3.4 at leads 1..24 from inputs
+        """[N, n_leads] centred 3-month means of Nino3.4 at leads 1..n_leads from inputs
         x [N, history, var, lat, lon] (the state at t is the last month)."""
         p = self.pcs(x[:, -1])
         g1 = scipy.linalg.expm(self.operator)
@@ -263,22 +265,24 @@ def baseline_forecasts(
     test_inits: np.ndarray,
     n_eofs: int = 8,
 ) -> dict[str, np.ndarray]:
-    """Persistence, damped persistence and LIM forecasts [N_test, 24], fitted on
-    ``train_inits`` (their input and target months)."""
+    """Persistence, damped persistence and LIM forecasts [N_test, n_leads], fitted on
+    ``train_inits`` (their input and target months, running means included)."""
     tr = gather(train, train_inits)
     dp = index_skill.DampedPersistence.fit(
         current_index(train, train_inits), tr["y"].astype(np.float64), tr["month"]
     )
+    reach = train.window_task.reach_offsets  # the months a sample reads, relative to t
     rows = []
     for s in np.unique(train_inits[:, 0]):
         t = train_inits[train_inits[:, 0] == s, 1]
-        rows.append((int(s), int(t.min()) - HISTORY + 1, int(t.max()) + N_LEADS + 2))
+        rows.append((int(s), int(t.min()) + reach[0], int(t.max()) + reach[-1] + 1))
     lim = Lim.fit(train, rows, n_eofs=n_eofs)
     te = gather(test, test_inits)
+    n_leads = te["y"].shape[1]
     return {
-        "persistence": index_skill.persistence(current_index(test, test_inits), N_LEADS),
+        "persistence": index_skill.persistence(current_index(test, test_inits), n_leads),
         "damped_persistence": dp.predict(current_index(test, test_inits), te["month"]),
-        "lim": lim.predict(te["x"]),
+        "lim": lim.predict(te["x"], n_leads),
     }
 
 
@@ -466,14 +470,15 @@ def compare(
 
 
 def long_test(
-    n_years: int = LONG_TEST_YEARS, seed: int = LONG_TEST_SEED
+    n_years: int = LONG_TEST_YEARS, seed: int = LONG_TEST_SEED, task=None
 ) -> tuple[Series, np.ndarray]:
     """A long independent draw of the observed world and every start in it:
-    ``(series, inits)``."""
+    ``(series, inits)``, for ``task`` (default :func:`tellus.enso.train.task_for`; its
+    climatology is the whole draw's)."""
     from tellus.enso import train
 
     series = train.to_series(
-        world.build_world("observed", n_years=n_years, seed=seed, progress=False)
+        world.build_world("observed", n_years=n_years, seed=seed, progress=False), task=task
     )
     return series, train.inits_between(series, 0, series.n_time - 1)
 
@@ -508,10 +513,11 @@ def evaluate_ensemble(
     report.mkdir(parents=True, exist_ok=True)
     info = json.loads((Path(workdir) / "ensemble.json").read_text())
     split = train.ObservedSplit(**info["split"])
-    obs = train.to_series(observed_ds, split.base_period(observed_ds))
+    models = train.load_ensemble(workdir)
+    cfg = models[0].config  # history and n_leads of the samples
+    obs = train.to_series(observed_ds, task=train.task_for(cfg, split.base_period(observed_ds)))
     ft, te = split.finetune_inits(obs), split.test_inits(obs)
     test = gather(obs, te)
-    models = train.load_ensemble(workdir)
     fc = {"resonet": train.predict(models, test["x"], test["month"])}
     if with_pretrained:
         fc["resonet_pretrained_only"] = train.predict(
@@ -520,7 +526,7 @@ def evaluate_ensemble(
     fc.update(baseline_forecasts(obs, ft, obs, te))
     # Not a baseline but a yardstick: the recharge oscillator's own linear forecast from the
     # modes read off the last input month's maps (the optimum knows them exactly).
-    oracle = explain.optimal_linear_forecaster()
+    oracle = explain.optimal_linear_forecaster(n_leads=cfg.n_leads, history=cfg.history)
 
     def oracle_fc(x: np.ndarray, month: np.ndarray) -> np.ndarray:
         return np.concatenate(
@@ -536,7 +542,7 @@ def evaluate_ensemble(
     # The same comparison on a long independent draw of the observed world.
     long_info = None
     if long_test_years:
-        lg, lte = long_test(long_test_years)
+        lg, lte = long_test(long_test_years, task=train.task_for(cfg))
         lt = gather(lg, lte)
         lfc = {"resonet": train.predict(models, lt["x"], lt["month"])}
         lfc.update(baseline_forecasts(obs, ft, lg, lte))
