@@ -184,12 +184,17 @@ def test_enso_forecast(places, tmp_path):
     dims = ("time", "latitude", "longitude")
     zeros = np.zeros((6, 4, 8), np.float32)
     xr.Dataset(
-        {world.SST: (dims, zeros), world.HEAT: (dims, zeros)},
-        coords={"time": pd.date_range("2000-01", periods=6, freq="MS")},
+        {v: (dims, zeros, {"units": "K"}) for v in (world.SST, world.HEAT)},
+        coords={
+            "time": pd.date_range("2000-01", periods=6, freq="MS"),
+            "latitude": np.linspace(-15, 15, 4),
+            "longitude": np.arange(8) * 45.0,
+        },
     ).to_zarr(maps, zarr_format=3, consolidated=False)
     forecast = ["forecast", "enso", "--init", "2000-06"]
     refused([*forecast, "--store", p["missing"]], "--store", "does not exist")
     refused([*forecast, "--store", p["folder"]], "--store", "without Zarr metadata")
+    refused([*forecast, "--store", p["empty"]], "--store", "latitude")
     refused([*forecast, "--store", p["mock"]], "--store", "lacks", world.SST)
     refused([*forecast, "--store", maps, "--out", p["folder"]], "--out", "is a folder")
     refused([*forecast, "--store", maps, "--out", p["file"] / "f.nc"], "--out", "is a file")

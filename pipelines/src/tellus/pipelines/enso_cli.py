@@ -297,8 +297,7 @@ def forecast_enso(
 ) -> None:
     """The ensemble's Nino3.4 (centred 3-month mean) at leads 1-24 months from init months
     of a world store: dims (init_time, lead), the members' too."""
-    import xarray as xr
-
+    from tellus.data import validation
     from tellus.enso import domain
     from tellus.enso import forecast as fc_lib
     from tellus.training.checkpoint import CheckpointKindError
@@ -306,7 +305,8 @@ def forecast_enso(
     hint = "; build the worlds with `tellus train enso`" if store is None else ""
     store = store or worlds_dir() / "observed.zarr"
     checks.existing_store(store, "--store", hint)
-    ds = xr.open_zarr(store, consolidated=False)
+    with errors.user_errors(param="--store"):  # a store outside the schema
+        ds = validation.open_dataset(store, allow_gaps=True, check_values="none")
     with errors.user_errors(KeyError, param="--store"):
         fc_lib.check_inputs(ds, str(store))
     with errors.user_errors(KeyError, ValueError, param="--init"):
