@@ -4,13 +4,14 @@ atmosphere`` (also ``tellus forecast`` and ``tellus evaluate``): thin entry poin
 
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tellus.pipelines import checks, errors, paths
+from tellus.pipelines import checks, devices, errors, paths
 
 DEFAULT_RUN = Path("runs") / "atmosphere"
 TRAIN_FIRST = "; train the lead models with `tellus train atmosphere`"
@@ -145,9 +146,21 @@ def train_atmosphere(
             "('' for none)."
         ),
     ] = CPU_FINETUNE,
+    mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
+    remat: Annotated[
+        bool,
+        typer.Option(
+            help="Rematerialize each transformer block in the backward pass (the model's "
+            "per-block remat, PanguConfig.remat_blocks, as `tellus plan --remat` plans it; "
+            "checkpointing the whole loss instead would keep every block's activations at "
+            "once and save almost no memory). The rollout fine-tuning phases inherit it."
+        ),
+    ] = False,
+    bf16: Annotated[bool, typer.Option(help=devices.BF16_HELP)] = False,
 ) -> None:
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
+    from tellus.kernels import partitioning
     from tellus.pipelines import data_cli
     from tellus.training import config as train_config
 
@@ -160,7 +173,10 @@ def train_atmosphere(
     unrolls = _rollout(rollout)
     n_steps, by_lead = _steps(str(steps))
     phases = _finetune(finetune)
-    if store is None:
+    model = dataclasses.replace(model, remat_blocks=remat)
+    run_on = None
+    if store is None:  # the mesh is checked before the embedded dataset is built
+        run_on = devices.resolve(mesh, batch)
         store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
     lead_hours = _leads(leads, store)
     with errors.user_errors(ValueError, what="train atmosphere"):  # the plan's own checks
@@ -169,7 +185,12 @@ def train_atmosphere(
             workdir=str(workdir),
             leads=lead_hours,
             model=model,
-            train=train_config.warmup_cosine(n_steps, batch, train.PEAK_LEARNING_RATE),
+            train=train_config.warmup_cosine(
+                n_steps,
+                batch,
+                train.PEAK_LEARNING_RATE,
+                compute_dtype="bfloat16" if bf16 else "float32",
+            ),
             splits=train.Splits.for_store(store),
             residual=residual,
             loss=loss,
@@ -177,8 +198,10 @@ def train_atmosphere(
             finetune=phases,
             steps_by_lead=by_lead,
         )
+    run_on = run_on or devices.resolve(mesh, batch)  # after the store's and the plan's checks
+    typer.echo(run_on.describe(remat="per block" if remat else "off", bf16=bf16))
     try:
-        histories = train.train_models(plan)
+        histories = train.train_models(plan, mesh=run_on.mesh(), rules=partitioning.RULES)
     except ValueError as e:
         typer.echo(f"train atmosphere: {e}", err=True)
         raise typer.Exit(1) from e

@@ -273,7 +273,11 @@ def train_models(
       plan: what to train.
       show_progress: progress bars on a terminal, log lines elsewhere.
       mesh, rules: the device mesh to train on and the logical axis rules (default: one
-        device). ``tellus train atmosphere`` does not take a mesh yet: pass one from Python.
+        device); ``tellus train atmosphere --mesh`` passes them.
+
+    A resumed lead keeps the config in its ``forecaster.json`` but takes ``remat_blocks``
+    from ``plan.model``: it changes what the backward pass keeps in memory, not the model.
+    The rollout phases train the lead's config, so they inherit it.
     """
     histories = {}
     for lead in plan.leads:
@@ -282,6 +286,8 @@ def train_models(
         cfg_file = out / "forecaster.json"
         if cfg_file.exists():  # resume with exactly the config the run started with
             fcfg = fc.ForecasterConfig.from_dict(json.loads(cfg_file.read_text()))
+            remat = dataclasses.replace(fcfg.model, remat_blocks=plan.model.remat_blocks)
+            fcfg = dataclasses.replace(fcfg, model=remat)
         else:
             fcfg = make_forecaster_config(
                 plan.store,

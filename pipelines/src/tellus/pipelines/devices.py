@@ -1,0 +1,144 @@
+"""The devices a training command runs on: ``--mesh``, ``--remat`` and ``--bf16``.
+
+``tellus train atmosphere`` and ``tellus train enso`` take the same options, so one command
+line trains on one CPU, a GPU node or a TPU slice:
+
+* ``--mesh`` sizes the axes of :mod:`tellus.kernels.mesh` (``data=4,fsdp=2``); left out,
+  every device of every process is on ``data``. :func:`resolve` checks it, and that the
+  global ``--batch`` splits over ``data x fsdp``, before any work starts; a mesh smaller than
+  the devices runs on the first ones (one process only).
+* ``--bf16`` computes in bfloat16 (``TrainConfig.compute_dtype``); master weights and
+  optimizer state stay float32.
+* ``--remat`` is the domain's own (its help says which rematerialization it sets).
+
+With the ``TELLUS_*`` variables of :mod:`tellus.training.distributed` set, :func:`resolve`
+starts the multi-process runtime first, so the devices counted are every process's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from tellus.pipelines import checks
+from tellus.pipelines.errors import UserError
+
+MESH_HELP = (
+    "Device mesh as axis=size over data, fsdp, tensor and spatial, e.g. data=4,fsdp=2 (axes "
+    "left out are 1; one may be -1 for the devices left). Default: every device of every "
+    "process on data. The global --batch must be a multiple of data x fsdp."
+)
+BF16_HELP = "Compute in bfloat16; master weights and optimizer state stay float32."
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """The mesh a training runs on, and the devices it was chosen from.
+
+    Attributes:
+      sizes: every axis of :data:`tellus.kernels.mesh.AXES` and its size.
+      available: devices of every process.
+      platform: ``cpu``, ``gpu`` or ``tpu``.
+      processes: JAX processes.
+    """
+
+    sizes: dict[str, int]
+    available: int
+    platform: str
+    processes: int = 1
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.sizes.values())
+
+    @property
+    def spec(self) -> str:
+        """``data=4,fsdp=2``: the axes larger than 1 (``data=1`` on one device)."""
+        return ",".join(f"{a}={n}" for a, n in self.sizes.items() if n > 1) or "data=1"
+
+    def mesh(self) -> Any:
+        """The mesh (:func:`tellus.kernels.mesh.make_mesh`), on the first ``count`` devices."""
+        import jax
+
+        from tellus.kernels import mesh
+
+        devices = None if self.count == self.available else jax.devices()[: self.count]
+        return mesh.make_mesh(self.sizes, devices)
+
+    def describe(self, *, remat: str, bf16: bool) -> str:
+        """The line a training command prints at start."""
+        of = "" if self.count == self.available else f" of {self.available}"
+        procs = f" in {self.processes} processes" if self.processes > 1 else ""
+        return (
+            f"mesh {self.spec} on {self.count}{of} {self.platform} device(s){procs}; "
+            f"remat {remat}; compute {'bfloat16' if bf16 else 'float32'}"
+        )
+
+
+def resolve(spec: str | None, batch: int) -> Devices:
+    """The mesh of ``--mesh spec`` (None: every device on ``data``) for a global ``batch``.
+
+    Raises:
+      UserError: a malformed spec or unknown axis, a mesh larger than the devices (or, with
+        several processes, smaller), or a batch that is not a multiple of data x fsdp.
+    """
+    import jax
+
+    from tellus.kernels import mesh
+    from tellus.training import distributed
+
+    distributed.initialize_from_env()
+    available, processes = jax.device_count(), jax.process_count()
+    platform = jax.devices()[0].platform
+    where = f"{available} {platform} device(s)" + (
+        f" in {processes} processes" if processes > 1 else ""
+    )
+    if spec is None:
+        sizes: dict[str, int] = {mesh.DATA: available}
+        shown = f"{mesh.DATA}={available}"
+    else:
+        sizes = checks.mesh_sizes(spec)
+        shown = spec
+        if not sizes:
+            raise UserError(
+                f"{spec!r} names no axis; expected AXIS=SIZE, e.g. data=4,fsdp=2", param="--mesh"
+            )
+    rest = [a for a, n in sizes.items() if n == -1]
+    if rest:
+        fixed = math.prod(n for n in sizes.values() if n != -1)
+        if available % fixed:
+            raise UserError(
+                f"cannot fill axis '{rest[0]}' of {spec!r}: the {where} are not a multiple of "
+                f"the other axes' product {fixed}",
+                param="--mesh",
+            )
+        sizes[rest[0]] = available // fixed
+    full = {a: sizes.get(a, 1) for a in mesh.AXES}
+    count = math.prod(full.values())
+    if count > available:
+        raise UserError(
+            f"{shown} needs {count} devices, but there are {where}; give a mesh of at most "
+            f"{available} devices",
+            param="--mesh",
+        )
+    if count < available and processes > 1:
+        raise UserError(
+            f"{shown} uses {count} devices of the {where}; a mesh of several processes must "
+            f"use every device",
+            param="--mesh",
+        )
+    split = full[mesh.DATA] * full[mesh.FSDP]
+    if batch % split:
+        raise UserError(
+            f"{batch} is not a multiple of data x fsdp = {split} ("
+            + ("the default " if spec is None else "")
+            + f"--mesh {shown}"
+            + (", every device on data" if spec is None else "")
+            + f"); use {split * max(1, round(batch / split))} or give a --mesh that splits it",
+            param="--batch",
+        )
+    return Devices(full, available, platform, processes)
+
+
+__all__ = ["BF16_HELP", "MESH_HELP", "Devices", "resolve"]
