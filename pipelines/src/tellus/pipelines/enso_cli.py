@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import checks, errors, paths
+from tellus.pipelines import checks, devices, errors, paths
 
 DEFAULT_RUN = Path("runs") / "enso"
 DEFAULT_REPORT = Path("runs") / "enso_report"
@@ -165,13 +165,26 @@ def train_enso(
         int, typer.Option(help="Length of the model (pretraining) run.", min=1)
     ] = 1200,
     observed_years: Annotated[int, typer.Option(help="Length of the observed run.", min=1)] = 150,
+    mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
+    remat: Annotated[
+        bool,
+        typer.Option(
+            help="Rematerialize the forward pass in the backward pass (Budget.remat: the "
+            "whole loss under jax.checkpoint; ResoNet has no per-block remat). Both phases "
+            "use it."
+        ),
+    ] = False,
+    bf16: Annotated[bool, typer.Option(help=devices.BF16_HELP)] = False,
 ) -> None:
     """Pretrain on the model world, fine-tune on early observed years (resumes after a kill)."""
     from tellus.enso import train
+    from tellus.kernels import partitioning
 
     t0 = time.perf_counter()
     split = train.ObservedSplit(finetune_years, test_years)
     _check_training(preset, lead_rank, batch, split, model_years, observed_years)
+    run_on = devices.resolve(mesh, batch)
+    typer.echo(run_on.describe(remat="whole loss" if remat else "off", bf16=bf16))
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
     typer.echo(f"worlds ready in {time.perf_counter() - t0:.1f} s")
     info = train.train_enso(
@@ -181,8 +194,16 @@ def train_enso(
         preset=preset,
         model_overrides={} if lead_rank is None else {"lead_rank": lead_rank or None},
         seeds=tuple(range(seeds)),
-        budget=train.Budget(pretrain_steps, finetune_steps, batch),
+        budget=train.Budget(
+            pretrain_steps,
+            finetune_steps,
+            batch,
+            compute_dtype="bfloat16" if bf16 else "float32",
+            remat=remat,
+        ),
         split=split,
+        mesh=run_on.mesh(),
+        rules=partitioning.RULES,
     )
     for seed, h in info["histories"].items():
         if not any(h.values()):

@@ -421,7 +421,8 @@ def train_enso(
       seeds: one member per seed (model init and batch order).
       budget: steps, batch size and learning rates.
       split: the observed fine-tune / test split.
-      mesh, rules: the device mesh and logical axis rules (default: one device).
+      mesh, rules: the device mesh and logical axis rules (default: one device);
+        ``ensemble.json`` records the mesh's axis sizes (``budget`` its remat and dtype).
 
     Returns:
       ``{"histories": {seed: {"pretrain": [(step, loss)], "finetune": [...]}}, "seconds":
@@ -496,6 +497,7 @@ def train_enso(
         "model_overrides": overrides,
         "seeds": [int(s) for s in seeds],
         "budget": dataclasses.asdict(budget),
+        "mesh": None if mesh is None else {str(a): int(n) for a, n in mesh.shape.items()},
         "split": dataclasses.asdict(split),
         "gap_months": gap,
         "n_pretrain": len(pre),
