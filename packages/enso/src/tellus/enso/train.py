@@ -518,7 +518,7 @@ def load_member(directory: str | Path) -> model_lib.Forecaster:
         step = ck.latest_step()
         if step is None:
             raise FileNotFoundError(
-                f"no complete checkpoint in {directory}; train first (tellus train-enso)"
+                f"no complete checkpoint in {directory}; train first (tellus train enso)"
             )
         model, _, _, _ = ckpt_lib.rebuild(ck, step, model_lib.KIND)
     finally:
