@@ -196,7 +196,9 @@ def fit(
         ck = ckpt_lib.Checkpointer(
             workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=config.best_metric
         )
-        streams = {d.name: Prefetch(d.data, depth=prefetch, place=_placer(batch_sh)) for d in domains}
+        streams = {
+            d.name: Prefetch(d.data, depth=prefetch, place=_placer(batch_sh)) for d in domains
+        }
         restored = ckpt_lib.restore_latest(ck, state, shardings)
         if restored is not None:
             latest, state, data_state = restored
