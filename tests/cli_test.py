@@ -171,6 +171,8 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
         "2",
         "--batch",
         "8",
+        "--mesh",
+        "data=1",  # one device: tests/cli_mesh_test.py covers the 8-device mesh
         "--model-years",
         "60",
         "--observed-years",
@@ -200,6 +202,8 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
         "2",
         "--batch",
         "8",
+        "--mesh",
+        "data=1",  # one device: tests/cli_mesh_test.py covers the 8-device mesh
         "--model-years",
         "60",
         "--observed-years",
