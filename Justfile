@@ -37,7 +37,7 @@ forecast-enso *ARGS:
 # each distribution declares is checked by tests/workspace_dependencies_test.py; test modules
 # are left out (they run on the root dev group: pytest). A new tellus-* distribution joins
 # the map.
-deptry_flags := "--known-first-party tellus --extend-exclude '.*_test[.]py$' --extend-exclude '.*/conftest[.]py$' --package-module-name-map tellus-data=tellus,tellus-kernels=tellus,tellus-training=tellus,tellus-evaluation=tellus,tellus-atmosphere=tellus,tellus-enso=tellus"
+deptry_flags := "--known-first-party tellus --extend-exclude '.*_test[.]py$' --extend-exclude '.*/conftest[.]py$' --package-module-name-map tellus-data=tellus,tellus-kernels=tellus,tellus-training=tellus,tellus-evaluation=tellus,tellus-atmosphere=tellus,tellus-enso=tellus,tellus-ocean=tellus"
 
 # The whole test suite, after lint, the import contract (pyproject [tool.importlinter]) and
 # every distribution's declared dependencies (deptry).

@@ -1,0 +1,1 @@
+"""Tellus ocean: the embedded veros ocean and an ORCA-DL-style 3D ocean forecaster."""
