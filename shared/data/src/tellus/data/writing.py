@@ -5,6 +5,13 @@ filled one time chunk at a time. Each chunk is written with an xarray region wri
 then marked complete by a small marker file, so a build that is killed half way and run again
 rewrites at most the chunk it was in and finishes with no duplicated or missing time steps.
 
+On disk a time chunk is one Zarr v3 *shard* (one file per variable, written whole) made of
+inner chunks of one time step each, compressed separately: a reader that wants one time step
+(a training window) decodes that step only, not the whole write chunk. With inner chunks as
+long as the write chunk, reading a 24 h window of the embedded atmosphere decoded 20 time
+steps per variable to use 2, and cost 20 ms of CPU a sample against 3 ms now
+(``docs/performance.md``).
+
 Bookkeeping lives inside the store as a Zarr subgroup, so it travels with the store and is
 ignored by ``xarray.open_zarr`` (which reads only the root group)::
 
@@ -76,7 +83,8 @@ def create_store(
       template: the whole dataset as it will be, with a ``time`` dim; time-dependent variables
         may be lazy (dask) placeholders, since only their metadata is written. Variables without
         a ``time`` dim, and all coordinates, are written now.
-      time_chunk: number of time steps per Zarr chunk and per :func:`write_chunk` call.
+      time_chunk: number of time steps per Zarr shard and per :func:`write_chunk` call (each
+        time step is an inner chunk of its own).
       attrs: global attributes to add.
 
     Returns:
@@ -112,9 +120,10 @@ def create_store(
     encoding = {}
     for name, var in ds.data_vars.items():
         if schema.TIME in var.dims:
-            chunks = tuple(time_chunk if d == schema.TIME else var.sizes[d] for d in var.dims)
-            ds[name] = var.copy(data=da.zeros(var.shape, dtype=var.dtype, chunks=chunks))
-            encoding[name] = {"chunks": chunks}
+            shards = tuple(time_chunk if d == schema.TIME else var.sizes[d] for d in var.dims)
+            inner = tuple(1 if d == schema.TIME else var.sizes[d] for d in var.dims)
+            ds[name] = var.copy(data=da.zeros(var.shape, dtype=var.dtype, chunks=shards))
+            encoding[name] = {"chunks": inner, "shards": shards}
         else:
             # Static fields are written now, with the metadata, so they must be in memory:
             # to_zarr(compute=False) would otherwise defer (and here never run) a dask write.

@@ -30,8 +30,9 @@ def test_write_dataset_round_trips_exactly(tmp_path):
     assert writing.completed_chunks(path) == {0, 1, 2, 3}
     back = xr.open_zarr(path).load()
     xr.testing.assert_identical(back.drop_attrs(), ds.compute().drop_attrs())
-    # Time chunking on disk is as asked.
-    assert xr.open_zarr(path)["temperature"].encoding["chunks"][0] == 3
+    # On disk: one shard per write chunk of 3 steps, one inner chunk per time step.
+    encoding = xr.open_zarr(path)["temperature"].encoding
+    assert encoding["shards"][0] == 3 and encoding["chunks"][0] == 1
 
 
 def test_partial_store_resumes_without_duplicates(tmp_path):
