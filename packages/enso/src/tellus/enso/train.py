@@ -386,7 +386,14 @@ def _train_config(steps: int, budget: Budget, lr: float, seed: int) -> train_con
     )
 
 
-ENVELOPE = trainer.Envelope(kind=model_lib.KIND.name, version=model_lib.KIND.version)
+def envelope(source: SampleSource) -> trainer.Envelope:
+    """What each checkpoint of a phase says about itself: the ResoNet kind and version and the
+    phase's task (input variables, history, leads, the Nino3.4 target with its base period)."""
+    return trainer.Envelope(
+        kind=model_lib.KIND.name,
+        version=model_lib.KIND.version,
+        task=dataclasses.asdict(source.task),
+    )
 
 
 def train_enso(
@@ -470,7 +477,7 @@ def train_enso(
             _train_config(budget.pretrain_steps, budget, budget.pretrain_lr, seed),
             trainer.TrainDomain("enso", loss_fn, batches(pre, budget.batch_size, seed)),
             member / "pretrain",
-            envelope=ENVELOPE,
+            envelope=envelope(pre),
             mesh=mesh,
             rules=rules,
             show_progress=show_progress,
@@ -486,7 +493,7 @@ def train_enso(
             _train_config(budget.finetune_steps, budget, budget.finetune_lr, seed),
             trainer.TrainDomain("enso", loss_fn, batches(ft, budget.batch_size, seed + 1000)),
             member / "finetune",
-            envelope=ENVELOPE,
+            envelope=envelope(ft),
             mesh=mesh,
             rules=rules,
             show_progress=show_progress,
@@ -569,7 +576,6 @@ def predict(
 
 __all__ = [
     "CACHE_BYTES",
-    "ENVELOPE",
     "HISTORY",
     "INPUT_VARIABLES",
     "N_LEADS",
@@ -579,6 +585,7 @@ __all__ = [
     "SampleSource",
     "Series",
     "batches",
+    "envelope",
     "gather",
     "inits_between",
     "load_ensemble",

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 from tellus.data import sources
 from tellus.enso import indices, train, world
 from tellus.enso import model as model_lib
+from tellus.training import checkpoint as ckpt_lib
 
 
 def _build(kind, years, path):
@@ -152,6 +154,19 @@ def test_train_finetune_resume_and_load(stores, tmp_path):
     (ft,) = train.load_ensemble(tmp_path)
     assert ft.config.seed == 3
     assert ft.config.target_std == pytest.approx(info["target_std"])
+    # each phase's checkpoint holds its task (from it alone the samples can be made again):
+    # the fine-tuning one with the base period of its Nino3.4 climatology (the split's
+    # fine-tuning years), the pretraining one with every month
+    base = kw["split"].base_period(obs)
+    assert base is not None
+    for phase, period in (("pretrain", None), ("finetune", base)):
+        ck = ckpt_lib.Checkpointer(tmp_path / "member_3" / phase / "checkpoints", async_save=False)
+        cfg, _ = ck.read_json(ck.latest_step())
+        ck.close()
+        expected = json.loads(json.dumps(dataclasses.asdict(train.task_for(ft.config, period))))
+        assert cfg["kind"] == "enso.resonet" and cfg["task"] == expected, phase
+        (target,) = cfg["task"]["derived_targets"]
+        assert target["base_period"] == (None if period is None else list(period)), phase
     # fine-tuning started from the pretrained weights: two small steps stay close to them
     w_pre, w_ft = np.asarray(pre.net.head2.kernel[...]), np.asarray(ft.net.head2.kernel[...])
     assert np.abs(w_ft - w_pre).max() < 0.1 * np.abs(w_pre).max()
