@@ -25,6 +25,13 @@ ValueCheck = Literal["none", "sample", "full"]
 
 # Static fields that declare where a variable may legitimately be missing (1 = valid).
 MASK_VARIABLES = ("ocean_mask",)
+# Variables of the sea surface outside the ocean kinds (monthly "climate" fields): NaN over
+# land too, where a mask declares it.
+SEA_VARIABLES = (
+    "sea_surface_temperature",
+    "sea_surface_temperature_anomaly",
+    "ocean_heat_content_anomaly",
+)
 _SAMPLE_STEPS = 8
 
 
@@ -267,7 +274,8 @@ def _sample_times(n: int) -> np.ndarray:
 def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
     """Raises on NaNs outside the declared mask, or values outside the plausible range.
 
-    Variables of the ocean may be NaN where ``ocean_mask`` is 0; nothing else may be NaN.
+    Variables of the ocean (the ``ocean_*`` kinds and ``SEA_VARIABLES``) may be NaN where
+    ``ocean_mask`` is 0; nothing else may be NaN.
 
     Args:
       ds: the dataset.
@@ -284,7 +292,8 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
         if not np.issubdtype(var.dtype, np.floating):
             continue
         spec = schema.VARIABLES.get(name)
-        masked = spec is not None and spec.kind.startswith("ocean") and mask is not None
+        sea = spec is not None and (spec.kind.startswith("ocean") or name in SEA_VARIABLES)
+        masked = sea and mask is not None
         bad = var.isnull() & mask if masked else var.isnull()
         n_bad = int(bad.sum().compute())
         if n_bad:

@@ -146,6 +146,24 @@ def test_nan_outside_ocean_mask():
         validation.validate(bad, check_values="full")
 
 
+def test_sea_surface_temperature_nan_over_land_only():
+    """SST is a monthly "climate" field, yet of the sea: NaN where ocean_mask is 0 passes,
+    NaN over the ocean or with no mask declared does not."""
+    ocean = mock.mock_ocean()
+    land = ocean["ocean_mask"] == 0
+    sst = (ocean["sea_water_potential_temperature"].isel(depth=0) + 273.15).where(~land)
+    ocean["sea_surface_temperature"] = sst.assign_attrs(units="K")
+    validation.validate(ocean, check_values="full")
+    bad = ocean.copy(deep=True)
+    bad["sea_surface_temperature"][2, 3, 5] = np.nan
+    with pytest.raises(SchemaError, match=r"'sea_surface_temperature' has 1 NaN value\(s\) inside"):
+        validation.validate(bad, check_values="full")
+    with pytest.raises(
+        SchemaError, match=r"'sea_surface_temperature' has \d+ NaN value\(s\) \(no mask"
+    ):
+        validation.validate(ocean[["sea_surface_temperature"]], check_values="full")
+
+
 def test_descending_latitude_and_bad_longitude(good):
     with pytest.raises(SchemaError, match="latitude must be strictly ascending"):
         validation.validate(good.isel(latitude=slice(None, None, -1)))
