@@ -35,6 +35,18 @@ SEA_VARIABLES = (
 _SAMPLE_STEPS = 8
 
 
+def _chunks(source: str) -> dict[str, int]:
+    """Dask chunks for a store: its shards along time where it has them (a store of
+    :mod:`tellus.data.writing` compresses each time step apart, but a task per step would
+    make every out-of-core pass twenty times longer a graph), else its own chunks."""
+    ds = xr.open_zarr(source, chunks=None)
+    for var in ds.data_vars.values():
+        shards = var.encoding.get("shards")
+        if shards and schema.TIME in var.dims:
+            return {schema.TIME: int(shards[var.dims.index(schema.TIME)])}
+    return {}
+
+
 def open_dataset(
     path: str | os.PathLike,
     *,
@@ -70,7 +82,7 @@ def open_dataset(
         with warnings.catch_warnings():
             # Stores written without consolidated metadata are fine, just slower to open.
             warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated")
-            ds = xr.open_zarr(source, chunks=chunks if chunks is not None else {})
+            ds = xr.open_zarr(source, chunks=chunks if chunks is not None else _chunks(source))
     except (FileNotFoundError, KeyError) as e:
         raise FileNotFoundError(f"no Zarr store at {source}: {e}") from e
     ds = conventions.canonicalize(ds, source=source)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from tellus.data import mock, writing
+from tellus.data import mock, validation, writing
 from tellus.data.errors import SchemaError
 
 
@@ -33,6 +33,9 @@ def test_write_dataset_round_trips_exactly(tmp_path):
     # On disk: one shard per write chunk of 3 steps, one inner chunk per time step.
     encoding = xr.open_zarr(path)["temperature"].encoding
     assert encoding["shards"][0] == 3 and encoding["chunks"][0] == 1
+    # Out-of-core passes read a shard a task: 10 steps in shards of 3 are 4 dask chunks.
+    opened = validation.open_dataset(path, check_values="none")
+    assert opened["temperature"].chunks[0] == (3, 3, 3, 1)
 
 
 def test_partial_store_resumes_without_duplicates(tmp_path):
