@@ -7,6 +7,7 @@ seeded noise) so that tests of statistics and samplers can check numbers by hand
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -200,3 +201,113 @@ def write_store(ds: xr.Dataset, path: str, *, step: str) -> str:
     ds.to_zarr(path, zarr_format=3, consolidated=False)
     statistics.write_statistics(validation.open_dataset(path), path, step=step, climatology=False)
     return path
+
+
+# The signal of mock_curvilinear_ocean: a linear function of the Earth-centred unit vector.
+CURVILINEAR_SIGNAL = (0.6, -0.3, 0.8)
+
+
+def curvilinear_signal(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``a . x(lat, lon)``, with ``a`` = :data:`CURVILINEAR_SIGNAL` and ``x`` the point on the
+    unit sphere: smooth, and with ``|f(x) - f(y)| <= |a| * |x - y|`` for any two points."""
+    phi, lam = np.deg2rad(lat), np.deg2rad(lon)
+    a = CURVILINEAR_SIGNAL
+    return a[0] * np.cos(phi) * np.cos(lam) + a[1] * np.cos(phi) * np.sin(lam) + a[2] * np.sin(phi)
+
+
+def rotated_grid(
+    step: float = 5.0, *, pole: tuple[float, float] = (40.0, 70.0), west: float = 73.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A global curvilinear grid: a sheared regular grid whose north pole is moved to ``pole``.
+
+    The grid lines of a ``step``-degree grid (cell centres) are sheared (longitude shifted by
+    10 deg times the sine of latitude, so they no longer cross at right angles) and rotated
+    so that the grid's pole lies at ``pole`` (latitude, longitude), as a tripolar grid moves
+    its northern poles onto land. Longitudes are then put in ``[west, west + 360)`` (73..433
+    as ORCA's).
+
+    Returns:
+      (latitude, longitude), each of shape ``(180 / step, 360 / step)`` (dims ``j, i``).
+    """
+    lat_r = -90.0 + step * (np.arange(round(180 / step)) + 0.5)
+    lon_r = step * np.arange(round(360 / step))
+    lon_r, lat_r = np.meshgrid(lon_r, lat_r)
+    lon_r = lon_r + 10.0 * np.sin(np.deg2rad(lat_r))
+    phi, lam = np.deg2rad(lat_r), np.deg2rad(lon_r)
+    x = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], -1)
+    tilt, turn = np.deg2rad(90.0 - pole[0]), np.deg2rad(pole[1])
+    about_y = np.array(
+        [[np.cos(tilt), 0, np.sin(tilt)], [0, 1, 0], [-np.sin(tilt), 0, np.cos(tilt)]]
+    )
+    about_z = np.array(
+        [[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]]
+    )
+    g = x @ (about_z @ about_y).T
+    lat = np.rad2deg(np.arcsin(np.clip(g[..., 2], -1.0, 1.0)))
+    lon = np.mod(np.rad2deg(np.arctan2(g[..., 1], g[..., 0])) - west, 360.0) + west
+    return lat, lon
+
+
+def curvilinear_land(lat: np.ndarray, lon: np.ndarray, *, extra: float = 0.0) -> np.ndarray:
+    """Land of :func:`mock_curvilinear_ocean`: a round continent of radius ``30 + extra`` deg
+    centred at 10 N, 100 E, and everything south of 70 S."""
+    phi, lam = np.deg2rad(lat), np.deg2rad(lon)
+    c_phi, c_lam = np.deg2rad(10.0), np.deg2rad(100.0)
+    cos_angle = np.sin(phi) * np.sin(c_phi) + np.cos(phi) * np.cos(c_phi) * np.cos(lam - c_lam)
+    return (cos_angle > np.cos(np.deg2rad(30.0 + extra))) | (lat < -70.0)
+
+
+def mock_curvilinear_ocean(
+    *,
+    months: int = 3,
+    start: tuple[int, int] = (2000, 1),
+    calendar: str = "noleap",
+    step: float = 5.0,
+    depths: Sequence[float] = (5.0, 100.0),
+    deeper_land: float = 0.0,
+) -> xr.Dataset:
+    """CMIP6-style monthly ocean output on :func:`rotated_grid`, as xarray opens such a file.
+
+    ``thetao(time, lev, j, i)`` in degC is ``15 + 10 s`` and ``zos(time, j, i)`` in m is
+    ``0.5 s`` with ``s`` = :func:`curvilinear_signal` (plus 0.1 degC or 0.01 m per month), on
+    2-D ``latitude(j, i)`` / ``longitude(j, i)``; NaN over :func:`curvilinear_land` (at depth
+    the continent is ``deeper_land`` deg wider). Times are mid-month cftime dates of
+    ``calendar`` with ``time_bnds``, and ``lev`` (m) has ``lev_bnds``, as CMIP6 writes them.
+    """
+    import cftime
+
+    lat, lon = rotated_grid(step)
+    s = curvilinear_signal(lat, lon)
+    depth = np.asarray(depths, dtype=np.float64)
+    year, month = start
+    starts = [
+        cftime.datetime(
+            year + (month - 1 + m) // 12, (month - 1 + m) % 12 + 1, 1, calendar=calendar
+        )
+        for m in range(months + 1)
+    ]
+    times = [a + (b - a) / 2 for a, b in itertools.pairwise(starts)]
+    ramp = np.arange(months, dtype=np.float64)
+    land = np.stack(
+        [curvilinear_land(lat, lon, extra=deeper_land if k else 0.0) for k in range(depth.size)]
+    )
+    theta = 15.0 + 10.0 * s[None, None] + 0.1 * ramp[:, None, None, None]
+    theta = np.where(land[None], np.nan, theta + 0.0 * depth[None, :, None, None])
+    zos = np.where(land[0][None], np.nan, 0.5 * s[None] + 0.01 * ramp[:, None, None])
+    ds = xr.Dataset(
+        {
+            "thetao": (("time", "lev", "j", "i"), theta.astype(np.float32), {"units": "degC"}),
+            "zos": (("time", "j", "i"), zos.astype(np.float32), {"units": "m"}),
+            "time_bnds": (("time", "bnds"), np.array([starts[:-1], starts[1:]], dtype=object).T),
+            "lev_bnds": (("lev", "bnds"), np.stack([depth * 0.5, depth * 1.5], 1)),
+        },
+        coords={
+            "time": ("time", np.array(times, dtype=object), {"bounds": "time_bnds"}),
+            "lev": ("lev", depth, {"units": "m", "positive": "down", "bounds": "lev_bnds"}),
+            "latitude": (("j", "i"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "longitude": (("j", "i"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        },
+        attrs={"frequency": "mon"},
+    )
+    ds["time"].encoding.update(units="days since 1850-01-01", calendar=calendar)
+    return ds
