@@ -15,7 +15,8 @@ Choices, in the order they are applied:
   layout).
 * **Names.** Dims and coords are renamed from :data:`schema.DIM_ALIASES`, variables from
   :data:`schema.VARIABLE_ALIASES`. A 1-D coordinate along a differently named dim (``lat(y)``)
-  becomes that dim; a 2-D one (curvilinear ``nav_lat(y, x)``) is an error: regrid first.
+  becomes that dim; a 2-D one (curvilinear ``nav_lat(y, x)``) is an error: regrid first
+  (:mod:`tellus.data.regrid`, which :mod:`tellus.data.ingest` applies to such sources).
 * **Ensembles.** An ensemble ``number`` (or ``member``) dim of size 1 is dropped; of size > 1
   it becomes ``realization`` (WeatherBench2's name, and the CF standard name cfgrib gives
   ``number``), for truth data with members too.

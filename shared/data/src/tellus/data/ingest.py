@@ -15,6 +15,14 @@ Safety rules:
   ``filter_by_keys``, so that ``isobaricInhPa`` and ``isobaricInPa`` levels are never mixed:
   each is normalized to hPa by ``canonicalize`` and then put together along ``level``. No GRIB
   index file is written next to the sources (``indexpath=''``).
+* **Curvilinear grids and model calendars.** A NetCDF or Zarr source whose latitude and
+  longitude are 2-D (CMIP6 or NEMO output on a tripolar grid) is regridded onto a regular
+  grid first (:func:`tellus.data.regrid.regrid`, options in ``regridding``; land, NaN in the
+  source, stays NaN and the static ``ocean_mask`` says where the ocean is), and a time axis
+  in a model calendar (``noleap``, ``360_day``, ...) is brought onto the Gregorian calendar
+  (:func:`tellus.data.calendars.to_gregorian`: monthly data dated at month starts). What was
+  done is recorded in the store's attributes. The ``ocean_mask`` of several regridded sources
+  is their union, and they must have been regridded onto one grid.
 * **Merging.** All sources must share one grid (else an error naming both sources and both
   grids). A variable found in several sources is concatenated along the dims where the pieces
   differ (several months of files, hPa and Pa levels); pieces that overlap (the same variable
@@ -43,7 +51,7 @@ import numpy as np
 import xarray as xr
 import zarr.errors
 
-from tellus.data import conventions, locking, schema, writing
+from tellus.data import calendars, conventions, locking, regrid, schema, writing
 from tellus.data.errors import IngestError, SchemaError
 
 GRIB = "grib"
@@ -79,27 +87,34 @@ def ingest(
     time_chunk: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    regridding: regrid.Regridding | None = None,
 ) -> xr.Dataset:
     """Converts ``sources`` into one Zarr store in the Tellus schema.
 
     Args:
-      sources: GRIB files, NetCDF files or Zarr stores (directories), all on one grid.
+      sources: GRIB files, NetCDF files or Zarr stores (directories), all on one grid once
+        curvilinear sources are regridded.
       store: local path of the Zarr store to write.
       time_chunk: time steps per Zarr chunk; the other dims are not split.
       progress: show the progress of the write (a bar on a terminal, lines in a log).
       overwrite: replace ``store`` if it exists (only once the new one is complete).
+      regridding: how curvilinear sources are regridded (default
+        :class:`tellus.data.regrid.Regridding`); given, at least one source must be
+        curvilinear, since sources on a regular grid are never interpolated.
 
     Returns:
       The written store, opened lazily (dask) with :func:`xarray.open_zarr`.
 
     Raises:
       IngestError: a source is missing, corrupt or unreadable; sources are on different grids
-        or overlap; ``store`` exists and ``overwrite`` is False; the write failed. No store,
-        partial or complete, is left behind by a failed call.
+        or overlap; ``regridding`` is given but no source is curvilinear; ``store`` exists and
+        ``overwrite`` is False; the write failed. No store, partial or complete, is left
+        behind by a failed call.
       LockedError: (an IngestError) another ingest is writing ``store``; it holds
         :func:`tellus.data.locking.store_lock` on it, and what it wrote is left alone.
       SchemaError: a source cannot be brought into the schema (see
-        :func:`tellus.data.conventions.canonicalize`).
+        :func:`tellus.data.conventions.canonicalize`, :func:`tellus.data.regrid.regrid` and
+        :func:`tellus.data.calendars.to_gregorian`).
     """
     if isinstance(sources, str | Path):
         raise TypeError(f"sources must be a sequence of paths, got the single path {sources!r}")
@@ -117,12 +132,18 @@ def ingest(
     with locking.store_lock(store, f"ingesting {len(sources)} sources"):
         opened: list[xr.Dataset] = []
         try:
-            pieces = []
+            raw = []
             for source in sources:
                 for label, ds in _open_pieces(Path(source), time_chunk):
                     opened.append(ds)
-                    pieces.append((label, conventions.canonicalize(ds, source=label)))
-            ds = combine(pieces)
+                    raw.append((label, ds))
+            pieces, regridded = _into_schema(raw, regridding)
+            if regridding is not None and not regridded:
+                raise IngestError(
+                    "regridding options were given but no source is on a curvilinear grid "
+                    "(2-D latitude and longitude); sources on a regular grid are not regridded"
+                )
+            ds = combine(pieces).assign_attrs(_provenance(pieces))
             ds = _prepare_for_write(ds, [Path(s) for s in sources], time_chunk)
             _write_atomically(
                 ds, store, overwrite=overwrite, progress=progress, time_chunk=time_chunk
@@ -133,25 +154,81 @@ def ingest(
     return xr.open_zarr(store, consolidated=True)
 
 
-def open_source(path: str | Path, *, time_chunk: int = 1) -> xr.Dataset:
+def open_source(
+    path: str | Path, *, time_chunk: int = 1, regridding: regrid.Regridding | None = None
+) -> xr.Dataset:
     """One source, in the schema and lazy (dask), without writing anything.
 
     Args:
       path: a GRIB file, NetCDF file or Zarr store.
       time_chunk: time steps per dask chunk.
+      regridding: how a curvilinear source is regridded (default
+        :class:`tellus.data.regrid.Regridding`).
 
     Returns:
-      The source's variables, canonicalized; a GRIB file's level types merged.
+      The source's variables, canonicalized (regridded and on the Gregorian calendar where
+      needed); a GRIB file's level types merged.
 
     Raises:
       IngestError, SchemaError: as :func:`ingest`.
     """
-    path = Path(path)
-    pieces = [
-        (label, conventions.canonicalize(ds, source=label))
-        for label, ds in _open_pieces(path, time_chunk)
-    ]
-    return combine(pieces)
+    pieces, _ = _into_schema(list(_open_pieces(Path(path), time_chunk)), regridding)
+    return combine(pieces).assign_attrs(_provenance(pieces))
+
+
+def _into_schema(
+    raw: Sequence[tuple[str, xr.Dataset]], regridding: regrid.Regridding | None
+) -> tuple[list[tuple[str, xr.Dataset]], bool]:
+    """Opened pieces on the Gregorian calendar, regridded if curvilinear, canonicalized.
+
+    The regridded pieces' ``ocean_mask`` becomes one piece of its own, their union, so that
+    several files of one curvilinear model (years, or variables) do not each bring a mask.
+
+    Returns:
+      The pieces, and whether any was regridded.
+    """
+    pieces, masks = [], []
+    for label, ds in raw:
+        ds = calendars.to_gregorian(ds, source=label)
+        if regrid.find_curvilinear(ds, source=label) is not None:
+            ds = regrid.regrid(ds, regridding, source=label)
+            masks.append((label, ds[regrid.OCEAN_MASK]))
+            ds = ds.drop_vars(regrid.OCEAN_MASK)
+        pieces.append((label, conventions.canonicalize(ds, source=label)))
+    if not masks:
+        return pieces, False
+    (first, mask), *others = masks
+    for label, other in others:
+        same = all(
+            mask[d].shape == other[d].shape and np.array_equal(mask[d], other[d])
+            for d in schema.SPATIAL_DIMS
+        )
+        if not same:
+            raise IngestError(
+                f"{first} and {label} were regridded onto different grids "
+                f"({describe_grid(mask.to_dataset())} and {describe_grid(other.to_dataset())}); "
+                "expected one grid: give them one resolution (Regridding.resolution, --grid)"
+            )
+        mask = mask.copy(data=np.maximum(mask.values, other.values))
+    label = "the ocean mask regridded from " + ", ".join(label for label, _ in masks)
+    pieces.append((label, conventions.canonicalize(mask.to_dataset(), source=label)))
+    return pieces, True
+
+
+def _provenance(pieces: Sequence[tuple[str, xr.Dataset]]) -> dict[str, object]:
+    """The regridding and calendar attributes of the pieces, one value per attribute.
+
+    A value that differs between pieces is each piece's, ``label: value`` joined by ``; ``.
+    """
+    out: dict[str, object] = {}
+    for key in (*regrid.ATTRS, *calendars.ATTRS):
+        values = {label: ds.attrs[key] for label, ds in pieces if key in ds.attrs}
+        distinct = list(dict.fromkeys(map(str, values.values())))
+        if len(distinct) == 1:
+            out[key] = next(iter(values.values()))
+        elif distinct:
+            out[key] = "; ".join(f"{label}: {value}" for label, value in values.items())
+    return out
 
 
 def detect_format(path: Path) -> str:
@@ -451,7 +528,8 @@ def _short(values: np.ndarray) -> str:
 
 
 def _prepare_for_write(ds: xr.Dataset, sources: list[Path], time_chunk: int) -> xr.Dataset:
-    """Target chunks, no inherited encodings, CF global attrs."""
+    """Target chunks, no inherited encodings, CF global attrs (and those of the regridding
+    and the calendar conversion)."""
     ds = ds.drop_encoding()
     ds = ds.chunk({d: time_chunk if d == schema.TIME else -1 for d in ds.dims})
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -463,6 +541,7 @@ def _prepare_for_write(ds: xr.Dataset, sources: list[Path], time_chunk: int) -> 
         "source_files": files,
         "history": f"{now} tellus.data.ingest.ingest({len(files)} sources)",
         **conventions.grid_bounds(ds),
+        **{k: v for k, v in ds.attrs.items() if k in (*regrid.ATTRS, *calendars.ATTRS)},
     }
     return ds
 

@@ -401,3 +401,73 @@ def test_bad_arguments(tmp_path):
         ingest([junk], tmp_path / "x.zarr", time_chunk=0)
     with pytest.raises(TypeError, match="sequence of paths"):
         ingest(str(junk), tmp_path / "x.zarr")  # type: ignore[arg-type]
+
+
+def test_curvilinear_noleap_files_are_regridded_into_a_valid_store(tmp_path):
+    """CMIP6-style thetao/zos on a rotated grid (longitudes 73..433, land NaN, noleap
+    mid-month times) in two files of one year: one regridded, Gregorian, validated store."""
+    from tellus.data import calendars, regrid, validation
+
+    first, second = tmp_path / "ocean_2000a.nc", tmp_path / "ocean_2000b.nc"
+    mock.mock_curvilinear_ocean(months=3).to_netcdf(first)
+    mock.mock_curvilinear_ocean(months=2, start=(2000, 4)).to_netcdf(second)
+    out = ingest([second, first], tmp_path / "ocean.zarr", progress=False)
+    validation.open_dataset(tmp_path / "ocean.zarr", check_values="full")
+
+    theta = out["sea_water_potential_temperature"]
+    assert theta.dims == ("time", "depth", "latitude", "longitude")
+    assert theta.shape == (5, 2, 36, 72) and theta.attrs["units"] == "degC"
+    assert out["sea_surface_height"].attrs["units"] == "m"
+    np.testing.assert_array_equal(
+        out["time"].values, pd.date_range("2000-01-01", periods=5, freq="MS").values
+    )
+    # The values are the regridder's, month by month, whichever file they came from.
+    expected = [
+        regrid.regrid(mock.mock_curvilinear_ocean(months=3)),
+        regrid.regrid(mock.mock_curvilinear_ocean(months=2, start=(2000, 4))),
+    ]
+    np.testing.assert_array_equal(
+        theta.values, np.concatenate([e["thetao"].values for e in expected])
+    )
+    expected = expected[0]
+    np.testing.assert_array_equal(out["ocean_mask"].values, expected["ocean_mask"].values)
+    assert out["ocean_mask"].dims == ("latitude", "longitude")
+    attrs = out.attrs
+    assert attrs["regrid_method"] == "idw" and attrs["regrid_neighbours"] == 8
+    assert attrs["regrid_source_grid"].startswith("curvilinear 36x72 (dims j, i; coords latitude")
+    assert attrs["calendar_source"] == "noleap"
+    assert attrs["calendar_conversion"] == calendars.MONTHLY_RULE
+    assert (
+        "ocean_2000a.nc: 2000-01-16 12:00:00 .. 2000-03-16 12:00:00"
+        in attrs["calendar_source_range"]
+    )
+
+
+def test_regridding_options_and_grids_are_checked(tmp_path):
+    from tellus.data import regrid
+
+    regular = tmp_path / "regular.nc"
+    mock.mock_ocean().to_netcdf(regular)
+    with pytest.raises(IngestError, match="regridding options were given but no source is on a"):
+        ingest([regular], tmp_path / "a.zarr", progress=False, regridding=regrid.Regridding())
+    coarse, fine = tmp_path / "coarse.nc", tmp_path / "fine.nc"
+    mock.mock_curvilinear_ocean(months=1, step=10.0).to_netcdf(coarse)
+    mock.mock_curvilinear_ocean(months=1, start=(2000, 2)).to_netcdf(fine)
+    with pytest.raises(
+        IngestError, match=r"coarse\.nc and .*fine\.nc were regridded onto different grids"
+    ):
+        ingest([coarse, fine], tmp_path / "b.zarr", progress=False)
+    out = ingest(
+        [coarse, fine],
+        tmp_path / "c.zarr",
+        progress=False,
+        regridding=regrid.Regridding(resolution=10.0, method="nearest"),
+    )
+    assert out.sizes["latitude"] == 18 and out.attrs["regrid_method"] == "nearest"
+    assert "coarse.nc: curvilinear 18x36" in out.attrs["regrid_source_grid"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.zarr",
+        "coarse.nc",
+        "fine.nc",
+        "regular.nc",
+    ]

@@ -249,6 +249,7 @@ DIM_ALIASES: Mapping[str, str] = {
     "pressure": LEVEL,
     "lev": LEVEL,
     "valid_time": TIME,
+    "time_counter": TIME,
     "date": TIME,
     "deptht": DEPTH,
     "depthu": DEPTH,
