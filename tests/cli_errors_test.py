@@ -104,6 +104,42 @@ def test_data_commands(places):
     assert not (p["root"] / "new.zarr").exists() and p["folder"].is_dir()
 
 
+def test_ingest_regrid_options_and_curvilinear_sources(places, tmp_path):
+    import cftime
+
+    from tellus.data import mock
+
+    p, to = places, ["--to", tmp_path / "new.zarr"]
+    refused(["data", "ingest", p["source"], *to, "--grid", "0"], "--grid", "positive number")
+    refused(["data", "ingest", p["source"], *to, "--grid", "-1"], "--grid", "positive number")
+    refused(["data", "ingest", p["source"], *to, "--grid", "0.7"], "--grid", "divide 180")
+    refused(["data", "ingest", p["source"], *to, "--regrid-method", "spline"], "--regrid-method")
+    refused(["data", "ingest", p["source"], *to, "--regrid-neighbours", "0"], "--regrid-neighbours")
+    refused(["data", "ingest", p["source"], *to, "--regrid-radius", "0"], "--regrid-radius")
+    refused(
+        ["data", "ingest", p["source"], *to, "--grid", "1"],
+        "ingest failed, nothing written",
+        "no source is on a curvilinear grid",
+    )
+    ocean = mock.mock_curvilinear_ocean(months=1, step=10.0)
+    skewed = tmp_path / "skewed.nc"
+    ocean.assign_coords(longitude=(("jj", "ii"), ocean.longitude.values[:-1, :-1])).to_netcdf(
+        skewed
+    )
+    refused(
+        ["data", "ingest", skewed, *to],
+        "ingest failed, nothing written",
+        "coords 'latitude' ('j', 'i') (18, 36) and 'longitude' ('jj', 'ii') (17, 35)",
+    )
+    daily = tmp_path / "daily_360.nc"
+    days = cftime.num2date([0, 1], "days since 2001-02-29", calendar="360_day")  # 29, 30 Feb
+    ocean = mock.mock_curvilinear_ocean(months=2, step=10.0, calendar="360_day")
+    ocean = ocean.drop_vars("time_bnds").assign_coords(time=("time", days))
+    ocean.assign_attrs(frequency="day").to_netcdf(daily)
+    refused(["data", "ingest", daily, *to], "2001-02-29 (360_day calendar")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["daily_360.nc", "skewed.nc"]
+
+
 def test_atmosphere_commands(places, tmp_path):
     p = places
     store = ["--store", p["mock"]]  # 2020-01-01T00 .. 2020-01-04T18 every 6 h

@@ -92,6 +92,20 @@ def test_ingest_real_grib_then_validate(tmp_path):
     assert "corrupt or truncated" in line
 
 
+def test_ingest_a_curvilinear_noleap_file_then_validate(tmp_path):
+    from tellus.data import mock
+
+    src, store = tmp_path / "thetao_Omon.nc", tmp_path / "ocean.zarr"
+    mock.mock_curvilinear_ocean(months=2).to_netcdf(src)
+    args = ["--grid", "10", "--regrid-method", "nearest", "--regrid-radius", "2000"]
+    out = _run("data", "ingest", str(src), "--to", str(store), *args)
+    assert "'latitude': 18, 'longitude': 36" in out and "ocean_mask" in out
+    assert "valid" in _run("data", "validate", str(store), "--full")
+    attrs = xr.open_zarr(store).attrs
+    assert (attrs["regrid_method"], attrs["regrid_radius_km"]) == ("nearest", 2000.0)
+    assert attrs["calendar_source"] == "noleap"
+
+
 def _flat(output: str) -> str:
     """The text of a (rich-boxed, wrapped) error message on one line."""
     return " ".join(output.replace("│", " ").split())

@@ -112,6 +112,32 @@ def describe(
     describe_.render(summary)
 
 
+class RegridMethod(StrEnum):
+    idw = "idw"
+    nearest = "nearest"
+
+
+def _grid_option(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Callback: a grid spacing in degrees that divides 180."""
+    if value is not None:
+        from tellus.data import regrid
+
+        try:
+            regrid.check_resolution(value)
+        except ValueError as e:
+            raise errors.UserError(str(e), param=errors.param_name(param)) from None
+    return value
+
+
+def _radius_option(param: typer.CallbackParam, value: float | None) -> float | None:
+    """Callback: a positive number of km."""
+    if value is not None and not value > 0:
+        raise errors.UserError(
+            f"{value:g} is not a positive distance in km", param=errors.param_name(param)
+        )
+    return value
+
+
 @app.command()
 def ingest(
     sources: Annotated[list[Path], typer.Argument(help="GRIB, NetCDF or Zarr inputs.")],
@@ -123,16 +149,59 @@ def ingest(
     ],
     time_chunk: Annotated[int, typer.Option(help="Time steps per Zarr chunk.", min=1)] = 1,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    grid: Annotated[
+        float | None,
+        typer.Option(
+            help="Curvilinear sources: spacing of the regular grid they are regridded onto, "
+            "in degrees, dividing 180 (default: the source grid's).",
+            callback=_grid_option,
+        ),
+    ] = None,
+    regrid_method: Annotated[
+        RegridMethod | None,
+        typer.Option(
+            help="Curvilinear sources: idw (inverse distance weighting of the nearest "
+            "ocean points) or nearest (default: idw)."
+        ),
+    ] = None,
+    regrid_neighbours: Annotated[
+        int | None,
+        typer.Option(help="Curvilinear sources: source points idw weighs (default: 8).", min=1),
+    ] = None,
+    regrid_radius: Annotated[
+        float | None,
+        typer.Option(
+            help="Curvilinear sources: farthest a source point may lie from a target cell, "
+            "in km (default: twice the source's largest cells).",
+            callback=_radius_option,
+        ),
+    ] = None,
 ) -> None:
-    """Convert real files into the schema (out of core, all-or-nothing)."""
+    """Convert real files into the schema (out of core, all-or-nothing).
+
+    Curvilinear (tripolar) sources are regridded; noleap/360_day times become Gregorian.
+    """
     from tellus.data import ingest as ingest_
 
     if to.exists() and not overwrite:
         raise errors.UserError(
             f"{str(to)!r} already exists; pass --overwrite to replace it", param="--to"
         )
+    options = {
+        "resolution": grid,
+        "method": regrid_method.value if regrid_method else None,
+        "neighbours": regrid_neighbours,
+        "radius_km": regrid_radius,
+    }
+    regridding = None
+    if any(v is not None for v in options.values()):
+        from tellus.data import regrid
+
+        regridding = regrid.Regridding(**{k: v for k, v in options.items() if v is not None})
     with _exit_on_data_error("ingest failed, nothing written"):
-        ds = ingest_.ingest(sources, to, time_chunk=time_chunk, overwrite=overwrite)
+        ds = ingest_.ingest(
+            sources, to, time_chunk=time_chunk, overwrite=overwrite, regridding=regridding
+        )
     typer.echo(f"wrote {to}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
 
 
