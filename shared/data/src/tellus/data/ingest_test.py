@@ -299,7 +299,9 @@ def test_foreign_zarr_and_netcdf_merge_and_time_chunks(tmp_path):
     out = ingest([upper, surface], tmp_path / "merged.zarr", time_chunk=4, progress=False)
     xr.testing.assert_allclose(out.load(), _expected(truth, out), rtol=1e-6)
     stored = xr.open_zarr(tmp_path / "merged.zarr", consolidated=True, chunks=None)
-    assert stored["geopotential"].encoding["chunks"] == (4, 2, 9, 12)
+    # One shard per write chunk of 4 steps, one inner chunk per time step.
+    assert stored["geopotential"].encoding["shards"] == (4, 2, 9, 12)
+    assert stored["geopotential"].encoding["chunks"] == (1, 2, 9, 12)
     assert stored["land_sea_mask"].encoding["chunks"] == (9, 12)
 
 
