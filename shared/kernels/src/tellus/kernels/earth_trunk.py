@@ -22,6 +22,21 @@ Each block is Swin-style pre-norm: ``x + DropPath(Attn(LN(x), bias))`` then
 longitude periodic (:mod:`tellus.kernels.window_attention`). This is the architecture of
 Pangu-Weather (Bi et al. 2023); the atmosphere model is this trunk between Pangu's patch
 embedding and recovery.
+
+Three options serve other domains (an ocean forecaster in the style of ORCA-DL, Guo et al.
+2024), each off by default, so that a trunk without them computes exactly what it did
+before they existed:
+
+* a **key mask** (``key_mask [B, Z, H, W]``, True where a token may be attended to: ocean):
+  no token outside it is ever a key, in any block; the middle stages use it merged 2 x 2 as
+  :class:`DownSample` merges the tokens (a merged token is valid if any of its four is);
+* **lead-routed experts** (``TrunkConfig.experts = n``): every MLP holds ``n`` experts and
+  sample ``b`` goes through expert ``expert[b]``, chosen by the caller (no learned gate);
+* ``shift_windows=False``: no block shifts (a window that covers the whole grid needs no
+  shift; shifting it would only split it in latitude).
+
+A trunk whose middle stages hold no blocks (``depths = (d1, 0, 0, d4)``) has no down- and
+up-sampling either: stage 4 follows stage 1 at one resolution.
 """
 
 from __future__ import annotations
@@ -47,12 +62,43 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class BlockConfig:
+    """What every block of a stage shares (a part of :class:`TrunkConfig`; other window
+    transformers built from these blocks, such as per-variable encoders, make their own).
+
+    Attributes:
+      window: (level, lat, lon) attention window.
+      mlp_ratio: MLP hidden width / token width.
+      attention_impl: ``"fast"`` or ``"reference"`` (:func:`window_attention.attention`).
+      partitioning: ``"auto"`` or ``"shard_map"`` for the window attention core.
+      remat_blocks: rematerialize each block in the backward pass.
+      experts: lead-routed experts in every MLP (:class:`LeadExperts`); 0: one plain MLP.
+      shift_windows: every second block shifts its windows by half a window.
+    """
+
+    window: ZHW
+    mlp_ratio: float = 4.0
+    attention_impl: str = "fast"
+    partitioning: str = "auto"
+    remat_blocks: bool = False
+    experts: int = 0
+    shift_windows: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", tuple(int(v) for v in self.window))
+        if len(self.window) != 3:
+            raise ValueError(f"the window is (level, lat, lon): {self.window}")
+        if isinstance(self.experts, bool) or not isinstance(self.experts, int) or self.experts < 0:
+            raise ValueError(f"experts must be an int >= 0, got {self.experts!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrunkConfig:
     """The trunk's shape (no grid in it).
 
     Attributes:
       dim: token width C of the first and last stage (the middle stages use 2C).
-      depths: blocks in the four stages.
+      depths: blocks in the four stages; ``(d1, 0, 0, d4)``: one resolution, no resampling.
       heads: attention heads in the four stages.
       window: (level, lat, lon) attention window.
       mlp_ratio: MLP hidden width / token width.
@@ -60,6 +106,8 @@ class TrunkConfig:
       attention_impl: ``"fast"`` or ``"reference"`` (:func:`window_attention.attention`).
       partitioning: ``"auto"`` or ``"shard_map"`` for the window attention core.
       remat_blocks: rematerialize each block in the backward pass.
+      experts: lead-routed experts in every MLP (0: one plain MLP, as Pangu).
+      shift_windows: every second block shifts its windows (False: none does).
     """
 
     dim: int
@@ -71,6 +119,8 @@ class TrunkConfig:
     attention_impl: str = "fast"
     partitioning: str = "auto"
     remat_blocks: bool = False
+    experts: int = 0
+    shift_windows: bool = True
 
     def __post_init__(self) -> None:
         for field in ("depths", "heads", "window"):
@@ -85,6 +135,25 @@ class TrunkConfig:
                 raise ValueError(
                     f"stage {stage}: width {self.stage_dims[stage]} is not divisible by {h} heads"
                 )
+        _ = self.blocks  # validates the block options
+
+    @property
+    def blocks(self) -> BlockConfig:
+        """The options every block of this trunk shares."""
+        return BlockConfig(
+            window=self.window,
+            mlp_ratio=self.mlp_ratio,
+            attention_impl=self.attention_impl,
+            partitioning=self.partitioning,
+            remat_blocks=self.remat_blocks,
+            experts=self.experts,
+            shift_windows=self.shift_windows,
+        )
+
+    @property
+    def resamples(self) -> bool:
+        """Whether the trunk down- and up-samples (its middle stages hold blocks)."""
+        return self.depths[1] + self.depths[2] > 0
 
     @property
     def stage_dims(self) -> tuple[int, int, int, int]:
@@ -104,7 +173,7 @@ class TrunkConfig:
     def stage_grids(self, token_grid: Sequence[int]) -> tuple[ZHW, ZHW, ZHW, ZHW]:
         """The (Z, H, W) token grid of each stage for a first-stage grid ``token_grid``."""
         z, h, w = (int(v) for v in token_grid)
-        coarse = (z, _ceil_div(h, 2), _ceil_div(w, 2))
+        coarse = (z, _ceil_div(h, 2), _ceil_div(w, 2)) if self.resamples else (z, h, w)
         return ((z, h, w), coarse, coarse, (z, h, w))
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,12 +202,47 @@ class Mlp(nnx.Module):
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
+class LeadExperts(nnx.Module):
+    """``n`` MLPs of which sample ``b`` uses expert ``expert[b]`` (hard routing, no gate).
+
+    ORCA-DL's lead-time experts (Guo et al. 2024): the caller routes each sample by its lead
+    (lead month ``m`` -> expert ``(m - 1) mod n``). Each sample's expert weights are
+    gathered and applied in one batched matmul, so the cost is that of one MLP, and the
+    gradient of an expert that no sample used is exactly zero.
+
+    Attributes:
+      experts: ``n`` :class:`Mlp` (parameter paths ``experts/<i>/fc1/kernel``, ...).
+    """
+
+    def __init__(self, dim: int, hidden: int, n: int, *, rngs: nnx.Rngs):
+        if n < 1:
+            raise ValueError(f"LeadExperts needs at least one expert, got {n}")
+        self.experts = nnx.List([Mlp(dim, hidden, rngs=rngs) for _ in range(n)])
+
+    def __call__(self, x: jax.Array, expert: jax.Array) -> jax.Array:
+        """``x [B, ..., C]``, ``expert [B]`` int in ``[0, n)`` -> ``[B, ..., C]``."""
+        expert = jnp.asarray(expert)
+        if expert.shape != x.shape[:1]:
+            raise ValueError(f"expert indices must be [batch = {x.shape[0]}]; got {expert.shape}")
+
+        def gathered(attr: str) -> tuple[jax.Array, jax.Array]:
+            layers = [getattr(e, attr) for e in self.experts]
+            kernel = jnp.stack([lin.kernel[...] for lin in layers])[expert]  # [B, in, out]
+            bias = jnp.stack([lin.bias[...] for lin in layers])[expert]  # [B, out]
+            return kernel, bias.reshape(bias.shape[:1] + (1,) * (x.ndim - 2) + bias.shape[1:])
+
+        k1, b1 = gathered("fc1")
+        k2, b2 = gathered("fc2")
+        h = jnp.einsum("b...c,bcd->b...d", x, k1) + b1
+        return jnp.einsum("b...d,bdc->b...c", jax.nn.gelu(h, approximate=False), k2) + b2
+
+
 class EarthSpecificBlock(nnx.Module):
     """One transformer block over a ``[B, Z, H, W, C]`` token grid; the bias comes in."""
 
     def __init__(
         self,
-        cfg: TrunkConfig,
+        cfg: BlockConfig,
         dim: int,
         heads: int,
         *,
@@ -159,45 +263,106 @@ class EarthSpecificBlock(nnx.Module):
             rngs=rngs,
         )
         self.norm2 = partitioning.layer_norm(dim, rngs)
-        self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), rngs=rngs)
+        hidden = int(dim * cfg.mlp_ratio)
+        self.mlp = (
+            LeadExperts(dim, hidden, cfg.experts, rngs=rngs)
+            if cfg.experts
+            else Mlp(dim, hidden, rngs=rngs)
+        )
 
-    def __call__(self, x: jax.Array, bias: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        bias: jax.Array,
+        key: jax.Array | None = None,
+        *,
+        key_mask: jax.Array | None = None,
+        expert: jax.Array | None = None,
+    ) -> jax.Array:
+        """Args: tokens ``[B, Z, H, W, C]``, the bias ``[n_types, heads, N, N]``, ``key``
+        for drop-path, ``key_mask [B | 1, Z, H, W]`` (True: may be attended to), ``expert
+        [B]`` (required when the MLP has experts, refused otherwise)."""
         k1 = k2 = None
         if key is not None:
             k1, k2 = jax.random.split(key)
-        x = x + drop_path(self.attn(self.norm1(x), bias), self.drop_rate, k1)
-        x = x + drop_path(self.mlp(self.norm2(x)), self.drop_rate, k2)
+        if key_mask is None:
+            a = self.attn(self.norm1(x), bias)
+        else:
+            a = self.attn(self.norm1(x), bias, key_mask)
+        x = x + drop_path(a, self.drop_rate, k1)
+        if isinstance(self.mlp, LeadExperts):
+            if expert is None:
+                raise ValueError(
+                    f"this block's MLP has {len(self.mlp.experts)} lead-routed experts: "
+                    "pass expert=[batch] indices"
+                )
+            m = self.mlp(self.norm2(x), expert)
+        else:
+            if expert is not None:
+                raise ValueError("this block's MLP has no experts; expert must be None")
+            m = self.mlp(self.norm2(x))
+        x = x + drop_path(m, self.drop_rate, k2)
         return constrain(x, TOKENS)
 
 
 class Stage(nnx.Module):
-    """``len(rates)`` blocks; odd blocks use shifted windows."""
+    """``len(rates)`` blocks; odd blocks use shifted windows (unless ``shift_windows`` is
+    off)."""
 
     def __init__(
-        self, cfg: TrunkConfig, dim: int, heads: int, rates: Sequence[float], *, rngs: nnx.Rngs
+        self, cfg: BlockConfig, dim: int, heads: int, rates: Sequence[float], *, rngs: nnx.Rngs
     ):
         self.remat = cfg.remat_blocks
         self.blocks = nnx.List(
             [
-                EarthSpecificBlock(cfg, dim, heads, shift=i % 2 == 1, drop_rate=r, rngs=rngs)
+                EarthSpecificBlock(
+                    cfg,
+                    dim,
+                    heads,
+                    shift=cfg.shift_windows and i % 2 == 1,
+                    drop_rate=r,
+                    rngs=rngs,
+                )
                 for i, r in enumerate(rates)
             ]
         )
 
     def __call__(
-        self, x: jax.Array, biases: Sequence[jax.Array], key: jax.Array | None = None
+        self,
+        x: jax.Array,
+        biases: Sequence[jax.Array],
+        key: jax.Array | None = None,
+        *,
+        key_mask: jax.Array | None = None,
+        expert: jax.Array | None = None,
     ) -> jax.Array:
         keys = (
             [None] * len(self.blocks)
             if key is None
             else list(jax.random.split(key, len(self.blocks)))
         )
+        plain = key_mask is None and expert is None
         for block, bias, k in zip(self.blocks, biases, keys, strict=True):
-            if self.remat:
+            if plain and self.remat:
                 x = nnx.remat(lambda b, x, bias, k: b(x, bias, k))(block, x, bias, k)
-            else:
+            elif plain:
                 x = block(x, bias, k)
+            elif self.remat:
+                x = nnx.remat(lambda b, x, bias, k, km, e: b(x, bias, k, key_mask=km, expert=e))(
+                    block, x, bias, k, key_mask, expert
+                )
+            else:
+                x = block(x, bias, k, key_mask=key_mask, expert=expert)
         return x
+
+
+def merge_mask(key_mask: jax.Array) -> jax.Array:
+    """The key mask of the grid :class:`DownSample` makes: ``[B, Z, H, W]`` ->
+    ``[B, Z, ceil(H/2), ceil(W/2)]``, padded at the end as the tokens are, a merged token
+    valid where any of its 2 x 2 is."""
+    b, z, h, w = key_mask.shape
+    m = jnp.pad(jnp.asarray(key_mask, bool), ((0, 0), (0, 0), (0, h % 2), (0, w % 2)))
+    return m.reshape(b, z, m.shape[2] // 2, 2, m.shape[3] // 2, 2).any(axis=(3, 5))
 
 
 class DownSample(nnx.Module):
@@ -284,13 +449,14 @@ class EarthTrunk(nnx.Module):
         c = cfg.dim
         rates = cfg.drop_path_rates
         d = cfg.depths
+        blocks = cfg.blocks
         edges = (0, d[0], d[0] + d[1], d[0] + d[1] + d[2], sum(d))
-        self.stage1 = Stage(cfg, c, cfg.heads[0], rates[edges[0] : edges[1]], rngs=rngs)
-        self.down = DownSample(c, rngs=rngs)
-        self.stage2 = Stage(cfg, 2 * c, cfg.heads[1], rates[edges[1] : edges[2]], rngs=rngs)
-        self.stage3 = Stage(cfg, 2 * c, cfg.heads[2], rates[edges[2] : edges[3]], rngs=rngs)
-        self.up = UpSample(2 * c, c, rngs=rngs)
-        self.stage4 = Stage(cfg, c, cfg.heads[3], rates[edges[3] : edges[4]], rngs=rngs)
+        self.stage1 = Stage(blocks, c, cfg.heads[0], rates[edges[0] : edges[1]], rngs=rngs)
+        self.down = DownSample(c, rngs=rngs) if cfg.resamples else None
+        self.stage2 = Stage(blocks, 2 * c, cfg.heads[1], rates[edges[1] : edges[2]], rngs=rngs)
+        self.stage3 = Stage(blocks, 2 * c, cfg.heads[2], rates[edges[2] : edges[3]], rngs=rngs)
+        self.up = UpSample(2 * c, c, rngs=rngs) if cfg.resamples else None
+        self.stage4 = Stage(blocks, c, cfg.heads[3], rates[edges[3] : edges[4]], rngs=rngs)
 
     def __call__(
         self,
@@ -298,33 +464,47 @@ class EarthTrunk(nnx.Module):
         biases: Sequence[Sequence[jax.Array]],
         *,
         key: jax.Array | None = None,
+        key_mask: jax.Array | None = None,
+        expert: jax.Array | None = None,
     ) -> jax.Array:
         """Args: tokens ``[B, Z, H, W, C]``; ``biases[stage][block]`` of this grid
-        (:class:`TrunkBias`); ``key`` enables drop-path (training)."""
+        (:class:`TrunkBias`); ``key`` enables drop-path (training); ``key_mask [B | 1, Z, H,
+        W]`` bool, True where a token may be attended to (None: every token); ``expert
+        [B]`` the expert of each sample (a trunk with ``experts``)."""
         if x.ndim != 5 or x.shape[-1] != self.config.dim:
             raise ValueError(
                 f"trunk tokens must be [batch, level, lat, lon, {self.config.dim}]; got {x.shape}"
             )
         x = constrain(x, TOKENS)
         keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
-        x = self.stage1(x, biases[0], keys[0])
+        fine = {} if key_mask is None else {"key_mask": key_mask}
+        coarse = {} if key_mask is None or self.down is None else {"key_mask": merge_mask(key_mask)}
+        if self.down is None:
+            coarse = fine
+        routed = {} if expert is None else {"expert": expert}
+        x = self.stage1(x, biases[0], keys[0], **fine, **routed)
         skip = x
-        x = self.down(x)
-        x = self.stage2(x, biases[1], keys[1])
-        x = self.stage3(x, biases[2], keys[2])
-        x = self.up(x, skip.shape[2:4])
-        x = self.stage4(x, biases[3], keys[3])
+        if self.down is not None:
+            x = self.down(x)
+        x = self.stage2(x, biases[1], keys[1], **coarse, **routed)
+        x = self.stage3(x, biases[2], keys[2], **coarse, **routed)
+        if self.up is not None:
+            x = self.up(x, skip.shape[2:4])
+        x = self.stage4(x, biases[3], keys[3], **fine, **routed)
         return jnp.concatenate([x, skip], axis=-1)
 
 
 __all__ = [
+    "BlockConfig",
     "DownSample",
     "EarthSpecificBlock",
     "EarthTrunk",
+    "LeadExperts",
     "Mlp",
     "Stage",
     "TrunkBias",
     "TrunkConfig",
     "UpSample",
     "drop_path",
+    "merge_mask",
 ]

@@ -18,6 +18,13 @@ Conventions, used by every function here:
   masked out as keys (:func:`attention_mask`) and cropped from the output.
 * Masks are ``True`` where a query may attend to a key, shaped ``[T, nW, N, N]`` or
   ``[T, 1, N, N]`` when they do not vary along longitude (the usual case; broadcast).
+* A *key mask* (``key_mask``, optional) marks tokens that may not be attended to at all,
+  such as land in an ocean grid: ``[B, Z, H, W]`` bool, True where a token may be a key
+  (batch 1 broadcasts). It is padded (padding is never a key), rolled and partitioned like
+  the tokens, and combined with the structural masks; a query left without any allowed key
+  (a window, or window region, that is all land) gets zero weight on every key and so a
+  zero attention output, never a uniform average over the masked keys. Without a key mask
+  every function computes exactly what it did before key masks existed.
 * In the shifted configuration tokens that the roll brought together from opposite ends of
   the level or latitude axis are masked from each other; along longitude there is no mask,
   because longitude is periodic and the roll across the date line joins true neighbours.
@@ -190,6 +197,7 @@ def attention(
     bias: jax.Array,
     mask: jax.Array | np.ndarray | None,
     impl: Impl = "fast",
+    key_mask: jax.Array | None = None,
 ) -> jax.Array:
     """Biased, masked softmax attention inside each window.
 
@@ -200,24 +208,71 @@ def attention(
       impl: ``"reference"``: explicit einsums, softmax in float32; ``"fast"``:
         ``jax.nn.dot_product_attention`` (XLA); ``"cudnn"``: the same with cuDNN flash
         attention (GPU, fp16/bf16).
+      key_mask: bool ``[B, T, nW, N]`` (batch 1 broadcasts), True where a token may be a
+        key, or ``None``. A query with no allowed key gets a zero output.
 
     Returns:
       ``[B, T, nW, heads, N, d]``; scale ``1/sqrt(d)``.
     """
+    if impl not in ("reference", "fast", "cudnn"):
+        raise ValueError(f"unknown attention impl {impl!r}; use 'reference', 'fast' or 'cudnn'")
+    if key_mask is not None:
+        full = combined_mask(mask, key_mask)  # [B, T, nW, N, N]
+        if impl == "reference":
+            probs = attention_weights(q, k, bias, mask, key_mask).astype(v.dtype)
+            return jnp.einsum("btwhnm,btwhmd->btwhnd", probs, v)
+        out = _fast_attention_per_sample(q, k, v, bias, full, None if impl == "fast" else "cudnn")
+        has_key = jnp.any(full, axis=-1)[:, :, :, None, :, None]
+        return jnp.where(has_key, out, jnp.zeros_like(out))
     if impl == "reference":
         return _reference_attention(q, k, v, bias, mask)
-    if impl in ("fast", "cudnn"):
-        return _fast_attention(q, k, v, bias, mask, None if impl == "fast" else "cudnn")
-    raise ValueError(f"unknown attention impl {impl!r}; use 'reference', 'fast' or 'cudnn'")
+    return _fast_attention(q, k, v, bias, mask, None if impl == "fast" else "cudnn")
 
 
-def _reference_attention(q, k, v, bias, mask):
+def combined_mask(mask: jax.Array | np.ndarray | None, key_mask: jax.Array) -> jax.Array:
+    """The structural mask and a key mask as one bool ``[B, T, nW, N, N]`` (True = query
+    ``n`` may attend to key ``m``).
+
+    Args:
+      mask: ``[T, nW | 1, N, N]`` or None (:func:`attention_mask`).
+      key_mask: ``[B | 1, T, nW, N]``.
+    """
+    key_mask = jnp.asarray(key_mask, bool)
+    full = key_mask[:, :, :, None, :]
+    if mask is not None:
+        full = full & jnp.asarray(mask, bool)[None]
+    n = key_mask.shape[-1]
+    return jnp.broadcast_to(full, (*key_mask.shape[:3], n, n))
+
+
+def attention_weights(
+    q: jax.Array,
+    k: jax.Array,
+    bias: jax.Array,
+    mask: jax.Array | np.ndarray | None,
+    key_mask: jax.Array | None = None,
+) -> jax.Array:
+    """The attention weights of :func:`attention` (``"reference"``), float32
+    ``[B, T, nW, heads, N, N]``: each query's softmax over the keys it may attend to, exactly
+    0 on every other key, and 0 on all keys for a query that may attend to none (only with
+    a ``key_mask``; arguments as :func:`attention`)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     logits = jnp.einsum("btwhnd,btwhmd->btwhnm", q, k).astype(jnp.float32) * scale
     logits = logits + bias[None, :, None].astype(jnp.float32)
-    if mask is not None:
-        logits = jnp.where(jnp.asarray(mask)[None, :, :, None], logits, -1e30)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    if key_mask is None:
+        if mask is not None:
+            logits = jnp.where(jnp.asarray(mask)[None, :, :, None], logits, -1e30)
+        return jax.nn.softmax(logits, axis=-1)
+    full = combined_mask(mask, key_mask)[:, :, :, None]  # [B, T, nW, 1, N, N]
+    # A finite fill (not -inf): a row without any allowed key becomes a finite uniform
+    # softmax, zeroed below, so that neither it nor its gradient is ever NaN. In every other
+    # row exp(-1e30 - max) is exactly 0.
+    probs = jax.nn.softmax(jnp.where(full, logits, -1e30), axis=-1)
+    return jnp.where(full, probs, 0.0)
+
+
+def _reference_attention(q, k, v, bias, mask):
+    probs = attention_weights(q, k, bias, mask).astype(v.dtype)
     return jnp.einsum("btwhnm,btwhmd->btwhnd", probs, v)
 
 
@@ -245,9 +300,29 @@ def _fast_attention(q, k, v, bias, mask, implementation):
     return per_type(q, k, v, bias, jnp.asarray(mask))
 
 
+def _fast_attention_per_sample(q, k, v, bias, mask, implementation):
+    """:func:`_fast_attention` with a mask that varies by sample: ``[B | 1, T, nW, N, N]``."""
+
+    def one_window(q, k, v, bias, mask):  # q, k, v [B, heads, N, d]; mask [B | 1, N, N]
+        out = jax.nn.dot_product_attention(
+            q.swapaxes(1, 2),
+            k.swapaxes(1, 2),
+            v.swapaxes(1, 2),
+            bias=bias[None].astype(q.dtype),
+            mask=mask[:, None],
+            implementation=implementation,
+        )
+        return out.swapaxes(1, 2)
+
+    per_window = jax.vmap(one_window, in_axes=(1, 1, 1, None, 1), out_axes=1)
+    per_type = jax.vmap(per_window, in_axes=(1, 1, 1, 0, 1), out_axes=1)
+    return per_type(q, k, v, bias, mask)
+
+
 _QKV_NAMES = ("batch", "window", None, "heads", "token", "head_dim")
 _BIAS_NAMES = ("window", "heads", None, None)
 _MASK_NAMES = ("window", None, None, None)
+_KEY_MASK_NAMES = ("batch", "window", None, "token")
 
 
 def shard_map_attention(
@@ -257,20 +332,22 @@ def shard_map_attention(
     bias: jax.Array,
     mask: jax.Array | np.ndarray | None,
     impl: Impl = "fast",
+    key_mask: jax.Array | None = None,
 ) -> jax.Array:
     """:func:`attention` in ``jax.shard_map`` over the ambient mesh, with no communication.
 
     q/k/v are split over batch (``data`` x ``fsdp``), window types (``spatial``) and heads
-    (``tensor``), the bias over types and heads, the mask over types, all as the logical
-    rules of :mod:`tellus.kernels.partitioning` say; each device attends within its own
-    windows. Without an ambient mesh it is :func:`attention`.
+    (``tensor``), the bias over types and heads, the mask over types, the key mask over
+    batch and types, all as the logical rules of :mod:`tellus.kernels.partitioning` say;
+    each device attends within its own windows. Without an ambient mesh it is
+    :func:`attention`.
 
     Raises:
       ValueError: batch, window types or heads not divisible by their mesh axes.
     """
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
-        return attention(q, k, v, bias, mask, impl)
+        return attention(q, k, v, bias, mask, impl, key_mask)
     sizes = dict(mesh.shape)
 
     def spec(names):
@@ -301,6 +378,24 @@ def shard_map_attention(
             )
     bias_spec, mask_spec = spec(_BIAS_NAMES), spec(_MASK_NAMES)
 
+    if key_mask is not None:
+        key_mask = jnp.broadcast_to(jnp.asarray(key_mask, bool), q.shape[:3] + q.shape[4:5])
+        key_spec = spec(_KEY_MASK_NAMES)
+        if mask is None:
+            fn = jax.shard_map(
+                lambda q, k, v, b, km: attention(q, k, v, b, None, impl, km),
+                mesh=mesh,
+                in_specs=(qkv_spec,) * 3 + (bias_spec, key_spec),
+                out_specs=qkv_spec,
+            )
+            return fn(q, k, v, bias, key_mask)
+        fn = jax.shard_map(
+            lambda q, k, v, b, m, km: attention(q, k, v, b, m, impl, km),
+            mesh=mesh,
+            in_specs=(qkv_spec,) * 3 + (bias_spec, mask_spec, key_spec),
+            out_specs=qkv_spec,
+        )
+        return fn(q, k, v, bias, jnp.asarray(mask), key_mask)
     if mask is None:
         fn = jax.shard_map(
             lambda q, k, v, b: attention(q, k, v, b, None, impl),
@@ -382,19 +477,38 @@ class EarthAttention3D(nnx.Module):
             else earth_bias.EarthSpecificBias(self.window, n_types, heads, rngs=rngs)
         )
 
-    def __call__(self, x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, bias: jax.Array | None = None, key_mask: jax.Array | None = None
+    ) -> jax.Array:
         """Window attention over ``x: [B, Z, H, W, C]``; returns the same shape.
 
         Args:
           x: tokens.
           bias: ``[n_types, heads, N, N]`` (:meth:`EarthSpecificBias.__call__`); default the
             layer's own table.
+          key_mask: bool ``[B | 1, Z, H, W]``, True where a token may be attended to (ocean),
+            or None (every token may).
 
         Raises:
           ValueError: the padded grid has a different number of window types than the
-            bias, or there is no bias at all.
+            bias, or there is no bias at all; a key mask of another grid.
         """
         valid_zhw = x.shape[1:4]
+        if key_mask is not None:
+            key_mask = jnp.asarray(key_mask, bool)
+            if (
+                key_mask.ndim != 4
+                or key_mask.shape[1:] != valid_zhw
+                or key_mask.shape[0]
+                not in (
+                    1,
+                    x.shape[0],
+                )
+            ):
+                raise ValueError(
+                    f"key mask must be [1 or {x.shape[0]}, {', '.join(map(str, valid_zhw))}] "
+                    f"for tokens {x.shape}; got {key_mask.shape}"
+                )
         x, pads = pad_to_windows(x, self.window)
         zhw = x.shape[1:4]
         n_types = earth_bias.n_window_types(zhw, self.window)
@@ -410,6 +524,11 @@ class EarthAttention3D(nnx.Module):
         shifts = shift_sizes(self.window) if self.shift else (0, 0, 0)
         if self.shift:
             x = jnp.roll(x, tuple(-s for s in shifts), axis=(1, 2, 3))
+        if key_mask is not None:  # padded, rolled and partitioned as the tokens
+            key_mask = jnp.pad(key_mask, ((0, 0), *pads), constant_values=False)
+            if self.shift:
+                key_mask = jnp.roll(key_mask, tuple(-s for s in shifts), axis=(1, 2, 3))
+            key_mask = window_partition(key_mask[..., None], self.window)[..., 0]
         windows = window_partition(x, self.window)  # [B, T, nW, N, C]
         windows = partitioning.constrain(windows, ("batch", "window", None, "token", "act_embed"))
 
@@ -417,7 +536,10 @@ class EarthAttention3D(nnx.Module):
         q, k, v = qkv + self.qkv_bias[...][:, None, None, None, :, None, :]
         mask = attention_mask(zhw, self.window, self.shift, valid_zhw if valid_zhw != zhw else None)
         core = shard_map_attention if self.partitioning == "shard_map" else attention
-        out = core(q, k, v, bias, mask, self.impl)  # [B, T, nW, heads, N, d]
+        if key_mask is None:
+            out = core(q, k, v, bias, mask, self.impl)  # [B, T, nW, heads, N, d]
+        else:
+            out = core(q, k, v, bias, mask, self.impl, key_mask)
         y = jnp.einsum("btwhnd,hdc->btwnc", out, self.proj_kernel[...]) + self.proj_bias[...]
 
         y = window_reverse(y, self.window, zhw)

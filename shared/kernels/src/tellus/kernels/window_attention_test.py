@@ -264,3 +264,153 @@ def test_wrong_number_of_types_is_named():
     layer = _layer((4, 12, 24), (2, 3, 4), shift=True)
     with pytest.raises(ValueError, match="n_types = 8"):
         layer(_x(1, (4, 6, 24)))
+
+
+# --- Key masks (land) -------------------------------------------------------------------------
+
+
+def _land(zhw, seed=5):
+    """A key mask ``[1, Z, H, W]`` with land scattered everywhere and one window (type 0,
+    the first longitude window of the unshifted grid) all land."""
+    ocean = np.random.default_rng(seed).random((1, *zhw)) > 0.4
+    ocean[0, :2, :3, :4] = False
+    return jnp.asarray(ocean)
+
+
+def _dense_reference_masked(layer, x, ocean):
+    """The dense reference with land keys removed; a query left without keys gives 0."""
+    x = np.asarray(x, np.float64)
+    b, *zhw, c = x.shape
+    window = np.array(layer.window)
+    padded = -(-np.array(zhw) // window) * window
+    s = window // 2 if layer.shift else np.zeros(3, int)
+    xp = np.zeros((b, *padded, c))
+    xp[:, : zhw[0], : zhw[1], : zhw[2]] = x
+    ok = np.zeros((b, *padded), bool)
+    ok[:, : zhw[0], : zhw[1], : zhw[2]] = np.asarray(ocean)
+    rolled = np.roll(xp, tuple(-s), axis=(1, 2, 3))
+    ok_rolled = np.roll(ok, tuple(-s), axis=(1, 2, 3)).reshape(b, -1)
+    r = np.stack(np.meshgrid(*map(np.arange, padded), indexing="ij"), -1).reshape(-1, 3)
+    o = (r + s) % padded
+    tokens = rolled.reshape(b, -1, c)
+
+    def a(p):
+        return np.asarray(p[...], np.float64)
+
+    qkv = np.einsum("blc,cshd->sbhld", tokens, a(layer.qkv_kernel))
+    q, k, v = qkv + a(layer.qkv_bias)[:, None, :, None, :]
+    ri, rj, oi, oj = r[:, None], r[None, :], o[:, None], o[None, :]
+    same_window = np.all(ri // window == rj // window, -1)
+    same_region = np.all(np.abs(oi - oj)[..., :2] < window[:2], -1)
+    allowed = (same_window & same_region)[None] & ok_rolled[:, None, :]  # [b, l, m]
+    wz, wh, ww = window
+    t = (ri[..., 0] // wz) * (padded[1] // wh) + ri[..., 1] // wh
+    pi, pj = ri % window, rj % window
+    row = (
+        ((pi[..., 0] * wz + pj[..., 0]) * wh * wh + pi[..., 1] * wh + pj[..., 1]) * (2 * ww - 1)
+        + pi[..., 2]
+        - pj[..., 2]
+        + ww
+        - 1
+    )
+    table = a(layer.bias.table)
+    bias = np.where(same_window, table[t, np.where(same_window, row, 0)].transpose(2, 0, 1), 0)
+    logits = np.einsum("bhld,bhmd->bhlm", q, k) / np.sqrt(q.shape[-1]) + bias
+    logits = np.where(allowed[:, None], logits, -np.inf)
+    has_key = allowed.any(-1)[:, None, :, None]
+    logits = np.where(has_key, logits, 0.0)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = np.where(allowed[:, None], probs, 0.0)
+    probs /= np.maximum(probs.sum(-1, keepdims=True), 1e-300)
+    out = np.einsum("bhlm,bhmd->bhld", probs, v)
+    y = np.einsum("bhld,hdc->blc", out, a(layer.proj_kernel)) + a(layer.proj_bias)
+    y = np.roll(y.reshape(b, *padded, c), tuple(s), axis=(1, 2, 3))
+    return y[:, : zhw[0], : zhw[1], : zhw[2]]
+
+
+_apply_masked = nnx.jit(lambda layer, x, m: layer(x, None, m))
+_MASKED = ((3, 10, 14), (2, 3, 4))  # padded in every axis; the layer the tests above share
+
+
+def test_key_mask_matches_dense_reference():
+    zhw, window = _MASKED
+    layer = _layer(zhw, window, shift=True)
+    x, ocean = _x(1, zhw), _land(zhw)
+    y = _apply_masked(layer, x, ocean)
+    np.testing.assert_allclose(np.asarray(y), _dense_reference_masked(layer, x, ocean), atol=2e-5)
+
+
+def test_land_values_never_reach_ocean_tokens():
+    zhw, window = _MASKED
+    layer = _layer(zhw, window, shift=True)
+    x, ocean = _x(1, zhw), _land(zhw)
+    huge = jnp.where(ocean[..., None], x, 1e4 * _x(1, zhw, seed=9))
+    y, y_huge = _apply_masked(layer, x, ocean), _apply_masked(layer, huge, ocean)
+    np.testing.assert_array_equal(np.asarray(y)[np.asarray(ocean)], np.asarray(y_huge)[ocean])
+    # Without the key mask the land values do reach the ocean.
+    no_mask, no_mask_huge = np.asarray(_apply(layer, x)), np.asarray(_apply(layer, huge))
+    assert not np.allclose(no_mask[ocean], no_mask_huge[ocean])
+
+
+def _core_inputs(b=2, t=2, nw=2, heads=2, n=24, d=4):
+    keys = jax.random.split(jax.random.key(1), 4)
+    q, k, v = (jax.random.normal(kk, (b, t, nw, heads, n, d)) for kk in keys[:3])
+    bias = jax.random.normal(keys[3], (t, heads, n, n))
+    ocean = np.random.default_rng(0).random((b, t, nw, n)) > 0.5
+    ocean[0, 1, 1] = False  # a window without any ocean token
+    return q, k, v, bias, ocean
+
+
+def test_attention_weights_are_zero_on_land_keys():
+    q, k, v, bias, ocean = _core_inputs()
+    mask = wa.attention_mask((2, 6, 8), (2, 3, 4), True)  # [T, 1, N, N]
+    w = np.asarray(jax.jit(wa.attention_weights)(q, k, bias, mask, ocean))
+    land_key = np.broadcast_to(~ocean[:, :, :, None, None, :], w.shape)
+    assert (w[land_key] == 0).all()  # exactly zero
+    assert (w[0, 1, 1] == 0).all()  # the all-land window: no weight anywhere
+    allowed = np.asarray(mask)[None, :, :, None] & ocean[:, :, :, None, None, :]
+    rows = np.broadcast_to(allowed.any(-1), w.shape[:-1])
+    np.testing.assert_allclose(w.sum(-1)[rows], 1.0, rtol=1e-5)
+    assert (w.sum(-1)[~rows] == 0).all()
+
+    @jax.jit
+    def both(q, k, v, bias):
+        return [wa.attention(q, k, v, bias, mask, impl, ocean) for impl in ("reference", "fast")]
+
+    ref, fast = both(q, k, v, bias)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), atol=1e-5)
+    assert np.isfinite(np.asarray(fast)).all()
+    assert (np.asarray(fast)[0, 1, 1] == 0).all()
+
+
+def test_all_land_window_has_finite_gradients():
+    zhw, window = _MASKED
+    layer = _layer(zhw, window, shift=True)
+    ocean = jnp.zeros((1, *zhw), bool).at[0, 0, 0, 0].set(True)  # all land but one token
+    x = _x(1, zhw)
+
+    @nnx.jit
+    def grads(layer, x):
+        return nnx.grad(lambda m: jnp.sum(m(x, None, ocean) ** 2))(layer)
+
+    for leaf in jax.tree.leaves(nnx.state(grads(layer, x))):
+        assert np.isfinite(np.asarray(leaf)).all()
+
+
+def test_key_mask_shard_map_matches_single_device():
+    q, k, v, bias, ocean = _core_inputs()
+    mask = wa.attention_mask((2, 6, 8), (2, 3, 4), True)
+    expected = np.asarray(
+        jax.jit(lambda q, k, v, b: wa.attention(q, k, v, b, mask, "fast", ocean))(q, k, v, bias)
+    )
+    with partitioning.use_mesh(mesh_lib.make_mesh({"data": 2, "spatial": 2, "tensor": 2})):
+        y = jax.jit(lambda q, k, v, b: wa.shard_map_attention(q, k, v, b, mask, "fast", ocean))(
+            q, k, v, bias
+        )
+    np.testing.assert_allclose(np.asarray(y), expected, atol=1e-6)
+
+
+def test_key_mask_of_another_grid_is_named():
+    layer = _layer(*_MASKED, shift=True)
+    with pytest.raises(ValueError, match="key mask must be"):
+        layer(_x(1, _MASKED[0]), None, jnp.ones((1, 3, 10, 13), bool))
