@@ -99,39 +99,53 @@ class NormalizationStats:
         return cls.from_datasets(groups["mean"], groups["std"], groups["diff_std"])
 
 
-def channel_values(stats: xr.Dataset, layout: stacking.ChannelLayout) -> np.ndarray:
-    """One statistic per channel of ``layout``, float32 ``[C]``.
+def channel_values(
+    stats: xr.Dataset, layout: stacking.ChannelLayout, by: str | None = None
+) -> np.ndarray:
+    """One statistic per channel of ``layout``, float32 ``[C]`` (or ``[n_by, C]``).
 
     Args:
       stats: a reduced statistic (``mean``, ``std`` or ``diff_std``).
       layout: the channel order.
+      by: a dim every variable of ``stats`` has besides its vertical one (``"month"`` for
+        :func:`tellus.data.statistics.compute_monthly_statistics`): one row per entry.
 
     Returns:
-      The statistic of each channel.
+      The statistic of each channel (per entry of ``by``).
 
     Raises:
       KeyError: for a variable or level missing from ``stats``.
+      ValueError: for a statistic with other dims than its vertical one (and ``by``).
     """
     out = []
     for v in layout.variables:
         if v.name not in stats.data_vars:
             raise KeyError(f"no statistics for {v.name!r} (have {sorted(stats.data_vars)})")
         da = stats[v.name]
+        if by is not None:
+            if by not in da.dims:
+                raise ValueError(f"statistics of {v.name!r} have no {by!r} dim: {da.dims}")
+            da = da.transpose(by, ...)
+        lead = () if by is None else (da.sizes[by],)
         if v.vertical_dim is None:
-            if da.ndim != 0:
+            if da.ndim != len(lead):
                 raise ValueError(f"statistics of 2D variable {v.name!r} have dims {da.dims}")
-            out.append(np.atleast_1d(da.values))
+            out.append(np.asarray(da.values).reshape(*lead, 1))
         else:
             if v.vertical_dim not in da.dims:
                 raise ValueError(f"statistics of {v.name!r} lack its {v.vertical_dim!r} dim")
+            if da.ndim != len(lead) + 1:
+                raise ValueError(f"statistics of {v.name!r} have dims {da.dims}")
             idx = stacking.level_indices(da[v.vertical_dim].values, v.levels)
-            out.append(np.asarray(da.values)[idx])
+            out.append(np.asarray(da.values)[..., idx])
     if not out:
-        return np.zeros((0,), np.float32)
-    return np.concatenate(out).astype(np.float32)
+        return np.zeros((0,) if by is None else (stats.sizes.get(by, 0), 0), np.float32)
+    return np.concatenate(out, axis=-1).astype(np.float32)
 
 
-def _safe_scale(std: np.ndarray) -> np.ndarray:
+def safe_scale(std: np.ndarray) -> np.ndarray:
+    """``std`` with every zero or non-finite entry replaced by 1 (float32): a constant
+    channel then normalizes to 0 instead of NaN."""
     return np.where(np.isfinite(std) & (std > 0), std, 1.0).astype(np.float32)
 
 
@@ -197,7 +211,7 @@ class Normalizer:
             [input_channels.get(ch, -1) for ch in target_layout.channels], dtype=np.int64
         )
         target_mean = channel_values(stats.mean, target_layout)
-        target_std = _safe_scale(channel_values(stats.std, target_layout))
+        target_std = safe_scale(channel_values(stats.std, target_layout))
         if np.any(residual >= 0):
             residual_vars = stacking.ChannelLayout(
                 tuple(
@@ -209,7 +223,7 @@ class Normalizer:
             diff = dict(
                 zip(
                     residual_vars.channels,
-                    _safe_scale(channel_values(stats.diff_std, residual_vars)),
+                    safe_scale(channel_values(stats.diff_std, residual_vars)),
                     strict=True,
                 )
             )
@@ -236,14 +250,14 @@ class Normalizer:
 
         return cls(
             input_mean=channel_values(stats.mean, input_layout),
-            input_std=_safe_scale(channel_values(stats.std, input_layout)),
+            input_std=safe_scale(channel_values(stats.std, input_layout)),
             target_mean=target_mean,
             target_scale=target_scale,
             residual_input_index=residual,
             forcing_mean=forcing_stats(stats.mean, 0.0),
-            forcing_std=_safe_scale(forcing_stats(stats.std, 1.0)),
+            forcing_std=safe_scale(forcing_stats(stats.std, 1.0)),
             static_mean=channel_values(stats.mean, static_layout),
-            static_std=_safe_scale(channel_values(stats.std, static_layout)),
+            static_std=safe_scale(channel_values(stats.std, static_layout)),
             fill_nan=fill_nan,
         )
 

@@ -8,7 +8,10 @@ store (normally the training split, so that nothing leaks from the test years):
   GraphCast uses to scale residual targets (differences never straddle a gap in time);
 * ``climatology``: the mean by day of year and hour of day, smoothed with a circular window
   over the day of year (WeatherBench2 smooths its ERA5 climatology with a 61-day window), used
-  for anomaly metrics such as ACC.
+  for anomaly metrics such as ACC;
+* by calendar month (:func:`compute_monthly_statistics`, for monthly models that normalize
+  each month with its own statistics, as ORCA-DL does): ``mean`` and ``std`` of every
+  time-varying variable over the times of that month, latitude and longitude.
 
 Everything is accumulated in float64 with fixed dask chunking, so the same store gives the
 same numbers on every run. The results go next to the store, ``era5.zarr`` ->
@@ -30,6 +33,7 @@ from tellus.data.errors import SchemaError
 
 GROUPS = ("mean", "std", "diff_std")
 CLIMATOLOGY = "climatology"
+MONTH = "month"
 
 
 def stats_path(store: str | os.PathLike) -> str:
@@ -126,6 +130,63 @@ def compute_statistics(
             statistic=group, step=str(step), time_range=str(time_range) if time_range else "all"
         )
         result[group] = stat
+    return result
+
+
+def compute_monthly_statistics(
+    ds: xr.Dataset,
+    *,
+    time_range: tuple[str, str] | None = None,
+    variables: Sequence[str] | None = None,
+) -> dict[str, xr.Dataset]:
+    """Mean and std of every time-varying variable by calendar month.
+
+    For month ``m`` the statistics run over every time of the range in that month and over
+    latitude and longitude (keeping ``level`` or ``depth``), skipping NaN (land in ocean
+    fields), with the population std as :func:`compute_statistics`.
+
+    Args:
+      ds: a dataset in the schema with a ``time`` dim (numpy or cftime dates).
+      time_range: (start, stop) dates, inclusive, e.g. the training years.
+      variables: which variables (default: the time-dependent floating-point ones).
+
+    Returns:
+      ``{"mean": ds, "std": ds}``, each variable with dims ``(month, [level | depth])``,
+      ``month`` = 1 .. 12.
+
+    Raises:
+      SchemaError: for a missing variable, a range of fewer than 2 times, or one that does
+        not hold every calendar month.
+    """
+    ds = _select(ds, time_range, variables)
+    names = [
+        n
+        for n, v in ds.data_vars.items()
+        if schema.TIME in v.dims and np.issubdtype(v.dtype, np.floating)
+    ]
+    ds = ds[names].astype(np.float64)
+    month = ds[schema.TIME].dt.month.rename(MONTH)
+    missing = sorted(set(range(1, 13)) - set(np.unique(month.values).tolist()))
+    if missing:
+        raise SchemaError(
+            f"statistics by calendar month need every month in the range; months {missing} "
+            f"have no time in {time_range or 'the store'}"
+        )
+    out: dict[str, dict[str, xr.DataArray]] = {"mean": {}, "std": {}}
+    for name, var in ds.data_vars.items():
+        grouped = var.groupby(month)
+        dims = _reduce_dims(var)
+        out["mean"][name] = grouped.mean(dims, skipna=True)
+        out["std"][name] = grouped.std(dims, skipna=True)
+    result = {}
+    for group, stat_vars in out.items():
+        stat = xr.Dataset(stat_vars)
+        stat = stat.drop_vars([c for c in stat.coords if c not in stat.dims])
+        stat.attrs.update(
+            statistic=f"{group} by calendar month",
+            time_range=str(time_range) if time_range else "all",
+        )
+        result[group] = stat.transpose(MONTH, ...).compute()
     return result
 
 

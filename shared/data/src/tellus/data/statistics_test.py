@@ -134,3 +134,35 @@ def test_written_statistics_are_reproducible(tmp_path):
     assert clim.sizes["dayofyear"] == 366 and set(clim["hour"].values) == {0, 6, 12, 18}
     with pytest.raises(FileNotFoundError, match="run `tellus data stats STORE` first"):
         statistics.read_statistics(tmp_path / "none.stats.zarr")
+
+
+def test_monthly_statistics_by_hand():
+    # Two years of months t = 0..23; two ocean cells hold t - 1 and t + 1 (times 1 + k at
+    # depth k), the third cell is land (NaN). Month m holds t = m - 1 and m + 11, so its
+    # values are {m - 2, m, m + 10, m + 12}: mean m + 5, population std sqrt(37).
+    times = pd.date_range("2000-01-01", periods=24, freq="MS")
+    t = np.arange(24.0)[:, None, None, None]
+    cells = np.array([-1.0, 1.0, np.nan])[None, None, None, :]
+    depth = np.array([5.0, 50.0])
+    theta = (t + cells) * (1.0 + np.arange(2))[None, :, None, None]
+    ds = xr.Dataset(
+        {
+            "sea_water_potential_temperature": (("time", "depth", "latitude", "longitude"), theta),
+            "sea_surface_height": (("time", "latitude", "longitude"), theta[:, 0]),
+            "ocean_mask": (("latitude", "longitude"), np.array([[1.0, 1.0, 0.0]])),
+        },
+        coords={"time": times, "depth": depth, "latitude": [0.0], "longitude": [0.0, 4.0, 8.0]},
+    )
+    stats = statistics.compute_monthly_statistics(ds)
+    assert set(stats["mean"].data_vars) == {"sea_water_potential_temperature", "sea_surface_height"}
+    mean = stats["mean"]["sea_water_potential_temperature"]
+    assert mean.dims == ("month", "depth") and list(mean.month.values) == list(range(1, 13))
+    m = np.arange(1, 13.0)[:, None]
+    np.testing.assert_allclose(mean.values, (m + 5) * [1.0, 2.0])
+    np.testing.assert_allclose(
+        stats["std"]["sea_water_potential_temperature"].values,
+        np.sqrt(37.0) * np.array([[1.0, 2.0]] * 12),
+    )
+    np.testing.assert_allclose(stats["mean"]["sea_surface_height"].values, m[:, 0] + 5)
+    with pytest.raises(SchemaError, match=r"months \[12\]"):
+        statistics.compute_monthly_statistics(ds, time_range=("2000-01", "2000-11"))
