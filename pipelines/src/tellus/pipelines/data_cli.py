@@ -40,6 +40,7 @@ def _exit_on_data_error(what: str, code: int = errors.USAGE) -> Iterator[None]:
 
 class Embedded(StrEnum):
     atmosphere = "atmosphere"
+    ocean = "ocean"
 
 
 def build_atmosphere(
@@ -64,25 +65,70 @@ def build_atmosphere(
     return out
 
 
+def build_ocean(
+    out: Path, preset: str = "default", *, spinup: bool = False, progress: bool = True
+) -> dict[str, Path]:
+    """Builds (or resumes, or finds cached) the embedded veros ocean in the folder ``out``:
+    its spin-up, then (unless ``spinup``) the model and observed stores."""
+    from tellus.data.errors import IngestError
+    from tellus.ocean import world
+
+    if preset not in world.PRESETS:
+        raise typer.BadParameter(
+            f"unknown preset '{preset}'; choose from {sorted(world.PRESETS)}",
+            param_hint="--preset",
+        )
+    start = time.perf_counter()
+    with _exit_on_data_error("build failed"):  # e.g. another build of a store is running
+        try:
+            built = world.build(out, world.PRESETS[preset], spinup_only=spinup, progress=progress)
+        except ValueError as e:  # the folder holds an ocean of another configuration
+            raise errors.UserError(str(e), param="--out") from e
+        except RuntimeError as e:  # veros failed (its log says why), or a lock is held
+            if isinstance(e, IngestError):
+                raise
+            typer.echo(f"build failed: {errors.one_line(str(e))}", err=True)
+            raise typer.Exit(1) from e
+    what = "spin-up" if spinup else "ocean"
+    typer.echo(f"{out}: {what} ready in {time.perf_counter() - start:.1f} s")
+    return built
+
+
 @app.command()
 def build(
     dataset: Annotated[Embedded, typer.Argument(help="Which embedded dataset to build.")],
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Store path (default $TELLUS_DATA/NAME.zarr).",
+            help="Store path (default $TELLUS_DATA/NAME.zarr); for the ocean a folder for "
+            "spinup.h5, model.zarr and observed.zarr (default $TELLUS_DATA/ocean).",
             callback=checks.writable_dir_option,
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Size preset: 'default' or 'tiny'.")] = "default",
-    stats: Annotated[bool, typer.Option(help="Also write normalization statistics.")] = True,
+    stats: Annotated[
+        bool, typer.Option(help="Also write normalization statistics (atmosphere).")
+    ] = True,
+    spinup: Annotated[
+        bool,
+        typer.Option("--spinup", help="Ocean: only the spin-up (cached), the separate first step."),
+    ] = False,
 ) -> None:
     """Build an embedded dataset from real physics (cached; resumes after a kill)."""
     from tellus.data import describe as describe_
 
-    out = out or paths.default_store(
-        dataset.value if preset == "default" else f"{dataset.value}-{preset}"
-    )
+    name = dataset.value if preset == "default" else f"{dataset.value}-{preset}"
+    if dataset is Embedded.ocean:
+        built = build_ocean(out or paths.default_folder(name), preset, spinup=spinup)
+        for key, path in built.items():
+            if key != "spinup":
+                describe_.render(describe_.summarize(path))
+        return
+    if spinup:
+        raise errors.UserError(
+            "only `tellus data build ocean` has a separate spin-up", param="--spinup"
+        )
+    out = out or paths.default_store(name)
     build_atmosphere(out, preset, stats=stats)
     describe_.render(describe_.summarize(out))
 

@@ -14,3 +14,9 @@ def data_dir() -> Path:
 def default_store(name: str) -> Path:
     """The default path of the embedded dataset ``name`` (e.g. ``atmosphere``)."""
     return data_dir() / f"{name}.zarr"
+
+
+def default_folder(name: str) -> Path:
+    """The default folder of the embedded dataset ``name`` that is several stores (the ocean:
+    ``model.zarr``, ``observed.zarr`` and the spin-up's restart beside them)."""
+    return data_dir() / name
