@@ -57,6 +57,16 @@ lint:
 build-atmosphere:
     uv run tellus data build atmosphere
 
+# The spin-up is cached (`just build-ocean --spinup` runs it alone); the runs resume after a kill.
+# Build the embedded veros ocean in $TELLUS_DATA/ocean: spin-up, then the model and observed runs.
+build-ocean *ARGS:
+    uv run tellus data build ocean {{ARGS}}
+
+# DIR defaults to $TELLUS_DATA/ocean; prints pass/fail with the values, exit 1 on a failure.
+# Physical sanity of the built ocean stores: gyres, Drake Passage, stratification, drift.
+check-ocean DIR="":
+    d="{{DIR}}"; d="${d:-${TELLUS_DATA:-data}/ocean}"; uv run python -m tellus.ocean.sanity "$d/model.zarr" "$d/observed.zarr"
+
 # Loader samples/s next to raw sequential Zarr read throughput of the same store.
 bench-data *ARGS:
     uv run python -m tellus.data.bench {{ARGS}}

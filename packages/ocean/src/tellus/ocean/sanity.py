@@ -252,10 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         print("usage: python -m tellus.ocean.sanity STORE [STORE ...]", file=sys.stderr)
         return 2
+    from tellus.data.errors import SchemaError
+
     failed = False
     for path in paths:
+        try:
+            ds = validation.open_dataset(path, check_values="none")
+        except (FileNotFoundError, SchemaError) as e:
+            print(f"{path}: {e} (build it with `just build-ocean`)", file=sys.stderr)
+            return 2
         print(path)
-        ds = validation.open_dataset(path, check_values="none")
         for c in check(ds):
             print("  " + c.line())
             failed |= not c.passed
