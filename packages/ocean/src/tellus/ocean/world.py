@@ -404,6 +404,7 @@ def _run_veros(config: OceanConfig, directory: Path, jobs: list[dict], progress:
         proc = stack.enter_context(
             subprocess.Popen(
                 [sys.executable, "-m", "tellus.ocean.veros_run", f.name],
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
