@@ -7,6 +7,7 @@ import dataclasses
 import fcntl
 import shutil
 import subprocess
+import sys
 
 import cftime
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import xarray as xr
 
 from tellus.data import schema, validation, writing
+from tellus.data.errors import LockedError
 from tellus.ocean import planet, sanity, world
 
 CONFIG = world.TINY
@@ -139,6 +141,33 @@ def test_a_stopped_build_resumes_to_the_same_store(built, tmp_path):
     resumed, reference = open_store(tmp_path), open_store(built)
     for name in (*world.FIELDS_3D, *world.FIELDS_2D):
         np.testing.assert_array_equal(resumed[name].values, reference[name].values, err_msg=name)
+
+
+def test_a_second_build_of_a_store_refuses(built, tmp_path):
+    """While another process builds the model store, a build of it refuses at once with
+    one line naming the holder, and writes nothing."""
+    shutil.copy(world.spinup_path(built), world.spinup_path(tmp_path))
+    shutil.copy(built / "spinup.json", tmp_path / "spinup.json")
+    store = world.store_path(tmp_path, "model")
+    hold = (
+        "import sys, time\n"
+        "from tellus.data import locking\n"
+        "locking.store_lock(sys.argv[1], 'another build').acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(store)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockedError, match=f"pid {holder.pid} .*another build"):
+            world.build_runs(tmp_path, CONFIG, runs=("model",), progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert not store.exists()
 
 
 def test_sanity_on_the_tiny_run(built):
