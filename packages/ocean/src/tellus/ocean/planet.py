@@ -15,7 +15,8 @@ Conventions:
   from ``-lat_edge + resolution / 2`` to ``lat_edge - resolution / 2``, walls at
   ``+-lat_edge``, cyclic in longitude;
 * depth in metres, positive down, top to bottom; ``Grid.thickness`` are the layer thicknesses,
-  ``Grid.depth`` the layer centres (the store's ``depth`` coordinate);
+  ``Grid.depth`` the depths of veros's T points (the store's ``depth`` coordinate), which
+  lie near but not always at the layer centres (see ``Grid.depth``);
 * the bottom is flat: every ocean column has every level, so the 2D ``ocean_mask`` is the
   land-sea mask of every depth;
 * time is the model's, in seconds from the start of the spin-up, on a 360-day calendar of
