@@ -173,11 +173,17 @@ def compute_monthly_statistics(
             f"have no time in {time_range or 'the store'}"
         )
     out: dict[str, dict[str, xr.DataArray]] = {"mean": {}, "std": {}}
+    months = xr.DataArray(np.arange(1, 13), dims=[MONTH], name=MONTH)
     for name, var in ds.data_vars.items():
-        grouped = var.groupby(month)
         dims = _reduce_dims(var)
-        out["mean"][name] = grouped.mean(dims, skipna=True)
-        out["std"][name] = grouped.std(dims, skipna=True)
+        # One reduction per month rather than a groupby, which dask-backed stores do not
+        # reduce over the group's dim and others at once.
+        by_month = [
+            var.isel({schema.TIME: np.flatnonzero(month.values == m)}) for m in range(1, 13)
+        ]
+        for group, reduce in (("mean", "mean"), ("std", "std")):
+            parts = [getattr(part, reduce)(dims, skipna=True) for part in by_month]
+            out[group][name] = xr.concat(parts, dim=months)
     result = {}
     for group, stat_vars in out.items():
         stat = xr.Dataset(stat_vars)

@@ -1,0 +1,154 @@
+"""The ocean's entry in the Domain registry (:mod:`tellus.training.domains`), its samples and
+the config a store implies.
+
+The task (:func:`tellus.ocean.forecaster.task_for`): the ocean state of one month (T, S, u,
+v on every depth, SST, SSH) -> the states 1-6 months later, the wind stress at the initial
+and every lead's month, the ocean mask as the one static field; samples:
+:class:`tellus.data.sources.WindowSource` windows with the initial calendar month
+(:class:`Samples`), through the shared loader (:func:`batches`); the model: the ORCA-DL
+forecaster (:class:`tellus.ocean.forecaster.OceanForecaster`, its fusion the shared trunk);
+the loss: area- and thickness-weighted MSE over the ocean (:func:`tellus.ocean.forecaster.loss_fn`).
+:func:`make_config` fills a forecaster's config from a store: the grid, the depths, the
+layers' thicknesses and the calendar-month statistics of a training range.
+
+There is no loader (``Domain.load``) yet: the ocean's forecasts and evaluation come later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tellus.data import schema, sources, validation
+from tellus.kernels import earth_trunk
+from tellus.ocean import forecaster as fc
+from tellus.ocean import model as model_lib
+from tellus.ocean.normalization import MonthlyNormalizer
+from tellus.training import domains, streams
+
+MONTH = "month"
+KEYS = (sources.INPUTS, sources.TARGETS, sources.FORCINGS, sources.STATICS, MONTH)
+THICKNESS = "layer_thickness"  # per depth (m), in the embedded ocean's stores
+
+
+class Samples:
+    """The windows of a :class:`~tellus.data.sources.WindowSource` of an ocean task with the
+    calendar month of each initial state: ``inputs [1, lat, lon, C]``, ``targets [L, lat,
+    lon, C]``, ``forcings [1 + L, lat, lon, F]``, ``statics [lat, lon, 1]`` (the ocean mask),
+    float32 with NaN over land as in the store, and ``month`` int32 (1..12).
+
+    A random-access source for the shared grain loader
+    (:class:`tellus.training.streams.LoaderStream`).
+    """
+
+    def __init__(self, windows: sources.WindowSource, name: str = "ocean"):
+        task = windows.task
+        if task.history_steps != 1 or task.static_variables != fc.STATICS:
+            raise ValueError(
+                f"an ocean sample has one input month and the statics {fc.STATICS}; the task "
+                f"has {task.history_steps} and {task.static_variables}"
+            )
+        self.windows = windows
+        self.name = name
+        self._months = windows.init_times.month.to_numpy().astype(np.int32)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        s = self.windows[int(index)]
+        out = {key: s[key] for key in KEYS[:-1]}
+        out[MONTH] = self._months[int(index)]
+        return out
+
+    def __repr__(self) -> str:
+        # grain compares it when restoring an iterator state: keep it stable.
+        return f"Samples({self.name!r}, n={len(self)})"
+
+
+def samples(
+    store: str | os.PathLike,
+    cfg: fc.ForecasterConfig,
+    dates: sources.DateRange | None = None,
+    **kwargs: Any,
+) -> Samples:
+    """The samples of ``cfg``'s task in ``store`` (within ``dates``); ``kwargs`` go to the
+    :class:`~tellus.data.sources.WindowSource`."""
+    task = fc.task_for(cfg.depths, cfg.leads, cfg.variables, cfg.forcings)
+    return Samples(sources.WindowSource(store, task, dates, **kwargs))
+
+
+def batches(source: Samples, batch_size: int, seed: int = 0) -> streams.LoaderStream:
+    """Endless shuffled batches of ``source`` through the shared grain loader."""
+    return streams.LoaderStream(source, batch_size, seed)
+
+
+def make_config(
+    store: str | os.PathLike,
+    net: model_lib.NetConfig,
+    time_range: tuple[str, str],
+    *,
+    depths: Sequence[float] | None = None,
+    variables: Sequence[str] = fc.VARIABLES,
+    forcings: Sequence[str] = fc.FORCINGS,
+    leads: Sequence[int] = fc.LEADS,
+    observed_forcing: bool = False,
+) -> fc.ForecasterConfig:
+    """A forecaster's config for ``store``: its latitudes, depths (all, or ``depths``), the
+    layers' thicknesses when the store has them, and the calendar-month statistics of the
+    variables and forcings over ``time_range`` (the training months, inclusive).
+
+    Raises:
+      SchemaError: the store is outside the schema, or the range lacks a calendar month.
+      ValueError: ``net`` does not fit the store's grid or channels.
+    """
+    ds = validation.open_dataset(str(store), check_values="none")
+    if (net.n_lat, net.n_lon) != (ds.sizes[schema.LATITUDE], ds.sizes[schema.LONGITUDE]):
+        raise ValueError(
+            f"the network is for a {net.n_lat} x {net.n_lon} grid; {store} is "
+            f"{ds.sizes[schema.LATITUDE]} x {ds.sizes[schema.LONGITUDE]}"
+        )
+    if depths is None:
+        depths = tuple(float(d) for d in ds[schema.DEPTH].values)
+    task = fc.task_for(depths, leads, variables, forcings)
+    windows = sources.WindowSource(store, task)
+    state = MonthlyNormalizer.from_dataset(ds, windows.input_layout, time_range)
+    forcing = MonthlyNormalizer.from_dataset(ds, windows.forcing_layout, time_range)
+    thickness = None
+    if THICKNESS in ds.variables:
+        all_depths = ds[schema.DEPTH].values
+        index = [int(np.flatnonzero(np.isclose(all_depths, d))[0]) for d in depths]
+        thickness = tuple(float(v) for v in np.asarray(ds[THICKNESS].values)[index])
+    return fc.ForecasterConfig(
+        net=net.to_dict(),
+        variables=tuple(variables),
+        forcings=tuple(forcings),
+        depths=tuple(float(d) for d in depths),
+        latitude=tuple(float(v) for v in windows.latitude),
+        mean=state.mean,
+        std=state.std,
+        forcing_mean=forcing.mean,
+        forcing_std=forcing.std,
+        leads=tuple(leads),
+        thickness=thickness,
+        observed_forcing=observed_forcing,
+    )
+
+
+def _trunk(cfg: dict[str, Any]) -> earth_trunk.TrunkConfig:
+    return fc.ForecasterConfig.from_dict(cfg).trunk_config
+
+
+DOMAIN = domains.Domain(
+    name="ocean",
+    summary="seasonal ocean: ORCA-DL's 3D ocean state at 1-6 months, restarted every sixth",
+    kind=fc.KIND,
+    build=fc.make_forecaster,
+    loss_fn=fc.loss_fn,
+    trunk_config=_trunk,
+)
+
+__all__ = ["DOMAIN", "KEYS", "MONTH", "Samples", "batches", "make_config", "samples"]
