@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Literal
 
 import cftime
+import gsw
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -216,16 +217,16 @@ def _calendar_text(config: OceanConfig) -> str:
 # --- The store layout --------------------------------------------------------------------
 
 _DESCRIPTIONS: Mapping[str, str] = {
-    TEMPERATURE: "veros's prognostic temperature: TEOS-10 Conservative Temperature, stored "
-    "without conversion (it differs from potential temperature by about 0.1 K or less at "
-    "this ocean's salinities).",
+    TEMPERATURE: "Potential temperature (reference pressure 0 dbar) from veros's prognostic "
+    "TEOS-10 Conservative Temperature and Absolute Salinity (gsw.pt_from_CT of the monthly "
+    "means).",
     SALINITY: "Practical salinity: veros's TEOS-10 Absolute Salinity times 35 / 35.16504 "
     "(reference-composition seawater).",
     EASTWARD: "Mean of the zonal velocity on the west and east faces of each T cell.",
     NORTHWARD: "Mean of the meridional velocity on the south and north faces of each T cell.",
     SSH: "veros's surface-pressure sea surface height (enable_streamfunction=False) minus "
     "its area-weighted global ocean mean of the month (the offset is arbitrary).",
-    SST: "Temperature of the top layer, in K.",
+    SST: "Potential temperature of the top layer, in K.",
     TAU_X: "The analytic wind stress veros was forced with (climatology with a seasonal "
     "cycle plus AR(1) anomaly modes), face means as for the velocity.",
     TAU_Y: "As surface_downward_eastward_stress, meridional.",
@@ -300,13 +301,15 @@ def chunk_dataset(grid: planet.Grid, times: np.ndarray, fields: Mapping[str, np.
     ssh = fields["ssh"]
     w = planet.area_weights(grid)
     ssh = ssh - (ssh * w).sum(axis=(-2, -1), keepdims=True) / w.sum()
+    # veros carries Conservative Temperature; the schema's variable is potential temperature.
+    theta = gsw.pt_from_CT(np.asarray(fields["salt"], np.float64), fields["temp"])
     values = {
-        TEMPERATURE: masked(fields["temp"]),
+        TEMPERATURE: masked(theta),
         SALINITY: masked(fields["salt"] / planet.ABSOLUTE_PER_PRACTICAL),
         EASTWARD: masked(fields["u"]),
         NORTHWARD: masked(fields["v"]),
         SSH: masked(ssh),
-        SST: masked(fields["temp"][:, 0] + KELVIN),
+        SST: masked(theta[:, 0] + KELVIN),
         TAU_X: masked(fields["taux"]),
         TAU_Y: masked(fields["tauy"]),
     }

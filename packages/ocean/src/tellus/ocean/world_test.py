@@ -182,3 +182,28 @@ def test_sanity_on_the_tiny_run(built):
     assert np.isfinite(sanity.temperature_drift(ds))
     names = [c.name for c in sanity.check(ds)]
     assert len(names) == 5
+
+
+def test_temperature_is_potential_temperature_from_veros_conservative_temperature():
+    """veros carries TEOS-10 Conservative Temperature and Absolute Salinity; the store's
+    potential temperature turns back into the same Conservative Temperature through gsw's
+    inverse, and differs from it where the salinity is far from the reference one."""
+    import gsw
+
+    g = CONFIG.grid
+    shape3, shape2 = (2, g.nz, g.ny, g.nx), (2, g.ny, g.nx)
+    rng = np.random.default_rng(0)
+    ct = rng.uniform(-1.5, 28.0, shape3)
+    sa = rng.uniform(30.0, 38.0, shape3)
+    fields = {"temp": ct, "salt": sa, "u": np.zeros(shape3), "v": np.zeros(shape3)}
+    fields |= {k: np.zeros(shape2) for k in ("ssh", "taux", "tauy")}
+    times = pd.date_range("2000-01-01", periods=2, freq="MS").values
+    ds = world.chunk_dataset(g, times, fields)
+    ocean = planet.ocean_mask(g) > 0
+    theta = ds["sea_water_potential_temperature"].values
+    back = gsw.CT_from_pt(sa, theta.astype(np.float64))
+    np.testing.assert_allclose(back[..., ocean], ct[..., ocean], atol=2e-5)  # float32 storage
+    assert np.abs(theta - ct)[..., ocean].max() > 0.05  # a conversion, not a copy
+    np.testing.assert_allclose(
+        ds["sea_surface_temperature"].values, theta[:, 0] + 273.15, rtol=1e-6
+    )
