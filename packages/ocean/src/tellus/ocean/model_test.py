@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tellus.kernels import earth_trunk
+from tellus.kernels import earth_trunk, partitioning
 from tellus.ocean import model
 
 
@@ -74,3 +74,4 @@ def test_parameter_counts_from_the_parameter_tree():
     assert model.count_parameters(cfg) == total
     assert model.active_parameters(cfg) == total - idle
     assert not any("wind" in p and "experts" in p for p in sizes)
+    partitioning.param_specs(abstract)  # every parameter's logical names are in the rules
