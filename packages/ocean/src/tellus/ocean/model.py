@@ -34,18 +34,20 @@ key. Outputs over land are zero.
 Where this departs from the released ORCA-DL code, and why:
 
 * attention: the shared Earth-specific bias of Pangu-Weather (absolute in latitude inside a
-  window, relative in longitude) instead of a 2D rotary position embedding inside windows;
-  the encoders' and the fusion's absolute position embeddings are kept;
+  window, relative in longitude) instead of a 2D rotary position embedding inside windows,
+  so that every block is the trunk's own, one attention for every domain; the encoders' and
+  the fusion's absolute position embeddings are kept;
 * the land mask: a token is land when all its cells are, and land tokens are never keys;
   the released code builds its token mask by a convolution with zero weights, which marks
   every token as land, so that the -100 it adds to the logits is the same for every key of
   a window and cancels in the softmax: land is not masked in its attention;
-* up-sampling: the trunk's ``UpSample`` (linear 2 x 2 expansion, LayerNorm, linear), which
-  has one linear layer more than ORCA-DL's patch expanding;
-* the fusion is the shared trunk's first and last stage with a skip: its output is the last
-  stage's tokens concatenated with the first stage's (2D wide);
-* the rotary lead embedding rotates channel pairs; the released code's rotation stacks the
-  halves along the channel axis, which is not a rotation (:mod:`tellus.ocean.lead`).
+* up-sampling: the trunk's ``UpSample`` (linear 2 x 2 expansion, LayerNorm, linear), reused
+  rather than a second layer of the kind; it has one linear map more than ORCA-DL's;
+* the fusion is the shared trunk (so that the ocean joins one Earth trunk), its first and
+  last stage with a skip: its output is the last stage's tokens concatenated with the first
+  stage's (2D wide), projected back to the decoders' widths;
+* the rotary lead embedding rotates channel pairs, keeping each pair's norm; the released
+  code's rotation stacks the halves along the channel axis, which is not a rotation.
 """
 
 from __future__ import annotations
