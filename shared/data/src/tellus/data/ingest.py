@@ -209,10 +209,23 @@ def _into_schema(
                 f"({describe_grid(mask.to_dataset())} and {describe_grid(other.to_dataset())}); "
                 "expected one grid: give them one resolution (Regridding.resolution, --grid)"
             )
-        mask = mask.copy(data=np.maximum(mask.values, other.values))
+        mask = _union(mask, other)
     label = "the ocean mask regridded from " + ", ".join(label for label, _ in masks)
     pieces.append((label, conventions.canonicalize(mask.to_dataset(), source=label)))
     return pieces, True
+
+
+def _union(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """Ocean where either mask says ocean. A mask by depth (from a 3-D file) and a 2-D one
+    (from a surface file) meet at the top level: the surface file says nothing of depth."""
+    if a.dims == b.dims:
+        return a.copy(data=np.maximum(a.values, b.values))
+    deep, flat = (a, b) if a.ndim > b.ndim else (b, a)
+    vertical = deep.dims[0]
+    top = int(np.argmin(deep[vertical].values)) if vertical in deep.coords else 0
+    values = deep.values.copy()
+    values[top] = np.maximum(values[top], flat.transpose(*schema.SPATIAL_DIMS).values)
+    return deep.copy(data=values)
 
 
 def _provenance(pieces: Sequence[tuple[str, xr.Dataset]]) -> dict[str, object]:

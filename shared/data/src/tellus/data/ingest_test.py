@@ -17,7 +17,7 @@ import xarray as xr
 
 from tellus.data import ingest as ingest_module
 from tellus.data import mock
-from tellus.data.errors import IngestError
+from tellus.data.errors import IngestError, SchemaError
 from tellus.data.ingest import ingest
 
 # shared/data/src/tellus/data/ingest_test.py -> repo root is parents[5].
@@ -403,6 +403,31 @@ def test_bad_arguments(tmp_path):
         ingest([junk], tmp_path / "x.zarr", time_chunk=0)
     with pytest.raises(TypeError, match="sequence of paths"):
         ingest(str(junk), tmp_path / "x.zarr")  # type: ignore[arg-type]
+
+
+def test_a_sea_floor_that_rises_gives_a_valid_store_with_a_mask_by_depth(tmp_path):
+    """Land wider at depth than at the surface (bathymetry): the store's ocean_mask has a
+    depth dim, the 3-D field is NaN exactly where its level's mask is 0 and the surface field
+    where the top level's is; NaN in a deep ocean cell is still refused."""
+    from tellus.data import validation
+
+    source = mock.mock_curvilinear_ocean(months=2, deeper_land=15.0)
+    source.to_netcdf(tmp_path / "deep.nc")
+    out = ingest([tmp_path / "deep.nc"], tmp_path / "deep.zarr", progress=False)
+    validation.open_dataset(tmp_path / "deep.zarr", check_values="full")
+    mask = out["ocean_mask"]
+    assert mask.dims == ("depth", "latitude", "longitude")
+    assert mask.values[1].sum() < mask.values[0].sum()
+    theta = out["sea_water_potential_temperature"].values
+    np.testing.assert_array_equal(np.isnan(theta), np.broadcast_to(mask.values == 0, theta.shape))
+    zos = out["sea_surface_height"].values
+    np.testing.assert_array_equal(np.isnan(zos), np.broadcast_to(mask.values[0] == 0, zos.shape))
+
+    holed = out.load()
+    j, i = np.argwhere(mask.values[1] == 1)[0]
+    holed["sea_water_potential_temperature"][0, 1, j, i] = np.nan
+    with pytest.raises(SchemaError, match="'sea_water_potential_temperature' has 1 NaN"):
+        validation.check_values_of(holed, "holed", full=True)
 
 
 def test_curvilinear_noleap_files_are_regridded_into_a_valid_store(tmp_path):

@@ -394,7 +394,8 @@ def regrid(
 
     Returns:
       The variables on the grid with ``(latitude, longitude)`` in place of the source's two
-      dims, variables off the grid unchanged, a static ``ocean_mask``, and the attributes of
+      dims, variables off the grid unchanged, a static ``ocean_mask`` (with the vertical dim
+      where the land at depth is wider than at the surface), and the attributes of
       :data:`ATTRS`. The source's positions, cell bounds and any mask variable are dropped.
 
     Raises:
@@ -411,6 +412,7 @@ def regrid(
     mask_names = {OCEAN_MASK, *schema.VARIABLES[OCEAN_MASK].aliases}
     drop = {grid.lat_name, grid.lon_name, *_bounds_names(ds), *mask_names}
     on_grid, source_ocean = {}, np.zeros(grid.shape, dtype=bool)
+    by_level: dict[str, tuple[xr.DataArray, np.ndarray]] = {}  # vertical dim: (coord, points)
     for name, da in ds.data_vars.items():
         if name in drop:
             continue
@@ -423,6 +425,12 @@ def regrid(
         if has:
             on_grid[name] = _regrid_variable(da, grid, regridder, lat, lon)
             source_ocean |= _ocean_points(da, grid)
+            level = _ocean_points_by_level(da, grid)
+            if level is not None:
+                dim, points = level
+                if dim in by_level and by_level[dim][1].shape == points.shape:
+                    points = points | by_level[dim][1]
+                by_level[dim] = (da[dim] if dim in da.coords else None, points)
     if not on_grid:
         raise SchemaError(f"{source}: no variable lies on the grid {grid.describe()}")
     off_grid = [
@@ -430,12 +438,20 @@ def regrid(
     ]
     out = ds[[n for n in off_grid if n in ds.data_vars]].assign(on_grid)
     out = out.assign_coords({n: ds[n] for n in off_grid if n in ds.coords})
-    mask = regridder.ocean(source_ocean).astype(np.float32)
+    mask_attrs = {"units": "1", "long_name": schema.VARIABLES[OCEAN_MASK].long_name}
     out[OCEAN_MASK] = xr.DataArray(
-        mask,
-        dims=schema.SPATIAL_DIMS,
-        attrs={"units": "1", "long_name": schema.VARIABLES[OCEAN_MASK].long_name},
+        regridder.ocean(source_ocean).astype(np.float32), dims=schema.SPATIAL_DIMS, attrs=mask_attrs
     )
+    if len(by_level) == 1:  # One vertical axis: land that grows with depth gets a 3-D mask.
+        ((dim, (coord, points)),) = by_level.items()
+        levels = np.stack([regridder.ocean(p) for p in points]).astype(np.float32)
+        if (levels != levels[:1]).any():
+            out[OCEAN_MASK] = xr.DataArray(
+                levels,
+                dims=(dim, *schema.SPATIAL_DIMS),
+                coords=None if coord is None else {dim: coord},
+                attrs=mask_attrs | {"comment": f"per {dim}: the sea floor rises above deep levels"},
+            )
     out = out.assign_coords(
         {
             schema.LATITUDE: (schema.LATITUDE, lat, {"units": "degrees_north"}),
@@ -498,6 +514,19 @@ def _ocean_points(da: xr.DataArray, grid: CurvilinearGrid) -> np.ndarray:
     if lead:
         finite = finite.any(lead)
     return np.asarray(finite.transpose(*grid.dims).values, dtype=bool)
+
+
+def _ocean_points_by_level(
+    da: xr.DataArray, grid: CurvilinearGrid
+) -> tuple[str, np.ndarray] | None:
+    """``(vertical dim, [level, n_j, n_i])`` source points where ``da`` holds a value in its
+    first time step, level by level; None for a variable with no single vertical dim."""
+    first = da.isel({d: 0 for d in da.dims if d in _TIME_DIMS})
+    lead = [d for d in first.dims if d not in grid.dims]
+    if len(lead) != 1:
+        return None
+    finite = first.notnull().transpose(lead[0], *grid.dims)
+    return lead[0], np.asarray(finite.values, dtype=bool)
 
 
 _TIME_DIMS = {schema.TIME} | {k for k, v in schema.DIM_ALIASES.items() if v == schema.TIME}

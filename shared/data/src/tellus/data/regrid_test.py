@@ -130,7 +130,15 @@ def test_each_depth_keeps_its_own_land():
     assert theta.dims == ("time", "lev", "latitude", "longitude")
     top, deep = np.isnan(theta.isel(time=0, lev=0)), np.isnan(theta.isel(time=0, lev=1))
     assert int(deep.sum()) > int(top.sum()) and bool((deep | ~top).all())
-    np.testing.assert_array_equal(out.ocean_mask.values, (~top).values.astype(np.float32))
+    # The mask is by level: the surface's ocean at the top, the narrower deep ocean below.
+    assert out.ocean_mask.dims == ("lev", "latitude", "longitude")
+    np.testing.assert_array_equal(out.ocean_mask.values[0], (~top).values.astype(np.float32))
+    np.testing.assert_array_equal(out.ocean_mask.values[1], (~deep).values.astype(np.float32))
+    # Land that does not widen with depth keeps the 2-D mask.
+    assert regrid.regrid(mock.mock_curvilinear_ocean(months=1)).ocean_mask.dims == (
+        "latitude",
+        "longitude",
+    )
     # The monthly ramp of 0.1 degC comes through each slice unchanged.
     np.testing.assert_allclose(
         (theta.isel(time=1, lev=1) - theta.isel(time=0, lev=1)).values[~deep.values],

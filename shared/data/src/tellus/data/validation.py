@@ -287,7 +287,8 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
     """Raises on NaNs outside the declared mask, or values outside the plausible range.
 
     Variables of the ocean (the ``ocean_*`` kinds and ``SEA_VARIABLES``) may be NaN where
-    ``ocean_mask`` is 0; nothing else may be NaN.
+    ``ocean_mask`` is 0; nothing else may be NaN. A mask with a ``depth`` dim (land that
+    widens with depth) is read level by level, and by its top level for surface fields.
 
     Args:
       ds: the dataset.
@@ -306,7 +307,11 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
         spec = schema.VARIABLES.get(name)
         sea = spec is not None and (spec.kind.startswith("ocean") or name in SEA_VARIABLES)
         masked = sea and mask is not None
-        bad = var.isnull() & mask if masked else var.isnull()
+        where_sea = mask
+        if masked and schema.DEPTH in mask.dims and schema.DEPTH not in var.dims:
+            # A surface field against a mask by depth: the mask of the top level.
+            where_sea = mask.isel({schema.DEPTH: int(np.argmin(mask[schema.DEPTH].values))})
+        bad = var.isnull() & where_sea if masked else var.isnull()
         n_bad = int(bad.sum().compute())
         if n_bad:
             first = {
