@@ -159,12 +159,12 @@ def test_a_folder_that_is_not_a_checkpoint_or_of_an_unknown_kind_is_refused(tmp_
         tellus.load(tmp_path / "notes")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tellus.load(tmp_path / "nowhere")
-    ocean = _copy("enso", tmp_path / "ocean")
-    (config,) = ocean.glob("checkpoints/*/config/metadata")
+    moon = _copy("enso", tmp_path / "moon")
+    (config,) = moon.glob("checkpoints/*/config/metadata")
     cfg = json.loads(config.read_text())
-    config.write_text(json.dumps(dict(cfg, kind="ocean.model", version=1)))
-    with pytest.raises(ckpt_lib.CheckpointKindError, match=r"'ocean\.model' checkpoint") as e:
-        tellus.load(ocean)
+    config.write_text(json.dumps(dict(cfg, kind="moon.model", version=1)))
+    with pytest.raises(ckpt_lib.CheckpointKindError, match=r"'moon\.model' checkpoint") as e:
+        tellus.load(moon)
     assert "atmosphere ('atmosphere.forecaster'), enso ('enso.resonet')" in str(e.value)
     from tellus.load import load
 
