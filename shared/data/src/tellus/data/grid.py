@@ -9,9 +9,12 @@ area on the unit sphere, ``sin(upper) - sin(lower)``, normalized to mean 1. For 
 this is ``2 sin(dlat/2) cos(lat)`` inside the grid, i.e. proportional to ``cos(lat)``; a pole
 row gets the small but nonzero area of its half cell instead of ``cos(90) = 0``.
 
-The end cells reach the poles, which is right for a global grid (with or without pole rows,
-e.g. ``-89.875 .. 89.875``): then every cell is half a spacing either side of its row. A
-regional grid (``-20 .. 20``) would give its outer rows the area out to the poles.
+The end cells reach the poles where the grid reaches them, its end row within one spacing of
+the pole (a global grid with or without pole rows, ``-89.875 .. 89.875``, or a Gaussian one):
+there every cell is about half a spacing either side of its row, as WeatherBench2's. A grid
+that stops short of a pole (a regional one, ``-20 .. 20``, or an ocean model's ``-68 .. 68``)
+ends its outer cell half a spacing beyond its outer row instead: extended to the pole, the
+outer rows of the 4 deg ``-68 .. 68`` grid would weigh 2.8 times their neighbours.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ def latitude_cell_bounds(latitude_deg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Lower and upper cell bounds (degrees) of each latitude row.
 
     Bounds are the midpoints between neighbouring rows; the southernmost cell extends to -90
-    and the northernmost to 90.
+    and the northernmost to 90 where the end row is within one spacing of that pole, else
+    half a spacing beyond the end row (a grid that stops short of the pole).
 
     Args:
       latitude_deg: strictly monotonic (ascending or descending) 1-D latitudes in degrees,
@@ -45,8 +49,15 @@ def latitude_cell_bounds(latitude_deg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if asc[0] < -90.0 or asc[-1] > 90.0:
         raise ValueError(f"latitude must lie within [-90, 90], got {asc[0]} .. {asc[-1]}")
     mid = 0.5 * (asc[1:] + asc[:-1])
-    lower = np.concatenate([[-90.0], mid])
-    upper = np.concatenate([mid, [90.0]])
+    south, north = -90.0, 90.0
+    if asc.size > 1:
+        first, last = asc[1] - asc[0], asc[-1] - asc[-2]
+        if asc[0] - first > -90.0:  # more than a spacing from the south pole
+            south = asc[0] - 0.5 * first
+        if asc[-1] + last < 90.0:
+            north = asc[-1] + 0.5 * last
+    lower = np.concatenate([[south], mid])
+    upper = np.concatenate([mid, [north]])
     if descending:
         lower, upper = lower[::-1], upper[::-1]
     return lower, upper

@@ -59,6 +59,21 @@ def test_grid_without_poles_cells_are_half_a_spacing_wide():
     np.testing.assert_allclose(upper - lower, 0.25, atol=1e-9)
 
 
+def test_a_grid_short_of_the_poles_ends_half_a_spacing_beyond_its_rows():
+    # The 4 deg ocean grid, -68 .. 68: cells -70 .. 70, every one 4 deg wide, so the weights
+    # are 2 sin(2 deg) cos(lat) for every row, the outer ones included.
+    lat = np.arange(-68.0, 68.1, 4.0)
+    lower, upper = grid.latitude_cell_bounds(lat)
+    assert lower[0] == -70.0 and upper[-1] == 70.0
+    np.testing.assert_allclose(upper - lower, 4.0)
+    w = grid.latitude_weights(lat)
+    cos = np.cos(np.deg2rad(lat))
+    np.testing.assert_allclose(w, cos / cos.mean(), rtol=1e-12)
+    # One end short of its pole, the other within a spacing of it: only the first is cut.
+    lower, upper = grid.latitude_cell_bounds(np.array([-20.0, 0.0, 20.0, 40.0, 60.0, 80.0]))
+    assert lower[0] == -30.0 and upper[-1] == 90.0
+
+
 @pytest.mark.parametrize(
     "lat", [[0.0, 0.0, 1.0], [0.0, 2.0, 1.0], [[0.0, 1.0]], [], [-91.0, 0.0], [0.0, 90.5]]
 )
