@@ -23,6 +23,8 @@ LEAD = metrics.LEAD
 
 
 def _leads(leads) -> np.ndarray:
+    if metrics.is_monthly(leads):  # whole months (monthly forecasts)
+        return np.asarray(leads)
     return pd.TimedeltaIndex(np.asarray(leads)).values
 
 
@@ -35,7 +37,7 @@ def persistence(
       truth: analysis layout (``time`` = valid time); static variables (no ``time``) are
         dropped.
       init_times: init times, each in ``truth.time``.
-      leads: lead times (timedeltas or strings such as ``"6h"``).
+      leads: lead times (timedeltas or strings such as ``"6h"``; integers: months).
 
     Returns:
       Forecast layout ``(time, prediction_timedelta, ...)``.
@@ -55,7 +57,8 @@ def climatology_forecast(
     """The climatology at each valid time ``init + lead``.
 
     Args:
-      climatology: dims ``(dayofyear, [hour], ...)``, see :func:`metrics.climatology_at`.
+      climatology: dims ``(dayofyear, [hour], ...)`` or ``(month, ...)``, see
+        :func:`metrics.climatology_at`.
       init_times: init times.
       leads: lead times.
       template: a dataset to match (normally the truth): only its time-dependent variables

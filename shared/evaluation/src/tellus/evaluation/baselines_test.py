@@ -82,3 +82,21 @@ def test_climatology_forecast_is_climatology_at_valid_time():
             )
     raw = baselines.climatology_forecast(clim, inits, LEADS)
     assert raw["temperature"].sizes["level"] == 3
+
+
+def test_monthly_persistence_and_calendar_month_climatology_by_hand():
+    times = pd.date_range("2001-01-01", periods=14, freq="MS")
+    truth = xr.Dataset(
+        {"x": (("time", "latitude"), np.arange(14.0)[:, None] * np.ones((1, 2)))},
+        coords={"time": times, "latitude": [-10.0, 10.0]},
+    )
+    fc = baselines.persistence(truth, times[[0, 11]], np.array([1, 2]))
+    np.testing.assert_array_equal(fc["x"].values[:, :, 0], [[0, 0], [11, 11]])
+    clim = xr.Dataset(
+        {"x": (("month", "latitude"), np.arange(1.0, 13.0)[:, None] * np.ones((1, 2)))},
+        coords={"month": np.arange(1, 13), "latitude": [-10.0, 10.0]},
+    )
+    cf = baselines.climatology_forecast(clim, times[[0, 11]], np.array([1, 2]), template=truth)
+    # From January: February (2), March (3); from December: January (1), February (2).
+    np.testing.assert_array_equal(cf["x"].values[:, :, 0], [[2, 3], [1, 2]])
+    assert cf["x"].dims == ("time", "prediction_timedelta", "latitude")

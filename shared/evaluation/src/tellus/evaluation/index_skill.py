@@ -50,18 +50,23 @@ class DampedPersistence:
     """``y[t + lead] = coef[month(t), lead] * x[t]``, fitted by least squares (no intercept:
     anomalies)."""
 
-    coef: np.ndarray  # [12, n_leads]
+    coef: np.ndarray  # [12, n_leads, *point]
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, months: np.ndarray) -> DampedPersistence:
-        """x [N] predictor, y [N, L] targets, months [N] start months (1..12)."""
-        coef = np.zeros((MONTHS, y.shape[1]))
+        """x [N, *point] predictor, y [N, L, *point] targets, months [N] start months
+        (1..12): one index (no ``point`` dims) or every point of a field at once, each with
+        its own slopes. NaN (land) points get NaN slopes."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        coef = np.zeros((MONTHS, *y.shape[1:]))
         for m in range(1, MONTHS + 1):
             sel = months == m
             xm, ym = x[sel], y[sel]
-            coef[m - 1] = (xm @ ym) / max(float(xm @ xm), 1e-12)
+            xy = np.einsum("n...,nl...->l...", xm, ym)
+            coef[m - 1] = xy / np.maximum(np.einsum("n...,n...->...", xm, xm), 1e-12)
         return cls(coef)
 
     def predict(self, x: np.ndarray, months: np.ndarray) -> np.ndarray:
-        """``[N, L]`` forecasts from the predictor x [N] at start months [N] (1..12)."""
-        return x[:, None] * self.coef[months - 1]
+        """``[N, L, *point]`` forecasts from the predictor x [N, *point] at start months [N]
+        (1..12)."""
+        return np.asarray(x)[:, None] * self.coef[np.asarray(months) - 1]

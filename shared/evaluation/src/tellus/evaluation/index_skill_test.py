@@ -67,3 +67,17 @@ def test_damped_persistence_recovers_ar1():
     assert np.allclose(dp.coef[:, 0], phi, atol=0.05)
     assert np.allclose(dp.coef[:, 1], phi**2, atol=0.05)
     assert np.allclose(dp.predict(np.array([1.0]), np.array([5])), dp.coef[4])
+
+
+def test_damped_persistence_of_a_field_point_by_point():
+    # Two points, one start month (1) and one lead: y = 0.5 x at the first point, y = -2 x at
+    # the second (exact), a NaN point stays NaN.
+    x = np.array([[1.0, 1.0, np.nan], [2.0, -1.0, np.nan], [-3.0, 2.0, np.nan]])
+    y = np.stack([0.5 * x[:, 0], -2.0 * x[:, 1], x[:, 2]], axis=1)[:, None]
+    dp = index_skill.DampedPersistence.fit(x, y, np.ones(3, int))
+    assert dp.coef.shape == (12, 1, 3)
+    np.testing.assert_allclose(dp.coef[0, 0, :2], [0.5, -2.0])
+    assert np.isnan(dp.coef[0, 0, 2])
+    np.testing.assert_allclose(
+        dp.predict(np.array([[4.0, 1.0, 0.0]]), np.array([1]))[0, 0, :2], [2.0, -2.0]
+    )

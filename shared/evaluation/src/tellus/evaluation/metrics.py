@@ -28,6 +28,13 @@ Order of averaging, as WeatherBench2 (https://sites.research.google/weatherbench
 
 Deterministic metrics (``mse``, ``rmse``, ``mae``, ``bias``, ``acc``) applied to an ensemble
 score its ensemble mean.
+
+Monthly forecasts (the ocean's) count their leads in whole calendar months: an integer
+``prediction_timedelta`` (attribute ``units: months``) is a number of months, so that init
+``2001-01-01`` at lead 1 is valid on ``2001-02-01`` (a month has no fixed timedelta); their
+climatology is by calendar month (a ``month`` dim, 1..12, in place of ``dayofyear``).
+Ocean fields are averaged over depth by :func:`thickness_mean` (each layer weighted by its
+thickness inside a depth range).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ REALIZATION = "realization"
 LATITUDE = "latitude"
 LONGITUDE = "longitude"
 LEVEL = "level"
+DEPTH = "depth"
+MONTH = "month"
 SPATIAL_DIMS = (LATITUDE, LONGITUDE)
 
 RegionLike = regions_lib.Region | str | None
@@ -78,16 +87,28 @@ def spatial_mean(x: xr.Dataset | xr.DataArray, region: RegionLike = None) -> xr.
     return x.weighted(w).mean(SPATIAL_DIMS)
 
 
+def is_monthly(leads: Sequence | np.ndarray | pd.TimedeltaIndex) -> bool:
+    """Whether ``leads`` count whole months (integers) rather than timedeltas."""
+    return np.asarray(leads).dtype.kind in "iu"
+
+
 def valid_times(
     init_times: Sequence | np.ndarray | pd.DatetimeIndex,
     leads: Sequence | np.ndarray | pd.TimedeltaIndex,
 ) -> xr.DataArray:
-    """``init + lead`` for every pair, dims ``(time, prediction_timedelta)``."""
+    """``init + lead`` for every pair, dims ``(time, prediction_timedelta)``; integer
+    ``leads`` are months (calendar months added to each init)."""
     init = pd.DatetimeIndex(np.asarray(init_times))
-    lead = pd.TimedeltaIndex(np.asarray(leads))
-    values = init.values[:, None] + lead.values[None, :]
+    if is_monthly(leads):
+        lead_values = np.asarray(leads)
+        values = np.stack(
+            [(init + pd.DateOffset(months=int(k))).values for k in lead_values], axis=1
+        ).reshape(len(init), len(lead_values))
+    else:
+        lead_values = pd.TimedeltaIndex(np.asarray(leads)).values
+        values = init.values[:, None] + lead_values[None, :]
     return xr.DataArray(
-        values, dims=[TIME, LEAD], coords={TIME: init.values, LEAD: lead.values}, name="valid_time"
+        values, dims=[TIME, LEAD], coords={TIME: init.values, LEAD: lead_values}, name="valid_time"
     )
 
 
@@ -129,14 +150,50 @@ def align(
     return out
 
 
+def layer_weights(
+    thickness: Sequence[float] | np.ndarray, top: float = 0.0, bottom: float | None = None
+) -> np.ndarray:
+    """Metres of each layer inside ``[top, bottom]``: layer ``k`` spans the faces
+    ``sum(thickness[:k])`` to ``sum(thickness[:k + 1])`` below the surface (``bottom`` None:
+    the whole column)."""
+    h = np.asarray(thickness, np.float64)
+    if h.ndim != 1 or np.any(h <= 0):
+        raise ValueError(f"thickness must be positive metres per layer, got {h}")
+    faces = np.concatenate([[0.0], np.cumsum(h)])
+    bottom = faces[-1] if bottom is None else float(bottom)
+    if bottom <= top:
+        raise ValueError(f"the depth range [{top}, {bottom}] m is empty")
+    return np.clip(np.minimum(faces[1:], bottom) - np.maximum(faces[:-1], top), 0.0, None)
+
+
+def thickness_mean(
+    x: xr.Dataset | xr.DataArray,
+    thickness: Sequence[float] | np.ndarray,
+    *,
+    top: float = 0.0,
+    bottom: float | None = None,
+    dim: str = DEPTH,
+) -> xr.Dataset | xr.DataArray:
+    """The mean over ``dim`` (one entry per layer, top first) weighted by the metres of each
+    layer inside ``[top, bottom]`` (:func:`layer_weights`), skipping NaN: the vertical mean
+    of a field over a depth range, or of a per-depth squared error (then the root of it is a
+    thickness-weighted RMSE). Variables without ``dim`` are dropped from a Dataset."""
+    w = layer_weights(thickness, top, bottom)
+    if x.sizes[dim] != len(w):
+        raise ValueError(f"{dim} has {x.sizes[dim]} entries, thickness {len(w)}")
+    if isinstance(x, xr.Dataset):
+        x = x[[v for v in x.data_vars if dim in x[v].dims]]
+    weights = xr.DataArray(w, dims=[dim], coords={dim: x[dim].values})
+    return x.weighted(weights).mean(dim)
+
+
 def complete_init_times(
     truth_times: Sequence | np.ndarray, leads: Sequence | np.ndarray
 ) -> np.ndarray:
     """The times in ``truth_times`` from which every lead's valid time is also in truth."""
     times = pd.DatetimeIndex(np.asarray(truth_times))
-    ok = np.ones(len(times), bool)
-    for lead in pd.TimedeltaIndex(np.asarray(leads)):
-        ok &= (times + lead).isin(times)
+    valid = valid_times(times, leads).values
+    ok = np.isin(valid, times.values).all(axis=1)
     return times[ok].values
 
 
@@ -211,18 +268,25 @@ def bias(forecast: xr.Dataset, truth: xr.Dataset, *, region: RegionLike = None) 
 def climatology_at(
     climatology: xr.Dataset | xr.DataArray, valid: xr.DataArray
 ) -> xr.Dataset | xr.DataArray:
-    """The climatology at each valid time, selected by day of year and hour.
+    """The climatology at each valid time, selected by day of year and hour (or by calendar
+    month).
 
     Args:
       climatology: dims ``(dayofyear, [hour], ...)`` as
         :func:`tellus.data.statistics.compute_climatology` writes (dayofyear 1..366); without
-        an ``hour`` dim it is a daily climatology.
+        an ``hour`` dim it is a daily climatology; with a ``month`` dim (1..12) instead, a
+        calendar-month climatology.
       valid: valid times, any dims (e.g. :func:`valid_times`).
 
     Returns:
-      The climatology with ``valid``'s dims and coords in place of ``dayofyear``/``hour``.
+      The climatology with ``valid``'s dims and coords in place of ``dayofyear``/``hour``
+      (or ``month``).
     """
     flat = pd.DatetimeIndex(valid.values.ravel())
+    if MONTH in climatology.dims:
+        month = xr.DataArray(flat.month.values.reshape(valid.shape), dims=valid.dims)
+        out = climatology.sel({MONTH: month}).drop_vars(MONTH, errors="ignore")
+        return out.assign_coords({d: valid[d] for d in valid.dims if d in valid.coords})
     doy = xr.DataArray(flat.day_of_year.values.reshape(valid.shape), dims=valid.dims)
     sel = {"dayofyear": doy}
     if "hour" in climatology.dims:

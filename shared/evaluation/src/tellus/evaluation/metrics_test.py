@@ -247,3 +247,37 @@ def test_compute_dispatch():
         metrics.compute("nope", fc, truth)
     with pytest.raises(ValueError, match="climatology"):
         metrics.compute("acc", fc, truth)
+
+
+def test_monthly_leads_count_calendar_months():
+    inits = pd.DatetimeIndex(["2001-01-01", "2001-12-01"])
+    valid = metrics.valid_times(inits, np.array([1, 2]))
+    expected = pd.DatetimeIndex(["2001-02-01", "2001-03-01", "2002-01-01", "2002-02-01"])
+    np.testing.assert_array_equal(valid.values.ravel(), expected.values)
+    times = pd.date_range("2001-01-01", periods=4, freq="MS")
+    # Leads 1 and 2 from Jan and Feb lie in Jan..Apr; from Mar and Apr they do not.
+    np.testing.assert_array_equal(
+        metrics.complete_init_times(times, np.array([1, 2])), times[:2].values
+    )
+
+
+def test_a_calendar_month_climatology_at_valid_times():
+    clim = xr.DataArray(np.arange(1.0, 13.0) * 10, dims=["month"], coords={"month": range(1, 13)})
+    valid = metrics.valid_times(pd.DatetimeIndex(["2001-11-01"]), np.array([1, 2, 3]))
+    at = metrics.climatology_at(clim, valid)
+    np.testing.assert_array_equal(at.values, [[120.0, 10.0, 20.0]])  # Dec, Jan, Feb
+    assert at.dims == ("time", "prediction_timedelta")
+
+
+def test_thickness_mean_by_hand():
+    # Layers 10, 20, 40 m: faces 0, 10, 30, 70. Inside 0-50 m: 10, 20 and 20 m.
+    np.testing.assert_array_equal(metrics.layer_weights([10.0, 20.0, 40.0], 0, 50), [10, 20, 20])
+    np.testing.assert_array_equal(metrics.layer_weights([10.0, 20.0, 40.0], 15, 20), [0, 5, 0])
+    x = xr.DataArray([[1.0, 2.0, 4.0], [1.0, np.nan, 4.0]], dims=["x", "depth"])
+    out = metrics.thickness_mean(x, [10.0, 20.0, 40.0], bottom=50.0)
+    # (10 + 40 + 80) / 50, and with the NaN left out (10 + 80) / 30.
+    np.testing.assert_allclose(out.values, [130 / 50, 90 / 30])
+    whole = metrics.thickness_mean(x.isel(x=[0]), [10.0, 20.0, 40.0])
+    np.testing.assert_allclose(whole.values, [(10 + 40 + 160) / 70])
+    with pytest.raises(ValueError, match="empty"):
+        metrics.layer_weights([10.0], 5.0, 5.0)
