@@ -7,7 +7,7 @@ images with the longitudes rolled to ``[-180, 180)`` so that Europe and Africa s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -190,6 +190,94 @@ def plot_maps(
         ax.set_xlim(-180, 180)
         ax.set_ylim(-90, 90)
         ax.set_aspect("equal")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    x: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    xlabel: str = "lead (months)",
+    ylabel: str = "RMSE",
+) -> str:
+    """One panel per entry of ``curves`` (``{panel: {line: values at x}}``), e.g. a
+    monthly forecast's RMSE by lead for each system. Returns the path written."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.5), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], curves.items(), strict=True):
+        for name, values in lines.items():
+            ax.plot(list(x)[: len(values)], values, marker="o", ms=3, label=name)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_section(
+    truth: xr.DataArray, forecast: xr.DataArray, path: str | os.PathLike, *, title: str = ""
+) -> str:
+    """Depth-latitude sections (dims ``(depth, latitude)``, e.g. zonal means): truth |
+    forecast | forecast - truth, depth increasing downwards. Returns the path written."""
+    diff = forecast - truth
+    lo, hi = float(min(truth.min(), forecast.min())), float(max(truth.max(), forecast.max()))
+    dmax = float(np.abs(diff).max()) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    panels = (
+        (truth, "truth", "viridis", lo, hi),
+        (forecast, "forecast", "viridis", lo, hi),
+        (diff, "forecast - truth", "RdBu_r", -dmax, dmax),
+    )
+    for ax, (da, name, cmap, vmin, vmax) in zip(axes, panels, strict=True):
+        da = da.transpose("depth", metrics_lib.LATITUDE)
+        mesh = ax.pcolormesh(
+            da[metrics_lib.LATITUDE],
+            da["depth"],
+            da,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            shading="nearest",
+        )
+        fig.colorbar(mesh, ax=ax)
+        ax.invert_yaxis()
+        ax.set_title(f"{title} {name}".strip(), fontsize=9)
+        ax.set_xlabel("latitude [deg N]")
+    axes[0].set_ylabel("depth [m]")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_map_pairs(
+    pairs: Mapping[str, tuple[xr.DataArray, xr.DataArray]], path: str | os.PathLike
+) -> str:
+    """One row per entry of ``pairs`` (``{title: (forecast, truth)}``, each a
+    ``(latitude, longitude)`` map): forecast | truth | forecast - truth, NaN (land) blank.
+    Returns the path written."""
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(15, 3.2 * len(pairs)), squeeze=False)
+    for row, (title, (fc, tr)) in zip(axes, pairs.items(), strict=True):
+        fc, tr = _lon_centered(fc.astype(np.float64)), _lon_centered(tr.astype(np.float64))
+        diff = fc - tr
+        lo, hi = float(min(np.nanmin(fc), np.nanmin(tr))), float(max(np.nanmax(fc), np.nanmax(tr)))
+        dmax = float(np.nanmax(np.abs(diff))) or 1.0
+        panels = (
+            (fc, "forecast", "viridis", lo, hi),
+            (tr, "truth", "viridis", lo, hi),
+            (diff, "forecast - truth", "RdBu_r", -dmax, dmax),
+        )
+        for ax, (da, name, cmap, vmin, vmax) in zip(row, panels, strict=True):
+            mesh = ax.pcolormesh(
+                da[metrics_lib.LONGITUDE],
+                da[metrics_lib.LATITUDE],
+                da.transpose(metrics_lib.LATITUDE, metrics_lib.LONGITUDE),
+                cmap=cmap,
+                vmin=vmin,
+                vmax=vmax,
+                shading="nearest",
+            )
+            fig.colorbar(mesh, ax=ax, fraction=0.023, pad=0.03)
+            ax.set_title(f"{title}: {name}", fontsize=9)
+            ax.set_aspect("equal")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import xarray as xr
 
 from tellus.evaluation import metrics, plots, scorecard
 from tellus.evaluation.scorecard_test import LEADS, model_forecast, truth_and_climatology
@@ -45,3 +47,28 @@ def test_plot_maps(tmp_path):
         member=0,
     )
     assert _is_png(out)
+
+
+def test_curves_sections_and_map_pairs_are_written(tmp_path):
+    lat, lon, depth = np.linspace(-60, 60, 4), np.arange(6) * 60.0, [5.0, 50.0, 500.0]
+    section = xr.DataArray(
+        np.arange(12.0).reshape(3, 4),
+        dims=("depth", "latitude"),
+        coords={"depth": depth, "latitude": lat},
+    )
+    field = xr.DataArray(
+        np.arange(24.0).reshape(4, 6),
+        dims=("latitude", "longitude"),
+        coords={"latitude": lat, "longitude": lon},
+    )
+    field[0, 0] = np.nan  # land
+    written = [
+        plots.plot_curves(
+            {"ssh": {"model": [1.0, 2.0], "persistence": [2.0, 3.0]}}, [1, 2], tmp_path / "c.png"
+        ),
+        plots.plot_section(section, section + 1.0, tmp_path / "s.png", title="T"),
+        plots.plot_map_pairs({"sst": (field + 1.0, field)}, tmp_path / "m.png"),
+    ]
+    for path in written:
+        with open(path, "rb") as f:
+            assert f.read(4) == b"\x89PNG"
