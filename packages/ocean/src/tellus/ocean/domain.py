@@ -10,8 +10,8 @@ forecaster (:class:`tellus.ocean.forecaster.OceanForecaster`, its fusion the sha
 the loss: area- and thickness-weighted MSE over the ocean (:func:`tellus.ocean.forecaster.loss_fn`).
 :func:`make_config` fills a forecaster's config from a store: the grid, the depths, the
 layers' thicknesses and the calendar-month statistics of a training range.
-
-There is no loader (``Domain.load``) yet: the ocean's forecasts and evaluation come later.
+The loader (:func:`load`, ``Domain.load``): a trained forecaster as a
+:class:`tellus.ocean.forecast.Predictor` (what ``tellus.load`` returns).
 """
 
 from __future__ import annotations
@@ -138,6 +138,26 @@ def make_config(
     )
 
 
+def load(path: str | os.PathLike, *, phase: str = "finetune", batch_size: int = 8):
+    """The forecaster trained at ``path`` as a :class:`tellus.ocean.forecast.Predictor`.
+
+    Args:
+      path: a ``tellus train ocean`` workdir (its ``phase`` is loaded), or one ``fit``
+        workdir (or its ``checkpoints`` folder).
+      phase: ``finetune`` or ``pretrain``, for a training workdir.
+      batch_size: init months per network call.
+
+    Raises:
+      FileNotFoundError: no checkpoint there.
+      CheckpointKindError: a checkpoint of another kind.
+    """
+    from tellus.ocean import forecast, train
+
+    return forecast.Predictor(
+        train.load_forecaster(train.find_phase(path, phase)), batch_size=batch_size
+    )
+
+
 def _trunk(cfg: dict[str, Any]) -> earth_trunk.TrunkConfig:
     return fc.ForecasterConfig.from_dict(cfg).trunk_config
 
@@ -149,6 +169,7 @@ DOMAIN = domains.Domain(
     build=fc.make_forecaster,
     loss_fn=fc.loss_fn,
     trunk_config=_trunk,
+    load=load,
 )
 
-__all__ = ["DOMAIN", "KEYS", "MONTH", "Samples", "batches", "make_config", "samples"]
+__all__ = ["DOMAIN", "KEYS", "MONTH", "Samples", "batches", "load", "make_config", "samples"]
