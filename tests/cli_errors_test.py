@@ -245,6 +245,59 @@ def test_enso_forecast(places, tmp_path):
     assert not (p["folder"] / "finetune").exists()  # nothing made where no model was
 
 
+def test_ocean_commands(places, tmp_path):
+    p = places
+    data = ["--data", tmp_path / "nowhere"]
+    train = ["train", "ocean", "--workdir", tmp_path / "ocean", "--mesh", "data=1"]
+    refused([*train, *data], "--data", "does not exist; build it with `tellus data build ocean`")
+    refused(
+        [*train, "--data", p["folder"]],
+        "--data",
+        "model.zarr' does not exist; build it with `tellus data build ocean`",
+    )
+    refused([*train, "--data", p["file"]], "--data", "is a file")
+    refused([*train, "--preset", "huge"], "--preset: 'huge' is not one of")
+    for option in ("--pretrain-steps", "--finetune-steps", "--batch", "--test-years"):
+        refused([*train, option, "0"], option, "greater than or equal to 1")
+    refused([*train, "--pretrain-lr", "-1"], "--pretrain-lr")
+    refused([*train, "--mesh", "data=x"], "--mesh")
+    refused([*train, "--mesh", "data=8", "--batch", "2"], "--batch", "multiple of data x fsdp")
+    refused(["train", "ocean", "--workdir", p["file"]], "--workdir", "is a file")
+    assert not (tmp_path / "ocean").exists()
+    run = tmp_path / "run"
+    evaluate = ["evaluate", "ocean", "--workdir", run]
+    refused(evaluate, "--workdir", "does not exist; train the forecaster with `tellus train ocean`")
+    run.mkdir()
+    refused(evaluate, "--workdir", "ocean.json missing", "tellus train ocean")
+    (run / "ocean.json").write_text("{}")
+    refused(evaluate, "--workdir", "no ocean forecaster in", "tellus train ocean")
+    refused([*evaluate, "--rollout-years", "-1"], "--rollout-years")
+    refused([*evaluate, "--report", p["file"]], "--report", "is a file")
+    forecast = ["forecast", "ocean", "--init", "2020-01-01"]
+    refused(["forecast", "ocean"], "--init")
+    refused(["forecast", "ocean", "--init", "2000-13"], "--init")
+    refused([*forecast, "--store", p["missing"]], "--store", "does not exist")
+    refused([*forecast, "--store", p["folder"]], "--store", "without Zarr metadata")
+    refused([*forecast, "--store", p["mock"], "--months", "0"], "--months")
+    refused(
+        ["forecast", "ocean", "--init", "1900-01", "--store", p["mock"]],
+        "--init",
+        "1900-01-01 not in",
+    )
+    refused(
+        [*forecast, "--store", p["mock"], "--workdir", tmp_path / "none"],
+        "--workdir",
+        "tellus train ocean",
+    )
+    refused(
+        [*forecast, "--store", p["mock"], "--workdir", p["folder"]],
+        "--workdir",
+        "no ocean forecaster in",
+    )
+    refused([*forecast, "--store", p["mock"], "--out", p["file"]], "--out")
+    assert not (p["folder"] / "finetune").exists()
+
+
 def test_plan(places, tmp_path):
     plan = ["plan", "--target", "toy", "--batch", "8"]
     refused([*plan, "--mesh", "data=4,bogus=2"], "--mesh", "unknown mesh axes ['bogus']")

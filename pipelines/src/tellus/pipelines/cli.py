@@ -15,6 +15,7 @@ from tellus.pipelines import (
     domain_cli,
     enso_cli,
     errors,
+    ocean_cli,
     paths,
     plan_cli,
 )
@@ -30,6 +31,7 @@ app.add_typer(data_cli.app, name="data")
 train_app = domain_cli.app("Train a domain's models.")
 train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
 train_app.command("enso")(enso_cli.train_enso)
+train_app.command("ocean")(ocean_cli.train_ocean)
 app.add_typer(train_app, name="train")
 forecast_app = domain_cli.app(
     "Forecast with a domain's trained models (no DOMAIN: the atmosphere).",
@@ -37,6 +39,7 @@ forecast_app = domain_cli.app(
 )
 forecast_app.command("atmosphere")(atmosphere_cli.forecast)
 forecast_app.command("enso")(enso_cli.forecast_enso)
+forecast_app.command("ocean")(ocean_cli.forecast_ocean)
 app.add_typer(forecast_app, name="forecast")
 evaluate_app = domain_cli.app(
     "Score a domain's trained models against its baselines (no DOMAIN: the atmosphere).",
@@ -44,6 +47,7 @@ evaluate_app = domain_cli.app(
 )
 evaluate_app.command("atmosphere")(atmosphere_cli.evaluate)
 evaluate_app.command("enso")(enso_cli.evaluate_enso)
+evaluate_app.command("ocean")(ocean_cli.evaluate_ocean)
 app.add_typer(evaluate_app, name="evaluate")
 app.command("evaluate-enso", hidden=True, help="The older name of `tellus evaluate enso`.")(
     enso_cli.evaluate_enso
