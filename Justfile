@@ -62,6 +62,19 @@ build-atmosphere:
 build-ocean *ARGS:
     uv run tellus data build ocean {{ARGS}}
 
+# The CPU recipe: 450 steps on the model run, 120 on observed years 1-4, batches of 2 (resumes after a kill).
+# Train the ocean forecaster on $TELLUS_DATA/ocean (build it first with `just build-ocean`), into runs/ocean.
+train-ocean *ARGS:
+    uv run tellus train ocean {{ARGS}}
+
+# Scores on the observed test years (the last 3), the rollout check and the scorecard, in runs/ocean_report.
+evaluate-ocean *ARGS:
+    uv run tellus evaluate ocean {{ARGS}}
+
+# The ocean state 1-12 months after 2005-01 (the first test month), in runs/ocean_forecast.zarr.
+forecast-ocean *ARGS:
+    uv run tellus forecast ocean --init 2005-01 {{ARGS}}
+
 # DIR defaults to $TELLUS_DATA/ocean; prints pass/fail with the values, exit 1 on a failure.
 # Physical sanity of the built ocean stores: gyres, Drake Passage, stratification, drift.
 check-ocean DIR="":
