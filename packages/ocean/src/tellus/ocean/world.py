@@ -347,7 +347,9 @@ def _store_attrs(config: OceanConfig, run: Run) -> dict:
 
 
 def _job(config: OceanConfig, directory: Path, name: str, first: int) -> dict:
-    """One job for :mod:`tellus.ocean.veros_run`: the spin-up or a run from chunk ``first``."""
+    """One job for :mod:`tellus.ocean.veros_run`: the spin-up or a run from chunk ``first``.
+    Its paths are absolute: the subprocess runs in ``directory``."""
+    directory = Path(directory).absolute()
     state_dir = _state_dir(directory, name)
     job = {
         "name": name,

@@ -8,6 +8,7 @@ import fcntl
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cftime
 import numpy as np
@@ -207,3 +208,15 @@ def test_temperature_is_potential_temperature_from_veros_conservative_temperatur
     np.testing.assert_allclose(
         ds["sea_surface_temperature"].values, theta[:, 0] + 273.15, rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ["spinup", "model"])
+def test_a_relative_folder_gives_the_subprocess_absolute_paths(name, tmp_path, monkeypatch):
+    """veros runs in the build folder: a path relative to the caller's folder would land in
+    DIR/DIR (`tellus data build ocean` with the default data/ocean did that)."""
+    monkeypatch.chdir(tmp_path)
+    job = world._job(CONFIG, Path("data/ocean"), name, 0)
+    paths = [job[k] for k in ("state_dir", "restart_in", "store", "final_restart") if job[k]]
+    assert len(paths) >= 2
+    for p in paths:
+        assert Path(p).is_absolute() and Path(p).is_relative_to(tmp_path / "data" / "ocean"), p
