@@ -227,6 +227,8 @@ def run(
     inits = metrics.complete_init_times(test, leads)
     if len(inits) == 0:
         raise ValueError(f"the {split.test_years} test years hold no init month with 12 leads")
+    # All init months in one batch (up to 36, the default test years'): one compilation.
+    predictor.batch_size = min(len(inits), 36)
     thickness = (
         list(cfg.thickness) if cfg.thickness is not None else list(sanity.layer_thickness(observed))
     )
