@@ -16,7 +16,7 @@ DEFAULT_REPORT = Path("runs") / "enso_report"
 DEFAULT_FORECAST = Path("runs") / "enso_forecast.nc"
 TRAIN_FIRST = "; train the ensemble with `tellus train enso`"
 # The CPU recipe of `just train-enso`, sized for a few minutes on a CPU (docs/results.md).
-CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 3, 600, 80, 32
+CPU_PRESET, CPU_SEEDS, CPU_PRETRAIN, CPU_FINETUNE, CPU_BATCH = "small", 5, 1200, 80, 32
 
 
 def worlds_dir() -> Path:
