@@ -46,7 +46,7 @@ test:
     uv run ruff format --check .
     uv run lint-imports
     rc=0; for p in shared/*/pyproject.toml packages/*/pyproject.toml pipelines/pyproject.toml; do d="${p%/pyproject.toml}"; echo "deptry $d"; uv run deptry "$d" --config "$p" {{ deptry_flags }} || rc=1; done; exit $rc
-    uv run pytest -n 2 -q
+    uv run pytest -n 2 --dist loadscope -q --durations=15
 
 # Lint and format check only.
 lint:
