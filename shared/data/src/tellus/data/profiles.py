@@ -106,7 +106,13 @@ def validate_table(table: pd.DataFrame, *, source: str = "table") -> pd.DataFram
         )
     out = table.copy()
     out[PROFILE] = out[PROFILE].astype("int64")
-    out[schema.TIME] = pd.to_datetime(out[schema.TIME]).astype("datetime64[ns]")
+    try:
+        time = out[schema.TIME]
+        if not pd.api.types.is_datetime64_any_dtype(time):
+            time = pd.to_datetime(time, format="ISO8601")
+        out[schema.TIME] = time.astype("datetime64[ns]")
+    except (ValueError, TypeError) as e:
+        raise SchemaError(f"{source}: column 'time' is not ISO 8601 times: {e}") from None
     for c in (schema.LATITUDE, schema.LONGITUDE, schema.DEPTH, VALUE):
         out[c] = out[c].astype("float64")
     names = {}
