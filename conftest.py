@@ -2,12 +2,33 @@
 
 Sharding is tested on 8 simulated CPU devices, so XLA must be told before jax is first
 imported anywhere in the session (pytest imports this file before any test module).
+
+Compiled programs go to a persistent compilation cache, one folder per session that the
+xdist workers and the commands the tests start share (they inherit the environment): a
+program compiled twice in a session (a fine-tuning phase's step after pretraining's, a
+resumed run's after the killed one's, the same tiny model in two modules) compiles once.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tellus-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+
+
+def pytest_unconfigure(config):
+    """The session's compilation cache goes when the session does (the controller's call;
+    xdist workers have ``workerinput``)."""
+    import shutil
+
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
+    if not hasattr(config, "workerinput") and os.path.basename(cache).startswith(
+        "tellus-jax-cache-"
+    ):
+        shutil.rmtree(cache, ignore_errors=True)

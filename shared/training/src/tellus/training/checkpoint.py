@@ -557,10 +557,25 @@ def warm_start(
                 f"of the new model (or has them in another shape), e.g. "
                 f"{out.skipped[:3]}"
             )
-        nnx.update(model, nnx.State(out.params))
+        # Placed as the fresh parameters are (orbax restores onto a mesh of its own), so
+        # that a phase started warm compiles the same program as one started fresh (and a
+        # persistent compilation cache serves both).
+        placed = jax.tree.map(_placed_like, out.params, params)
+        nnx.update(model, nnx.State(placed))
         return model
 
     return build
+
+
+def _placed_like(value: Any, like: Any) -> Any:
+    """``value`` placed as ``like`` is, when ``like`` is a jax array: on its sharding when
+    ``like`` is committed to it, else uncommitted on the default device (a fresh model's
+    parameters are; a committed array would pin every step's arguments to a mesh)."""
+    if not (isinstance(like, jax.Array) and isinstance(value, jax.Array | np.ndarray)):
+        return value
+    if like.committed:
+        return jax.device_put(value, like.sharding)
+    return jnp.asarray(np.asarray(value), dtype=like.dtype)
 
 
 # What orbax 0.12 and tensorstore raise when a step's files cannot be read, found by
