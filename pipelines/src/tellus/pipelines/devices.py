@@ -13,12 +13,18 @@ line trains on one CPU, a GPU node or a TPU slice:
 
 With the ``TELLUS_*`` variables of :mod:`tellus.training.distributed` set, :func:`resolve`
 starts the multi-process runtime first, so the devices counted are every process's.
+
+:func:`resolve` also turns on JAX's persistent compilation cache (:func:`compile_cache`):
+a training's second phase (fine-tuning after pretraining, the next ENSO member, a run
+resumed after a kill) compiles the program the first compiled, and reads it from disk
+instead (the ocean's CPU step: 3.7 minutes to compile, seconds to read).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 from tellus.pipelines import checks
@@ -76,6 +82,31 @@ class Devices:
         )
 
 
+CACHE_ENV = "TELLUS_COMPILE_CACHE"
+_OFF = ("0", "off", "no", "false", "none")
+
+
+def compile_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache; the folder it uses, or None when off.
+
+    ``$JAX_COMPILATION_CACHE_DIR`` when set (JAX reads it itself); else ``$TELLUS_COMPILE_CACHE``
+    (a folder, or ``off``); else ``$XDG_CACHE_HOME/tellus/jax`` (``~/.cache/tellus/jax``).
+    Programs that took under a second to compile are not written.
+    """
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    setting = os.environ.get(CACHE_ENV, "")
+    if setting.lower() in _OFF and setting:
+        return None
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    path = os.path.expanduser(setting or os.path.join(home, "tellus", "jax"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return path
+
+
 def resolve(spec: str | None, batch: int) -> Devices:
     """The mesh of ``--mesh spec`` (None: every device on ``data``) for a global ``batch``.
 
@@ -88,6 +119,7 @@ def resolve(spec: str | None, batch: int) -> Devices:
     from tellus.kernels import mesh
     from tellus.training import distributed
 
+    compile_cache()
     distributed.initialize_from_env()
     available, processes = jax.device_count(), jax.process_count()
     platform = jax.devices()[0].platform
