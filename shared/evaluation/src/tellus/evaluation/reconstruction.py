@@ -40,7 +40,7 @@ MEMBER = "realization"
 
 def _ocean(ocean: xr.DataArray, like: xr.DataArray) -> np.ndarray:
     """``ocean`` (1/True over ocean; [depth, lat, lon] or with time) as bool like ``like``."""
-    return (ocean > 0.5).broadcast_like(like).transpose(*like.dims).to_numpy()
+    return (ocean > 0.5).broadcast_like(like).transpose(*like.dims).to_numpy().copy()
 
 
 def _observed(obs, like: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
