@@ -96,10 +96,13 @@ def make_config(
     forcings: Sequence[str] = fc.FORCINGS,
     leads: Sequence[int] = fc.LEADS,
     observed_forcing: bool = False,
+    residual: bool = True,
 ) -> fc.ForecasterConfig:
     """A forecaster's config for ``store``: its latitudes, depths (all, or ``depths``), the
     layers' thicknesses when the store has them, and the calendar-month statistics of the
-    variables and forcings over ``time_range`` (the training months, inclusive).
+    variables and forcings over ``time_range`` (the training months, inclusive). New
+    forecasters predict each lead's change from the initial state (``residual``): from
+    scratch, the network's first outputs are persistence, not noise around the mean state.
 
     Raises:
       SchemaError: the store is outside the schema, or the range lacks a calendar month.
@@ -135,6 +138,7 @@ def make_config(
         leads=tuple(leads),
         thickness=thickness,
         observed_forcing=observed_forcing,
+        residual=residual,
     )
 
 

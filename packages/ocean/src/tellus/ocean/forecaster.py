@@ -109,6 +109,9 @@ class ForecasterConfig:
         None: halfway between the depths (:func:`tellus.ocean.loss.layer_thickness`).
       observed_forcing: each lead gets its own month's observed forcing (a Tellus
         extension) instead of the initial month's.
+      residual: the network predicts each lead's change from the initial state (the state
+        in the lead month's units plus the network's output, a Tellus extension; ORCA-DL
+        predicts the state itself). Off in configs written before it existed.
     """
 
     net: dict[str, Any]
@@ -123,6 +126,7 @@ class ForecasterConfig:
     leads: tuple[int, ...] = LEADS
     thickness: tuple[float, ...] | None = None
     observed_forcing: bool = False
+    residual: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net", model_lib.NetConfig(**dict(self.net)).to_dict())
@@ -244,6 +248,7 @@ class OceanForecaster(nnx.Module):
         b, n_leads = x.shape[0], leads.shape[0]
         land = ocean[..., None]
         x = jnp.where(land, x, 0.0)  # no land value reaches any arithmetic
+        raw = x
         x = jnp.where(land, self.state_norm.normalize(x, month_after(month, offset)), 0.0)
         if cfg.observed_forcing:
             if forcing.ndim != 5 or forcing.shape[1] != n_leads:
@@ -268,7 +273,13 @@ class OceanForecaster(nnx.Module):
         out = self.net(
             jnp.repeat(x, n_leads, axis=0), latent, jnp.tile(leads, b), ocean_rep, key=key
         )
-        return out.reshape(b, n_leads, *out.shape[1:]).astype(jnp.float32)
+        out = out.reshape(b, n_leads, *out.shape[1:]).astype(jnp.float32)
+        if cfg.residual:
+            # The initial state in each lead month's units: the network adds the change.
+            months = month_after(month[:, None], leads[None, :])
+            base = self.state_norm.normalize(jnp.broadcast_to(raw[:, None], out.shape), months)
+            out = out + jnp.where(land[:, None], base, 0.0)
+        return out
 
     def forecast(
         self,

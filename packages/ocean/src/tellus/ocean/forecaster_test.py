@@ -175,12 +175,16 @@ def _with_fake_net(cfg):
     return model
 
 
-@pytest.mark.parametrize("observed", [False, True], ids=["initial", "observed"])
-def test_normalization_months_and_forcing_of_every_lead(observed):
+@pytest.mark.parametrize(
+    "observed,residual",
+    [(False, False), (True, False), (False, True)],
+    ids=["initial", "observed", "residual"],
+)
+def test_normalization_months_and_forcing_of_every_lead(observed, residual):
     # Leads 2 and 7 from a state 6 months after the initial month (a restart): the state
     # reads its own month's statistics, each lead's output its target month's, the forcing
     # the initial month's (encoded once) or each lead's own month's.
-    cfg = _config(observed_forcing=observed, leads=(2, 7))
+    cfg = _config(observed_forcing=observed, leads=(2, 7), residual=residual)
     model = _with_fake_net(cfg)
     batch, ocean = _batch(n_leads=2, seed=4), _ocean()
     x = batch["inputs"][:, 0]
@@ -199,7 +203,9 @@ def test_normalization_months_and_forcing_of_every_lead(observed):
             row = (m0 - 1 + lead) % 12
             f, f_row = (forcing[b, i], row) if observed else (forcing[b], m0 - 1)
             fn = (f[..., :1] - f_mean[f_row, :1]) / f_std[f_row, :1]
-            expected = (xn + 10 * fn + 1000 * lead) * std[row] + mean[row]
+            # residual: plus the state itself in the lead month's units
+            base = (x[b] - mean[row]) / std[row] if residual else 0.0
+            expected = (xn + 10 * fn + 1000 * lead + base) * std[row] + mean[row]
             np.testing.assert_allclose(out[b, i][ocean], expected[ocean], rtol=1e-5)
             assert np.isnan(out[b, i][~ocean]).all()
     # Land in the forcing or the state never reaches the ocean.
