@@ -330,7 +330,7 @@ class UNetDenoiser(nnx.Module):
             raise ValueError(f"x must be [batch, {', '.join(map(str, want))}]; got {x.shape}")
         ocean = jnp.asarray(ocean, bool)
         if ocean.ndim == 3:
-            ocean = jnp.broadcast_to(ocean[..., None], ocean.shape + (cfg.depths,))
+            ocean = jnp.broadcast_to(ocean[..., None], (*ocean.shape, cfg.depths))
         if ocean.ndim != 4 or ocean.shape[1:] != want or ocean.shape[0] not in (1, x.shape[0]):
             raise ValueError(
                 f"ocean must be [{x.shape[0]} | 1, {', '.join(map(str, want))}]; got {ocean.shape}"
