@@ -14,11 +14,12 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import checks, errors, paths
+from tellus.pipelines import checks, errors, paths, profiles_cli
 
 app = typer.Typer(
     help="Build, ingest, check and describe Zarr stores in the Tellus schema.", no_args_is_help=True
 )
+app.add_typer(profiles_cli.app, name="profiles")
 
 
 @contextlib.contextmanager
