@@ -186,7 +186,7 @@ def ingest(
     _table_path(out, "--out")
     kind = format
     if kind is Format.auto:
-        kind = Format.argo if _is_argo(source) else Format.table
+        kind = Format.argo if profile_io.is_argo(source) else Format.table
     with _one_line("SOURCE"):
         if kind is Format.argo:
             table = profile_io.read_argo(source, variable=variable or TEMPERATURE)
@@ -200,16 +200,3 @@ def ingest(
     with _one_line("writing the table"):
         profile_io.write_table(table, out)
     typer.echo(f"{table['profile'].nunique()} profiles ({len(table)} points) -> {out}")
-
-
-def _is_argo(path: Path) -> bool:
-    """Whether ``path`` is a NetCDF file with Argo's N_PROF dimension."""
-    if path.suffix.lower() == ".csv":
-        return False
-    try:
-        import netCDF4
-
-        with netCDF4.Dataset(path) as nc:
-            return "N_PROF" in nc.dimensions
-    except OSError:
-        return False

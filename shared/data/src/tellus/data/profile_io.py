@@ -192,6 +192,19 @@ def _param(nc, name, n_prof, n_lev, mode):
     return values, np.isin(qc, GOOD_QC) & np.isfinite(values)
 
 
+def is_argo(path: str | pathlib.Path) -> bool:
+    """Whether ``path`` is a NetCDF file with Argo's ``N_PROF`` dimension (False for a CSV or
+    a file NetCDF cannot open)."""
+    path = pathlib.Path(path)
+    if path.suffix.lower() == ".csv":
+        return False
+    try:
+        with netCDF4.Dataset(path) as nc:
+            return "N_PROF" in nc.dimensions
+    except OSError:
+        return False
+
+
 def read_argo(
     path: str | pathlib.Path,
     *,

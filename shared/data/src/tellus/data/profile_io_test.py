@@ -195,3 +195,13 @@ def test_argo_errors(tmp_path):
     with pytest.raises(SchemaError, match="potential temperature needs PSAL"):
         profile_io.read_argo(argo)
     assert len(profile_io.read_argo(argo, potential=False)) == 6
+
+
+def test_is_argo_by_the_n_prof_dimension(tmp_path):
+    _write_argo(tmp_path / "argo.nc")
+    profile_io.write_table(_table(), tmp_path / "table.nc")
+    profile_io.write_table(_table(), tmp_path / "table.csv")
+    assert profile_io.is_argo(tmp_path / "argo.nc")
+    assert not profile_io.is_argo(tmp_path / "table.nc")
+    assert not profile_io.is_argo(tmp_path / "table.csv")
+    assert not profile_io.is_argo(tmp_path / "missing.nc")
