@@ -10,6 +10,9 @@
     ensemble = tellus.load("runs/enso")  # the member_* of an ensemble
     nino = ensemble.forecast(world_ds, init_time="1990-12")
 
+    ocean = tellus.load("runs/ocean")  # the fine-tuned ORCA-DL-style forecaster
+    states = ocean.forecast(observed_ds, init_time="2006-01", months=12)
+
 ``tellus`` is a namespace package split over several distributions, so it has no
 ``__init__.py`` to hold a function; this module is callable instead (its class is a
 :class:`types.ModuleType` whose ``__call__`` is :func:`load`), and ``from tellus.load import
