@@ -17,12 +17,13 @@ The loader (:func:`load`, ``Domain.load``): a trained forecaster as a
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from tellus.data import schema, sources, validation
+from tellus.data import schema, sources, stacking, tasks, validation
 from tellus.kernels import earth_trunk
 from tellus.ocean import forecaster as fc
 from tellus.ocean import model as model_lib
@@ -97,12 +98,16 @@ def make_config(
     leads: Sequence[int] = fc.LEADS,
     observed_forcing: bool = False,
     residual: bool = True,
+    anomaly_base: bool = True,
 ) -> fc.ForecasterConfig:
     """A forecaster's config for ``store``: its latitudes, depths (all, or ``depths``), the
     layers' thicknesses when the store has them, and the calendar-month statistics of the
     variables and forcings over ``time_range`` (the training months, inclusive). New
     forecasters predict each lead's change from the initial state (``residual``): from
-    scratch, the network's first outputs are persistence, not noise around the mean state.
+    scratch, the network's first outputs are persistence, not noise around the mean state;
+    with ``anomaly_base`` (the default) damped persistence of the anomaly from each grid
+    point's calendar-month climatology, its damping initialized with the lag regression of
+    the range's anomalies (:func:`anomaly_statistics`).
 
     Raises:
       SchemaError: the store is outside the schema, or the range lacks a calendar month.
@@ -125,6 +130,10 @@ def make_config(
         all_depths = ds[schema.DEPTH].values
         index = [int(np.flatnonzero(np.isclose(all_depths, d))[0]) for d in depths]
         thickness = tuple(float(v) for v in np.asarray(ds[THICKNESS].values)[index])
+    damping = None
+    if anomaly_base:
+        _, slopes = anomaly_statistics(store, task, time_range)
+        damping = tuple(tuple(float(v) for v in row) for row in slopes)
     return fc.ForecasterConfig(
         net=net.to_dict(),
         variables=tuple(variables),
@@ -139,7 +148,50 @@ def make_config(
         thickness=thickness,
         observed_forcing=observed_forcing,
         residual=residual,
+        anomaly_base=anomaly_base,
+        damping=damping,
     )
+
+
+def anomaly_statistics(
+    store: str | os.PathLike,
+    task: tasks.TaskConfig,
+    time_range: tuple[str, str],
+    spans: int = fc.RESTART,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calendar-month climatology of every grid point and channel of ``task``'s state
+    over ``time_range`` (inclusive months), and the regression slope of the anomaly ``k``
+    months later on the anomaly now, per channel, pooled over the ocean and the months of
+    the range, for ``k = 1 .. spans``.
+
+    Returns:
+      ``(climatology [12, lat, lon, C]`` float32, NaN over land; ``slopes [spans, C])``.
+
+    Raises:
+      SchemaError: the store is outside the schema.
+      ValueError: the range lacks a calendar month, or is not longer than ``spans`` months.
+    """
+    ds = validation.open_dataset(str(store), check_values="none")
+    layout = sources.WindowSource(store, task).input_layout
+    ds = ds.sel({schema.TIME: slice(*time_range)})
+    x = stacking.dataset_to_stacked(ds, layout).astype(np.float32)  # [T, lat, lon, C]
+    months = ds[schema.TIME].to_index().month.to_numpy()
+    if set(months) != set(range(1, 13)) or len(months) <= spans:
+        raise ValueError(
+            f"{store}: {time_range} holds {len(months)} months of {len(set(months))} calendar "
+            f"months; the anomaly statistics need every calendar month and more than {spans}"
+        )
+    with warnings.catch_warnings():  # a land point's all-NaN months: NaN, as land is
+        warnings.simplefilter("ignore", RuntimeWarning)
+        clim = np.stack([np.nanmean(x[months == m], axis=0) for m in range(1, 13)])
+    anomaly = np.nan_to_num(x - clim[months - 1])  # land: 0, never weighs
+    slopes = np.empty((spans, x.shape[-1]), np.float32)
+    for k in range(1, spans + 1):
+        now, later = anomaly[:-k], anomaly[k:]
+        den = np.einsum("tyxc,tyxc->c", now, now)
+        num = np.einsum("tyxc,tyxc->c", now, later)
+        slopes[k - 1] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    return clim.astype(np.float32), slopes
 
 
 def load(path: str | os.PathLike, *, phase: str = "finetune", batch_size: int = 8):
@@ -176,4 +228,14 @@ DOMAIN = domains.Domain(
     load=load,
 )
 
-__all__ = ["DOMAIN", "KEYS", "MONTH", "Samples", "batches", "load", "make_config", "samples"]
+__all__ = [
+    "DOMAIN",
+    "KEYS",
+    "MONTH",
+    "Samples",
+    "anomaly_statistics",
+    "batches",
+    "load",
+    "make_config",
+    "samples",
+]

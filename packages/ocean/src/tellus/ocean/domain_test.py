@@ -129,3 +129,29 @@ def test_a_task_with_history_is_refused(store, config):
     )
     with pytest.raises(ValueError, match="one input month"):
         domain.Samples(sources.WindowSource(store, task))
+
+
+def test_anomaly_statistics_against_xarray(store, config):
+    # The climatology by xarray's groupby and the lag regression by hand, on the channels
+    # theta at 5 m, theta at 50 m, SST, over the two training years.
+    task = fc.task_for(config.depths, config.leads, config.variables)
+    clim, slopes = domain.anomaly_statistics(store, task, ("2001-01", "2002-12"))
+    ds = xr.open_zarr(store, consolidated=False).sel(time=slice("2001-01", "2002-12"))
+    fields = [
+        ds["sea_water_potential_temperature"].isel(depth=0),
+        ds["sea_water_potential_temperature"].isel(depth=1),
+        ds["sea_surface_temperature"],
+    ]
+    assert clim.shape == (12, LAT, LON, 3) and slopes.shape == (fc.RESTART, 3)
+    for c, da in enumerate(fields):
+        monthly = da.groupby("time.month").mean("time")
+        np.testing.assert_allclose(clim[..., c], monthly.values, rtol=1e-5, equal_nan=True)
+        anomaly = (da.groupby("time.month") - monthly).fillna(0.0).values
+        for k in (1, 4):
+            a, b = anomaly[:-k].ravel(), anomaly[k:].ravel()
+            np.testing.assert_allclose(slopes[k - 1, c], a @ b / (a @ a), rtol=1e-4)
+    assert np.isnan(clim[:, 0, 0]).all()  # land
+    # make_config starts the damping from these slopes.
+    np.testing.assert_allclose(config.damping, slopes, rtol=1e-6)
+    with pytest.raises(ValueError, match="every calendar month"):
+        domain.anomaly_statistics(store, task, ("2001-01", "2001-06"))

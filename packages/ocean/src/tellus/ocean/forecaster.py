@@ -23,6 +23,17 @@ again after normalizing (so that land reads 0 to the network); outputs over land
 as the schema has them; the loss (:func:`loss_fn`) weighs the ocean only
 (:func:`tellus.ocean.loss.ocean_mse`).
 
+The base the network's output is added to (``residual``): the initial state in each lead
+month's units (persistence), or with ``anomaly_base`` damped anomaly persistence about a
+calendar-month climatology of every grid point, ``ref[m + k] + a[k] (x - ref[m])``: the
+climatology ``ref`` a buffer of the model (:class:`Reference`, set by :func:`set_reference`
+to the climatology of the phase's own training months, stored in its checkpoints, never
+trained) and the damping ``a`` per lead span ``k`` (1..6 months from the state) and channel a
+trained parameter, initialized with the lag-``k`` regression of the training months'
+anomalies (``ForecasterConfig.damping``). With a zero network output the forecaster is then
+the climatology at long leads and persistence of the anomaly at short ones, which a rollout
+keeps near the climatology's mean state instead of carrying every increment's error forward.
+
 Longer forecasts (:func:`rollout`) restart from each sixth month: months ``6k + 1 .. 6k +
 6`` are predicted from the forecast of month ``6k`` as the state, with the lead counted
 from the initial month (so the experts cycle and the rotary embedding tells how old the
@@ -112,6 +123,10 @@ class ForecasterConfig:
       residual: the network predicts each lead's change from the initial state (the state
         in the lead month's units plus the network's output, a Tellus extension; ORCA-DL
         predicts the state itself). Off in configs written before it existed.
+      anomaly_base: the residual's base is damped anomaly persistence about the model's
+        :class:`Reference` climatology (module docstring) instead of the initial state.
+      damping: ``[RESTART][C]`` the initial damping of the anomaly base per lead span and
+        channel (None: 1, undamped).
     """
 
     net: dict[str, Any]
@@ -127,6 +142,8 @@ class ForecasterConfig:
     thickness: tuple[float, ...] | None = None
     observed_forcing: bool = False
     residual: bool = False
+    anomaly_base: bool = False
+    damping: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net", model_lib.NetConfig(**dict(self.net)).to_dict())
@@ -143,6 +160,16 @@ class ForecasterConfig:
             object.__setattr__(self, f, rows)
         net = self.net_config
         channels = channels_of(self.variables, self.depths)
+        if self.anomaly_base and not self.residual:
+            raise ValueError("anomaly_base is a base of the residual: set residual too")
+        if self.damping is not None:
+            rows = tuple(tuple(float(v) for v in row) for row in self.damping)
+            if len(rows) != RESTART or any(len(r) != sum(channels) for r in rows):
+                raise ValueError(
+                    f"damping must be [{RESTART} lead spans][{sum(channels)} channels]; got "
+                    f"{len(rows)} rows of {sorted({len(r) for r in rows})}"
+                )
+            object.__setattr__(self, "damping", rows)
         if channels != net.channels:
             raise ValueError(
                 f"variables {self.variables} on {len(self.depths)} depths have channels "
@@ -182,6 +209,11 @@ class ForecasterConfig:
         return cls(**d)
 
 
+class Reference(nnx.Variable):
+    """A model buffer that is not trained: the anomaly base's climatology ``[12, lat, lon,
+    C]`` (row ``m - 1`` for calendar month ``m``, 0 over land)."""
+
+
 class OceanForecaster(nnx.Module):
     """Raw initial state (and forcing) -> raw states at the leads (module docstring)."""
 
@@ -194,6 +226,12 @@ class OceanForecaster(nnx.Module):
     ):
         self.config = cfg
         self.net = model_lib.OceanNet(cfg.net_config, rngs=rngs, trunk=trunk)
+        if cfg.anomaly_base:
+            net = cfg.net_config
+            c = sum(net.channels)
+            self.reference = Reference(jnp.zeros((12, net.n_lat, net.n_lon, c), jnp.float32))
+            init = np.ones((RESTART, c)) if cfg.damping is None else np.asarray(cfg.damping)
+            self.damping = nnx.Param(jnp.asarray(init, jnp.float32))
 
     @property
     def state_norm(self) -> MonthlyNormalizer:
@@ -275,11 +313,29 @@ class OceanForecaster(nnx.Module):
         )
         out = out.reshape(b, n_leads, *out.shape[1:]).astype(jnp.float32)
         if cfg.residual:
-            # The initial state in each lead month's units: the network adds the change.
+            # The base in each lead month's units: the network adds the change.
             months = month_after(month[:, None], leads[None, :])
-            base = self.state_norm.normalize(jnp.broadcast_to(raw[:, None], out.shape), months)
+            if cfg.anomaly_base:
+                base = self.anomaly_base(raw, month, leads, offset)
+            else:
+                base = jnp.broadcast_to(raw[:, None], out.shape)
+            base = self.state_norm.normalize(base, months)
             out = out + jnp.where(land[:, None], base, 0.0)
         return out
+
+    def anomaly_base(
+        self, x: jax.Array, month: jax.Array, leads: jax.Array, offset: jax.Array | int = 0
+    ) -> jax.Array:
+        """Raw ``ref[m + k] + a[k] (x - ref[m])`` ``[B, L, lat, lon, C]`` of the state ``x [B,
+        lat, lon, C]`` (0 over land), ``offset`` months after the initial ``month [B]``, at
+        ``leads [L]`` months after it: ``k = lead - offset`` (spans beyond 6 use the 6th)."""
+        ref = self.reference[...]
+        now = month_after(month, offset)
+        months = month_after(month[:, None], leads[None, :])
+        span = jnp.clip(jnp.asarray(leads) - jnp.asarray(offset, jnp.int32), 1, RESTART)
+        a = self.damping[...][span - 1]  # [L, C]
+        anomaly = x - ref[now - 1]
+        return ref[months - 1] + a[None, :, None, None, :] * anomaly[:, None]
 
     def forecast(
         self,
@@ -301,6 +357,25 @@ class OceanForecaster(nnx.Module):
 
     def __call__(self, x, forcing, month, ocean, leads=None) -> jax.Array:
         return self.forecast(x, forcing, month, ocean, leads)
+
+
+def set_reference(model: OceanForecaster, climatology: np.ndarray) -> OceanForecaster:
+    """Sets the anomaly base's climatology ``[12, lat, lon, C]`` (NaN over land is stored as
+    0) of a forecaster with ``anomaly_base``; returns the model.
+
+    Raises:
+      ValueError: the model has no anomaly base, or the shape is not its.
+    """
+    if not model.config.anomaly_base:
+        raise ValueError("this forecaster has no anomaly base (ForecasterConfig.anomaly_base)")
+    clim = np.asarray(climatology, np.float32)
+    if clim.shape != model.reference.shape:
+        raise ValueError(
+            f"the climatology must be {model.reference.shape} (month, lat, lon, channel); "
+            f"got {clim.shape}"
+        )
+    model.reference.set_value(jnp.asarray(np.where(np.isfinite(clim), clim, 0.0)))
+    return model
 
 
 def make_forecaster(
@@ -410,10 +485,12 @@ __all__ = [
     "VARIABLES",
     "ForecasterConfig",
     "OceanForecaster",
+    "Reference",
     "channels_of",
     "lead_loss",
     "loss_fn",
     "make_forecaster",
     "rollout",
+    "set_reference",
     "task_for",
 ]

@@ -176,16 +176,25 @@ def _with_fake_net(cfg):
 
 
 @pytest.mark.parametrize(
-    "observed,residual",
-    [(False, False), (True, False), (False, True)],
-    ids=["initial", "observed", "residual"],
+    "observed,residual,anomaly",
+    [(False, False, False), (True, False, False), (False, True, False), (False, True, True)],
+    ids=["initial", "observed", "residual", "anomaly"],
 )
-def test_normalization_months_and_forcing_of_every_lead(observed, residual):
+def test_normalization_months_and_forcing_of_every_lead(observed, residual, anomaly):
     # Leads 2 and 7 from a state 6 months after the initial month (a restart): the state
     # reads its own month's statistics, each lead's output its target month's, the forcing
     # the initial month's (encoded once) or each lead's own month's.
-    cfg = _config(observed_forcing=observed, leads=(2, 7), residual=residual)
+    cfg = _config(observed_forcing=observed, leads=(2, 7), residual=residual, anomaly_base=anomaly)
     model = _with_fake_net(cfg)
+    rng = np.random.default_rng(7)
+    ref = rng.normal(size=(12, LAT, LON, 3)).astype(np.float32)
+    damping = rng.uniform(0.2, 0.9, size=(fc.RESTART, 3)).astype(np.float32)
+    if anomaly:
+        ref_nan = ref.copy()
+        ref_nan[:, ~_ocean()] = np.nan  # a climatology with land as the store has it
+        model.reference = fc.Reference(jnp.zeros(ref.shape))
+        fc.set_reference(model, ref_nan)
+        model.damping = nnx.Param(jnp.asarray(damping))
     batch, ocean = _batch(n_leads=2, seed=4), _ocean()
     x = batch["inputs"][:, 0]
     forcing = batch["forcings"][:, 1:] if observed else batch["forcings"][:, 0]
@@ -203,8 +212,13 @@ def test_normalization_months_and_forcing_of_every_lead(observed, residual):
             row = (m0 - 1 + lead) % 12
             f, f_row = (forcing[b, i], row) if observed else (forcing[b], m0 - 1)
             fn = (f[..., :1] - f_mean[f_row, :1]) / f_std[f_row, :1]
-            # residual: plus the state itself in the lead month's units
-            base = (x[b] - mean[row]) / std[row] if residual else 0.0
+            # residual: plus the state itself in the lead month's units, or the damped
+            # anomaly about the reference climatology (span: lead - 6, at least 1)
+            state = x[b]
+            if anomaly:
+                a = damping[max(lead - 6, 1) - 1]
+                state = ref[row] + a * (x[b] - ref[state_month])
+            base = (state - mean[row]) / std[row] if residual else 0.0
             expected = (xn + 10 * fn + 1000 * lead + base) * std[row] + mean[row]
             np.testing.assert_allclose(out[b, i][ocean], expected[ocean], rtol=1e-5)
             assert np.isnan(out[b, i][~ocean]).all()
@@ -253,6 +267,12 @@ def test_rollout_restarts_from_every_sixth_month():
 
 
 def test_config_checks_the_network():
+    with pytest.raises(ValueError, match="a base of the residual"):
+        _config(anomaly_base=True)
+    with pytest.raises(ValueError, match=r"damping must be \[6 lead spans\]\[3 channels\]"):
+        _config(residual=True, anomaly_base=True, damping=((1.0, 1.0),) * 6)
+    with pytest.raises(ValueError, match="no anomaly base"):
+        fc.set_reference(_with_fake_net(_config()), np.zeros((12, LAT, LON, 3)))
     with pytest.raises(ValueError, match="channels"):
         _config(depths=(5.0, 50.0, 100.0))
     with pytest.raises(ValueError, match="latitude"):

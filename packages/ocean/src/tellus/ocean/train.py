@@ -212,7 +212,8 @@ def train_ocean(
     )
     pre = domain.samples(model_store, cfg)
     pre.name = "model run"
-    ft = domain.samples(observed_store, cfg, split.date_ranges(times)[FINETUNE])
+    ft_range = split.date_ranges(times)[FINETUNE]
+    ft = domain.samples(observed_store, cfg, ft_range)
     ft.name = "observed run"
     for what, s in (("the model run", pre), ("the fine-tuning years", ft)):
         if len(s) < budget.batch_size:
@@ -227,8 +228,24 @@ def train_ocean(
             f"pretraining on {len(pre)} model-run windows, {budget.pretrain_steps} steps of "
             f"{budget.batch_size}"
         )
-    h_pre = trainer.fit(
+    pre_factory, ft_factory = (
         fc.make_forecaster,
+        ckpt_lib.warm_start(workdir / PRETRAIN, fc.make_forecaster),
+    )
+    if cfg.anomaly_base:
+        # Each phase's anomaly base is about the climatology of its own training months.
+        task = fc.task_for(cfg.depths, cfg.leads, cfg.variables, cfg.forcings)
+        ft_months = split.finetune_months(times)
+        clim_pre, _ = domain.anomaly_statistics(
+            model_store, task, (str(model_times[0])[:7], str(model_times[-1])[:7])
+        )
+        clim_ft, _ = domain.anomaly_statistics(
+            observed_store, task, (str(ft_months[0])[:7], str(ft_months[-1])[:7])
+        )
+        pre_factory = with_reference(pre_factory, clim_pre)
+        ft_factory = with_reference(ft_factory, clim_ft)
+    h_pre = trainer.fit(
+        pre_factory,
         cfg,
         _train_config(budget.pretrain_steps, budget, budget.pretrain_lr),
         trainer.TrainDomain(
@@ -246,7 +263,7 @@ def train_ocean(
             f"{budget.finetune_steps} steps"
         )
     h_ft = trainer.fit(
-        ckpt_lib.warm_start(workdir / PRETRAIN, fc.make_forecaster),
+        ft_factory,
         cfg,
         _train_config(budget.finetune_steps, budget, budget.finetune_lr),
         trainer.TrainDomain(
@@ -272,6 +289,16 @@ def train_ocean(
     (workdir / RUN_INFO).write_text(json.dumps(info, indent=1))
     info.update(histories={PRETRAIN: h_pre, FINETUNE: h_ft}, seconds=time.perf_counter() - t0)
     return info
+
+
+def with_reference(factory, climatology):
+    """``factory`` whose models' anomaly base is about ``climatology`` (``fit`` builds the
+    model with it, then a resume restores the phase's own checkpoint over it)."""
+
+    def build(d: dict[str, Any]) -> fc.OceanForecaster:
+        return fc.set_reference(factory(d), climatology)
+
+    return build
 
 
 def read_info(workdir: str | Path) -> dict[str, Any]:
@@ -350,4 +377,5 @@ __all__ = [
     "split_of",
     "store_times",
     "train_ocean",
+    "with_reference",
 ]
