@@ -88,5 +88,9 @@ bench-data *ARGS:
 bench-loader *ARGS:
     uv run python -m tellus.atmosphere.bench_loader {{ARGS}}
 
+# The ocean forecaster's and denoiser's training and inference steps against the matmul rate.
+bench-ocean *ARGS:
+    uv run python -m tellus.ocean.bench {{ARGS}}
+
 # Every benchmark.
-bench: bench-data bench-loader
+bench: bench-data bench-loader bench-ocean

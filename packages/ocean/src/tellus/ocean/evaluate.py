@@ -18,7 +18,8 @@ Scores (every one area-weighted over the ocean: land is NaN and never weighed):
   (:func:`tellus.evaluation.metrics.thickness_mean` of the per-depth MSE, then the root);
 * the upper-ocean temperature (the thickness-weighted mean over 0-300 m) and its heat
   content ``rho0 cp 300 m x`` that mean (J m-2): RMSE and ACC;
-* Nino3.4 from the forecast SST (the box of :data:`tellus.data.regions.NINO34`, its
+* the shared Nino indices from the forecast SST (the boxes of
+  :data:`tellus.data.regions.NINO34`, ``NINO3``, ``NINO4`` and ``NINO12``, each box's
   calendar-month anomaly): correlation and RMSE by lead
   (:mod:`tellus.evaluation.index_skill`);
 * the scorecard: for the upper-ocean temperature and SSH at every lead 1-12, whether the
@@ -151,14 +152,20 @@ def _lead_list(da: xr.DataArray) -> list[float]:
     return [float(v) for v in np.asarray(da.values, float)]
 
 
-def nino34(ds: xr.Dataset, clim: xr.Dataset) -> xr.DataArray | None:
-    """The Nino3.4 box's SST anomaly (K) of a forecast layout Dataset (or None without SST)."""
+INDICES = (regions.NINO34, regions.NINO3, regions.NINO4, regions.NINO12)
+
+
+def nino34(
+    ds: xr.Dataset, clim: xr.Dataset, box: regions.Box = regions.NINO34
+) -> xr.DataArray | None:
+    """A Nino box's SST anomaly (K; Nino3.4 by default) of a forecast layout Dataset (or
+    None without SST)."""
     if SST not in ds:
         return None
-    box = metrics.spatial_mean(ds[SST], regions.NINO34)
+    mean = metrics.spatial_mean(ds[SST], box)
     valid = metrics.valid_times(ds[TIME].values, ds[LEAD].values)
-    c = metrics.spatial_mean(metrics.climatology_at(clim[SST], valid), regions.NINO34)
-    return (box - c).rename({TIME: index_skill.INIT, LEAD: index_skill.LEAD})
+    c = metrics.spatial_mean(metrics.climatology_at(clim[SST], valid), box)
+    return (mean - c).rename({TIME: index_skill.INIT, LEAD: index_skill.LEAD})
 
 
 def rollout_check(
@@ -266,15 +273,18 @@ def run(
                 column.setdefault(name, {})[system] = _lead_list(col)
     heat = {s: [v * RHO0 * CP * UPPER_DEPTH for v in by] for s, by in rmse.get(UPPER, {}).items()}
     card = scorecard({n: rmse[n] for n in SCORED if n in rmse})
-    nino: dict[str, Any] = {}
-    truth_nino = nino34(aligned, clim)
-    if truth_nino is not None:
+    indices: dict[str, dict[str, Any]] = {}
+    for box in INDICES:
+        truth_index = nino34(aligned, clim, box)
+        if truth_index is None:
+            continue
         for system, fcst in systems.items():
-            f = nino34(fcst, clim)
-            nino[system] = {
-                "correlation": _lead_list(index_skill.correlation(f, truth_nino)),
-                "rmse": _lead_list(index_skill.rmse(f, truth_nino)),
+            f = nino34(fcst, clim, box)
+            indices.setdefault(box.name, {})[system] = {
+                "correlation": _lead_list(index_skill.correlation(f, truth_index)),
+                "rmse": _lead_list(index_skill.rmse(f, truth_index)),
             }
+    nino = indices.get(regions.NINO34.name, {})
     roll = rollout_check(predictor, observed, rollout_years) if rollout_years else None
     summary = {
         "leads_months": [int(k) for k in leads],
@@ -289,6 +299,7 @@ def run(
         "column_rmse": column,
         "upper_ocean_heat_content_rmse_J_m2": heat,
         "nino34": nino,
+        "indices": indices,
         "scorecard": card,
         "rollout": roll,
     }
@@ -336,6 +347,7 @@ def _plots(report: Path, rmse, forecast: xr.Dataset, truth: xr.Dataset) -> list[
 
 
 __all__ = [
+    "INDICES",
     "LEADS",
     "SCORED",
     "SYSTEMS",

@@ -227,6 +227,8 @@ def test_the_evaluation_of_the_tiny_run(trained, stores, tmp_path):
     assert "climatology" not in summary["acc"]["sea_surface_height"]  # a zero anomaly
     assert len(summary["scorecard"]["sea_surface_height"]["beats"]) == 12
     assert set(summary["nino34"]) == set(evaluate.SYSTEMS)
+    assert summary["indices"]["nino34"] == summary["nino34"]
+    assert set(summary["indices"]) <= {box.name for box in evaluate.INDICES}
     roll = summary["rollout"]
     assert roll["months"] == 12 and roll["finite"] and "nino34_box_std" in roll
     written = json.loads((tmp_path / "summary.json").read_text())

@@ -1,0 +1,125 @@
+"""Measuring a model's steps against the machine's own limits, for the ``bench`` modules.
+
+Every figure a benchmark prints should hold on a noisy shared machine, so the helpers here
+return rates measured in the same process and the same minute as the model's steps, to be
+reported as ratios:
+
+* :func:`matmul_rate`: the FLOP/s of a jitted square matmul of the benchmark's dtype (the
+  dense peak a model's step is compared with), best of a few repeats;
+* :func:`time_calls`: the median and best wall time of a compiled call, its first call
+  (the compile, and the first execution's allocations) excluded, each call blocked until
+  its outputs exist;
+* :func:`train_step_figures`: a model's AOT-compiled training step on one batch (the
+  :mod:`tellus.training.step` program ``fit`` runs), with XLA's FLOP count and compiled
+  memory, timed; steps/s, samples/s and the achieved fraction of :func:`matmul_rate`.
+
+XLA's cost analysis counts a matmul of ``[m, k] x [k, n]`` as ``2 m k n`` FLOPs, as
+:func:`matmul_rate` does, so the fraction compares like with like.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from tellus.training import config as config_lib
+from tellus.training import step as step_lib
+
+
+def time_calls(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """``{"median_s", "best_s"}`` of ``repeats`` calls of ``fn`` after ``warmup`` calls,
+    each blocked until its outputs are ready."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "best_s": min(times)}
+
+
+def matmul_rate(n: int = 2048, dtype: Any = jnp.float32, repeats: int = 5) -> float:
+    """FLOP/s of a jitted ``n x n`` matmul in ``dtype`` (``2 n^3`` FLOPs, the best of
+    ``repeats``)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(jnp.matmul)
+    t = time_calls(lambda: f(a, b), repeats=repeats)["best_s"]
+    return 2.0 * n**3 / t
+
+
+def train_step_figures(
+    model: Any,
+    loss_fn: step_lib.LossFn,
+    batch: dict[str, Any],
+    batch_size: int,
+    *,
+    peak: float | None = None,
+    repeats: int = 3,
+    compute_dtype: str = "float32",
+) -> dict[str, Any]:
+    """The figures of one AdamW training step of ``model`` on ``batch``.
+
+    Args:
+      model: an NNX model (its parameters are the step's).
+      loss_fn: ``loss_fn(model, batch, rng) -> loss``.
+      batch: one batch (host arrays).
+      batch_size: its samples, for samples/s.
+      peak: FLOP/s to compare with (:func:`matmul_rate`); None leaves the fraction out.
+      repeats: timed steps after the first.
+      compute_dtype: the step's compute dtype.
+
+    Returns:
+      ``{"compile_s", "step_s", "best_step_s", "steps_per_s", "samples_per_s",
+      "flops_per_step", "achieved_flops_per_s", "fraction_of_peak", "memory"}``.
+    """
+    cfg = config_lib.warmup_cosine(10, batch_size, 1e-4, compute_dtype=compute_dtype)
+    fns, state = step_lib.init_train_state(model, cfg)
+    jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, loss_fn), None, None, None)
+    t0 = time.perf_counter()
+    compiled = step_lib.compile_train_step(jitted, state, batch)
+    compile_s = time.perf_counter() - t0
+    holder = {"state": state}
+
+    def one():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        return metrics["loss"]
+
+    timing = time_calls(one, repeats=repeats)
+    out: dict[str, Any] = {
+        "compile_s": compile_s,
+        "step_s": timing["median_s"],
+        "best_step_s": timing["best_s"],
+        "steps_per_s": 1.0 / timing["median_s"],
+        "samples_per_s": batch_size / timing["median_s"],
+        "flops_per_step": compiled.flops,
+        "memory": compiled.memory,
+    }
+    if compiled.flops:
+        out["achieved_flops_per_s"] = compiled.flops / timing["best_s"]
+        if peak:
+            out["fraction_of_peak"] = out["achieved_flops_per_s"] / peak
+    return out
+
+
+def compiled_figures(fn: Callable, *args: Any) -> dict[str, Any]:
+    """XLA's FLOPs and memory of ``jax.jit(fn)`` on ``args``, and the compiled call."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    mem = compiled.memory_analysis()
+    return {
+        "compiled": compiled,
+        "flops": float(cost["flops"]) if cost and "flops" in cost else None,
+        "temp_bytes": int(getattr(mem, "temp_size_in_bytes", 0)) if mem is not None else None,
+    }
+
+
+__all__ = ["compiled_figures", "matmul_rate", "time_calls", "train_step_figures"]

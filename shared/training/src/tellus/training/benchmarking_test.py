@@ -1,0 +1,33 @@
+"""The benchmark helpers: XLA's FLOP count of a matmul against 2 m k n by hand, and a
+training step's figures on a one-layer model (its FLOPs at least forward plus backward)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tellus.training import benchmarking
+
+
+def test_matmul_flops_by_hand_and_a_positive_rate():
+    a, b = jnp.ones((64, 32)), jnp.ones((32, 16))
+    figures = benchmarking.compiled_figures(jnp.matmul, a, b)
+    assert figures["flops"] == 2 * 64 * 32 * 16
+    np.testing.assert_allclose(np.asarray(figures["compiled"](a, b)), 32.0)
+    assert benchmarking.matmul_rate(n=128, repeats=2) > 0
+
+
+def test_train_step_figures_of_a_linear_model():
+    model = nnx.Linear(256, 128, rngs=nnx.Rngs(0))
+    batch = {"x": np.ones((8, 256), np.float32)}
+
+    def loss_fn(m, b, rng=None):
+        return jnp.mean(m(b["x"]) ** 2)
+
+    out = benchmarking.train_step_figures(model, loss_fn, batch, 8, peak=1e9, repeats=2)
+    forward = 2 * 8 * 256 * 128
+    assert out["flops_per_step"] >= 2 * forward  # forward and the weight gradient at least
+    assert out["steps_per_s"] > 0 and out["samples_per_s"] == 8 * out["steps_per_s"]
+    assert out["fraction_of_peak"] == out["achieved_flops_per_s"] / 1e9
+    assert out["memory"]["argument_size_in_bytes"] > 256 * 128 * 4  # the weights at least
