@@ -1,0 +1,451 @@
+"""Training the ocean diffusion model and reconstructing the 3D temperature from sparse
+observations with it (ReconMOST, Song et al. 2025).
+
+:func:`train_recon` pretrains the denoiser (:class:`tellus.ocean.unet.UNetDenoiser`)
+unconditionally on every month of a model run (:class:`tellus.ocean.recon_domain.Samples`,
+the shared grain loader) through :func:`tellus.training.trainer.fit`: the epsilon MSE over
+the ocean (:func:`tellus.ocean.diffusion_loss.diffusion_loss`), AdamW with warm-up and
+cosine decay (:func:`tellus.training.config.warmup_cosine`) and an EMA of the weights kept
+by the train step itself (``OptimizerConfig.ema_decay``: it is saved in every checkpoint,
+so a killed run resumes with its EMA). Layout of ``workdir``: the ``fit`` workdir
+(``checkpoints/``, ``tensorboard/``, checkpoints with the envelope ``{kind:
+ocean.diffusion}``) and ``recon.json`` (the recipe, the store, the grid), written when the
+training is done.
+
+:func:`load_denoiser` rebuilds the denoiser of the newest checkpoint with its EMA weights.
+:class:`Reconstructor` compiles the guided sampler (:func:`tellus.ocean.diffusion.sample`)
+once for a batch of months and reconstructs any number of months from gridded observations
+(:class:`tellus.data.profile_grid.GriddedObservations`), several samples per month, in deg
+C with NaN over land; :func:`reconstruct` is the one-call form.
+
+The recipe (:class:`Recipe`) and where it departs from ReconMOST's released settings (128
+base channels, 1 000 DDPM steps, lr 1e-4, batch 4, EMA 0.9999), and why:
+
+* the ``cpu`` preset of :mod:`tellus.ocean.unet` (32 base channels, 3 levels, one ResBlock
+  per level, a 64-wide trunk at the bottleneck) instead of ``paper``: the recipe must train
+  in minutes on 2 cores;
+* lr 1e-3 with warm-up and cosine decay instead of a constant 1e-4: a constant 1e-4 does not
+  get far in a few hundred steps;
+* EMA 0.995 instead of 0.9999: the train step's EMA has no warm-up, and after ``n`` steps
+  the initial weights still weigh ``decay^n`` in it (0.9999 leaves 96 % after 400 steps;
+  0.995 leaves 13 % after 400, 1 % after 900). :func:`train_recon` refuses a decay whose
+  initial weights would keep more than :data:`MAX_EMA_INIT` of the average;
+* the same 1 000-step linear schedule, sampled by DDIM on 50 of its steps (the issue's
+  evaluation budget) rather than by the full DDPM chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tellus.data import sources
+from tellus.ocean import diffusion, recon_domain, unet
+from tellus.ocean import diffusion_loss as loss_lib
+from tellus.training import checkpoint as ckpt_lib
+from tellus.training import config as config_lib
+from tellus.training import trainer
+
+RUN_INFO = "recon.json"
+# The largest weight the initial parameters may keep in the EMA at the last step.
+MAX_EMA_INIT = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The pretraining's steps, batch, learning rate, EMA and network (the CPU recipe of
+    ``just train-recon``; its measured time is in ``docs/results.md`` once run).
+
+    Attributes:
+      steps: optimizer steps.
+      batch_size: months per step.
+      learning_rate: peak learning rate (linear warm-up over a tenth of the steps, at most
+        50, then cosine decay to a hundredth).
+      ema_decay: decay of the EMA of the weights that reconstructions use.
+      preset: the network (:data:`tellus.ocean.unet.PRESETS`), fitted to the store's grid.
+      timesteps: T of the linear DDPM schedule.
+      seed: initialization, shuffling and noise.
+    """
+
+    steps: int = 600
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    ema_decay: float = 0.995
+    preset: str = "cpu"
+    timesteps: int = 1000
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raises ValueError (naming the field) for a recipe that cannot run."""
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.preset not in unet.PRESETS:
+            raise KeyError(f"unknown preset {self.preset!r}; known: {sorted(unet.PRESETS)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_decay**self.steps > MAX_EMA_INIT:
+            raise ValueError(
+                f"ema_decay {self.ema_decay} over {self.steps} steps leaves "
+                f"{self.ema_decay**self.steps:.0%} of the initial weights in the average "
+                f"(at most {MAX_EMA_INIT:.0%}); lower it or train longer"
+            )
+
+
+def train_config(recipe: Recipe) -> config_lib.TrainConfig:
+    """The ``fit`` config of ``recipe``: :func:`warmup_cosine` with the EMA on, three
+    checkpoints of which the last one stays."""
+    tc = config_lib.warmup_cosine(
+        recipe.steps,
+        recipe.batch_size,
+        recipe.learning_rate,
+        checkpoints=3,
+        keep_checkpoints=1,
+        seed=recipe.seed,
+    )
+    return dataclasses.replace(
+        tc, optimizer=dataclasses.replace(tc.optimizer, ema_decay=recipe.ema_decay)
+    )
+
+
+def envelope(source: recon_domain.Samples) -> trainer.Envelope:
+    """What every checkpoint says about itself: the kind, its version and the task (the
+    variable, its depths and the grid)."""
+    n_lat, n_lon, _ = source.ocean.shape
+    task = {
+        "variable": recon_domain.TEMPERATURE_VARIABLE,
+        "depths": [float(d) for d in source.depths],
+        "grid": [int(n_lat), int(n_lon)],
+    }
+    return trainer.Envelope(
+        kind=recon_domain.KIND.name, version=recon_domain.KIND.version, task=task
+    )
+
+
+def train_recon(
+    workdir: str | Path,
+    model_store: str | os.PathLike,
+    *,
+    recipe: Recipe = Recipe(),
+    config: unet.UNetConfig | None = None,
+    dates: sources.DateRange | None = None,
+    mesh: Any = None,
+    rules: Any = None,
+    show_progress: bool = True,
+    on_step: Any = None,
+) -> dict[str, Any]:
+    """Pretrains the denoiser on the months of ``model_store`` (or resumes it).
+
+    Args:
+      workdir: the ``fit`` workdir and ``recon.json`` go here.
+      model_store: the model run (:mod:`tellus.ocean.world`), or any store with a 3D
+        ``sea_water_potential_temperature``.
+      recipe: steps, batch, learning rate, EMA, preset, schedule, seed.
+      config: a network of the store's grid instead of the recipe's preset (tests).
+      dates: the months to train on (default all).
+      mesh, rules: the device mesh and the logical axis rules (default one device).
+      on_step: ``fit``'s per-step callback ``(step, {"loss", "domain"})``.
+
+    Returns:
+      ``{"history": [(step, loss)], "seconds": ...}`` and everything ``recon.json`` holds.
+
+    Raises:
+      ValueError: the recipe cannot run, the store has no 3D temperature or fewer months
+        than a batch, or the network does not fit its grid.
+      KeyError: an unknown preset.
+    """
+    t0 = time.perf_counter()
+    recipe.check()
+    workdir = Path(workdir)
+    source = recon_domain.Samples(model_store, dates)
+    source.name = "model run"
+    if len(source) < recipe.batch_size:
+        raise ValueError(
+            f"{model_store}: {len(source)} months, fewer than a batch of {recipe.batch_size}"
+        )
+    cfg = config
+    if cfg is None:
+        cfg = recon_domain.make_config(
+            source, unet.PRESETS[recipe.preset], timesteps=recipe.timesteps, seed=recipe.seed
+        )
+    if (cfg.n_lat, cfg.n_lon, cfg.depths) != source.ocean.shape:
+        raise ValueError(
+            f"the network is for a {cfg.n_lat} x {cfg.n_lon} grid of {cfg.depths} depths; "
+            f"the store's is {source.ocean.shape}"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    if show_progress:
+        print(
+            f"pretraining the denoiser on {len(source)} model-run months, {recipe.steps} steps "
+            f"of {recipe.batch_size}"
+        )
+    history = trainer.fit(
+        unet.make_denoiser,
+        cfg,
+        train_config(recipe),
+        trainer.TrainDomain(
+            recon_domain.NAME,
+            loss_lib.diffusion_loss,
+            recon_domain.batches(source, recipe.batch_size, recipe.seed),
+        ),
+        workdir,
+        envelope=envelope(source),
+        mesh=mesh,
+        rules=rules,
+        show_progress=show_progress,
+        on_step=on_step,
+    )
+    info = {
+        "recipe": dataclasses.asdict(recipe),
+        "preset": recipe.preset if config is None else "custom",
+        "parameters": unet.count_parameters(cfg),
+        "model_store": str(model_store),
+        "n_months": len(source),
+        "months": [str(source.times[0])[:7], str(source.times[-1])[:7]],
+        "grid": list(source.ocean.shape),
+        "depths": [float(d) for d in source.depths],
+        "mesh": None if mesh is None else {str(a): int(n) for a, n in mesh.shape.items()},
+    }
+    (workdir / RUN_INFO).write_text(json.dumps(info, indent=1))
+    info.update(history=history, seconds=time.perf_counter() - t0)
+    return info
+
+
+def read_info(workdir: str | Path) -> dict[str, Any]:
+    """``recon.json`` of a finished training.
+
+    Raises:
+      FileNotFoundError: no finished training there.
+    """
+    path = Path(workdir) / RUN_INFO
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no trained ocean diffusion model in {str(workdir)!r} ({RUN_INFO} missing); "
+            "run `tellus train ocean_recon` first"
+        )
+    return json.loads(path.read_text())
+
+
+def load_denoiser(workdir: str | Path, *, ema: bool = True) -> unet.UNetDenoiser:
+    """The denoiser of the newest checkpoint of a ``fit`` workdir, with its EMA weights
+    (``ema=False``: the raw weights; a checkpoint without an EMA gives its raw weights).
+
+    Raises:
+      FileNotFoundError: no complete checkpoint.
+      CheckpointKindError: a checkpoint of another kind.
+    """
+    workdir = Path(workdir)
+    if not (workdir / "checkpoints").is_dir():  # a Checkpointer would create it
+        raise FileNotFoundError(
+            f"no checkpoints in {str(workdir)!r}; run `tellus train ocean_recon` first"
+        )
+    ck = ckpt_lib.Checkpointer(workdir / "checkpoints", async_save=False)
+    try:
+        step = ck.latest_step()
+        if step is None:
+            raise FileNotFoundError(
+                f"no complete checkpoint in {str(workdir)!r}; run `tellus train ocean_recon` first"
+            )
+        model, _, state, _ = ckpt_lib.rebuild(ck, step, recon_domain.KIND)
+    finally:
+        ck.close()
+    if ema and state.ema is not None:
+        nnx.update(model, nnx.State(state.ema))
+    return model
+
+
+class Reconstructor:
+    """The guided sampler of a denoiser, compiled once for ``batch`` months of ``samples``
+    samples each.
+
+    Args:
+      model: the trained denoiser (:func:`load_denoiser`).
+      ocean: bool ``[depth, lat, lon]``, True over the ocean (the store's layout).
+      steps: reverse steps (DDIM on an evenly spaced subsequence of the schedule).
+      samples: samples per month, each from its own noise.
+      mode: ``"x0"`` (ReconMOST's) or ``"posterior"`` (through the denoiser).
+      spread: ``(size, sigma)`` of the Gaussian spread of an x0-mode gradient, or None.
+      method: ``"ddim"`` or ``"ddpm"``.
+      batch: months per compiled call (a shorter last batch is padded with unobserved
+        months, whose samples are dropped).
+
+    Calling it (:meth:`__call__`) with observations of any number of months returns the
+    samples in deg C, NaN over land. The guidance scale is an argument of the compiled
+    program (no recompilation per scale), and may differ per sample slot, which is how a
+    scale is chosen on validation months with one call for several scales.
+    """
+
+    def __init__(
+        self,
+        model: unet.UNetDenoiser,
+        ocean: np.ndarray,
+        *,
+        steps: int = 50,
+        samples: int = 4,
+        mode: str = "x0",
+        spread: tuple[int, float] | None = None,
+        method: str = "ddim",
+        batch: int = 12,
+    ):
+        cfg = model.config
+        ocean = np.asarray(ocean, bool)
+        if ocean.shape != (cfg.depths, cfg.n_lat, cfg.n_lon):
+            raise ValueError(
+                f"ocean must be [depth, lat, lon] = {(cfg.depths, cfg.n_lat, cfg.n_lon)}; "
+                f"got {ocean.shape}"
+            )
+        if mode not in diffusion.MODES:
+            raise ValueError(f"mode must be one of {diffusion.MODES}, got {mode!r}")
+        diffusion.timesteps(cfg.timesteps, steps)  # checks steps
+        if int(samples) != samples or samples < 1 or int(batch) != batch or batch < 1:
+            raise ValueError(f"samples and batch must be ints >= 1, got {samples}, {batch}")
+        self.ocean = ocean
+        self.samples, self.batch, self.steps = int(samples), int(batch), int(steps)
+        self.mode, self.spread, self.method = mode, spread, method
+        sched = diffusion.linear_schedule(cfg.timesteps)
+        shape = (self.batch, cfg.n_lat, cfg.n_lon, cfg.depths)
+        ocean_b = jnp.asarray(np.moveaxis(ocean, 0, -1)[None])  # [1, H, W, D]
+        graphdef, state = nnx.split(model)
+        n = self.samples * self.batch
+
+        def run(state, y, mask, scale, key):
+            m = nnx.merge(graphdef, state)
+            per_slot = jnp.broadcast_to(
+                scale.reshape(-1, 1, 1, 1, 1), (self.samples, self.batch, 1, 1, 1)
+            )
+            g = diffusion.Guidance(y, mask, per_slot.reshape(n, 1, 1, 1), mode, spread)
+            return diffusion.sample(
+                unet.denoise_fn(m, ocean_b),
+                shape,
+                key,
+                ocean_b,
+                schedule=sched,
+                steps=self.steps,
+                method=method,
+                guidance=g,
+                samples=self.samples,
+            )
+
+        self._state = state
+        self._run = jax.jit(run)
+
+    def __call__(
+        self,
+        values: np.ndarray,
+        mask: np.ndarray,
+        scale: float | Sequence[float],
+        *,
+        seed: int = 0,
+        progress: Any = None,
+    ) -> np.ndarray:
+        """Samples of every month of the observations.
+
+        Args:
+          values: observed temperature (deg C) ``[time, depth, lat, lon]``, anything where
+            not observed (``GriddedObservations.values``).
+          mask: bool, same shape, True at observed points.
+          scale: the guidance scale, or one per sample slot (``samples`` of them).
+          seed: the noise of month ``i`` of batch ``b`` is drawn from ``fold_in(key(seed),
+            b)``: the same seed and batching give the same samples.
+          progress: a :class:`tellus.data.progress.Progress` advanced by one per batch.
+
+        Returns:
+          float32 ``[samples, time, depth, lat, lon]`` in deg C, NaN over land.
+        """
+        values, mask = np.asarray(values), np.asarray(mask, bool)
+        want = (self.ocean.shape[0], *self.ocean.shape[1:])
+        if values.ndim != 4 or values.shape[1:] != want or mask.shape != values.shape:
+            raise ValueError(
+                f"observations must be [time, {', '.join(map(str, want))}] values and mask; "
+                f"got {values.shape} and {mask.shape}"
+            )
+        scales = np.broadcast_to(np.asarray(scale, np.float32), (self.samples,)).copy()
+        mask = mask & self.ocean[None]
+        y = np.asarray(diffusion.to_unit(np.where(mask, values, np.nan), mask))
+        n_time = values.shape[0]
+        out = np.empty((self.samples, n_time, *self.ocean.shape), np.float32)
+        for b, start in enumerate(range(0, n_time, self.batch)):
+            stop = min(start + self.batch, n_time)
+            yb = np.zeros((self.batch, *self.ocean.shape), np.float32)
+            mb = np.zeros((self.batch, *self.ocean.shape), bool)
+            yb[: stop - start], mb[: stop - start] = y[start:stop], mask[start:stop]
+            x = self._run(
+                self._state,
+                jnp.asarray(np.moveaxis(yb, 1, -1)),
+                jnp.asarray(np.moveaxis(mb, 1, -1)),
+                jnp.asarray(scales),
+                jax.random.fold_in(jax.random.key(seed), b),
+            )
+            x = np.moveaxis(np.asarray(x), -1, 2)[:, : stop - start]  # [S, t, D, H, W]
+            out[:, start:stop] = np.asarray(diffusion.from_unit(x, self.ocean[None, None]))
+            if progress is not None:
+                progress.advance()
+        return out
+
+
+def reconstruct(
+    model: unet.UNetDenoiser,
+    observations: Any,
+    ocean: np.ndarray,
+    *,
+    steps: int = 50,
+    samples: int = 4,
+    scale: float = 4.0,
+    mode: str = "x0",
+    spread: tuple[int, float] | None = None,
+    seed: int = 0,
+    method: str = "ddim",
+    batch: int | None = None,
+) -> np.ndarray:
+    """Reconstructions of every month of ``observations`` (see :class:`Reconstructor`).
+
+    Args:
+      model: the trained denoiser.
+      observations: gridded observations with ``values`` and ``mask`` ``[time, depth, lat,
+        lon]`` (:class:`tellus.data.profile_grid.GriddedObservations`).
+      ocean: bool ``[depth, lat, lon]``.
+      steps, samples, scale, mode, spread, seed, method: as for :class:`Reconstructor`.
+      batch: months per compiled call (default all of them).
+
+    Returns:
+      float32 ``[samples, time, depth, lat, lon]`` in deg C, NaN over land.
+    """
+    values, mask = np.asarray(observations.values), np.asarray(observations.mask)
+    run = Reconstructor(
+        model,
+        ocean,
+        steps=steps,
+        samples=samples,
+        mode=mode,
+        spread=spread,
+        method=method,
+        batch=batch or values.shape[0],
+    )
+    return run(values, mask, scale, seed=seed)
+
+
+__all__ = [
+    "MAX_EMA_INIT",
+    "RUN_INFO",
+    "Recipe",
+    "Reconstructor",
+    "envelope",
+    "load_denoiser",
+    "read_info",
+    "reconstruct",
+    "train_config",
+    "train_recon",
+]
