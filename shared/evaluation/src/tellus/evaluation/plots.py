@@ -282,6 +282,78 @@ def plot_map_pairs(
     return _save(fig, path)
 
 
+def plot_reconstruction(
+    rows: Mapping[str, tuple[xr.DataArray, xr.DataArray, xr.DataArray]],
+    path: str | os.PathLike,
+) -> str:
+    """One row per entry of ``rows`` (``{title: (truth, observed, reconstruction)}``, each a
+    2D slice: a ``(latitude, longitude)`` map or a ``(depth, latitude|longitude)`` section):
+    truth | observations | reconstruction | reconstruction - truth. ``observed`` is NaN where
+    nothing is observed; its points are drawn as dots coloured like the truth. NaN (land)
+    is blank, depth increases downwards. Returns the path written."""
+    fig, axes = plt.subplots(len(rows), 4, figsize=(19, 3.3 * len(rows)), squeeze=False)
+    for row, (title, (truth, observed, recon)) in zip(axes, rows.items(), strict=True):
+        truth, observed, recon = (da.astype(np.float64) for da in (truth, observed, recon))
+        section = "depth" in truth.dims
+        if section:
+            x = next(d for d in truth.dims if d != "depth")
+            truth, observed, recon = (da.transpose("depth", x) for da in (truth, observed, recon))
+            ydim = "depth"
+        else:
+            truth, observed, recon = (
+                _lon_centered(da).transpose(metrics_lib.LATITUDE, metrics_lib.LONGITUDE)
+                for da in (truth, observed, recon)
+            )
+            x, ydim = metrics_lib.LONGITUDE, metrics_lib.LATITUDE
+        diff = recon - truth
+        lo = float(min(np.nanmin(truth), np.nanmin(recon)))
+        hi = float(max(np.nanmax(truth), np.nanmax(recon)))
+        dmax = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+        panels = (
+            (truth, "truth", "viridis", lo, hi),
+            (truth * np.nan, "observations", "viridis", lo, hi),
+            (recon, "reconstruction", "viridis", lo, hi),
+            (diff, "reconstruction - truth", "RdBu_r", -(dmax or 1.0), dmax or 1.0),
+        )
+        for ax, (da, name, cmap, vmin, vmax) in zip(row, panels, strict=True):
+            mesh = ax.pcolormesh(
+                da[x], da[ydim], da, cmap=cmap, vmin=vmin, vmax=vmax, shading="nearest"
+            )
+            if name == "observations":
+                ax.pcolormesh(
+                    truth[x],
+                    truth[ydim],
+                    np.where(np.isfinite(truth), 1.0, np.nan),
+                    cmap="Greys",
+                    vmin=0.0,
+                    vmax=6.0,
+                    shading="nearest",
+                )
+                yy, xx = np.nonzero(np.isfinite(observed.to_numpy()))
+                ax.scatter(
+                    observed[x].to_numpy()[xx],
+                    observed[ydim].to_numpy()[yy],
+                    c=observed.to_numpy()[yy, xx],
+                    cmap=cmap,
+                    vmin=vmin,
+                    vmax=vmax,
+                    s=9,
+                    edgecolors="k",
+                    linewidths=0.2,
+                )
+            fig.colorbar(mesh, ax=ax, fraction=0.03 if not section else 0.05, pad=0.03)
+            ax.set_title(f"{title}: {name}", fontsize=9)
+            if section:
+                if not ax.yaxis_inverted():
+                    ax.invert_yaxis()
+                ax.set_xlabel(f"{x} [deg]")
+            else:
+                ax.set_aspect("equal")
+        row[0].set_ylabel("depth [m]" if section else "latitude [deg N]")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

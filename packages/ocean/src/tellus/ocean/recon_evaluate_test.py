@@ -1,0 +1,108 @@
+"""The reconstruction evaluation end to end on a tiny run: the three sets of months, the
+summary with every system at every coverage, the PNGs, the climatology's withheld MSE
+against a hand computation, and only ocean points counted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from tellus.ocean import recon, recon_evaluate
+from tellus.ocean.recon_test import RECIPE, make_store, tiny_config
+
+SETTINGS = recon_evaluate.Settings(
+    coverages=(0.05, 0.1),
+    fit_years=1,
+    test_years=1,
+    test_months=4,
+    validation_months=2,
+    steps=5,
+    samples=2,
+    scales=(0.5, 2.0, 8.0),
+    batch=2,
+)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recon-eval")
+    model = make_store(root / "model.zarr", months=12)
+    observed = make_store(root / "observed.zarr", months=36, seed=1)
+    workdir = root / "run"
+    recon.train_recon(
+        workdir,
+        model,
+        recipe=RECIPE,
+        config=tiny_config(model),
+        show_progress=False,
+    )
+    report = root / "report"
+    summary = recon_evaluate.run(workdir, observed, report, settings=SETTINGS, show_progress=False)
+    return observed, report, summary
+
+
+def test_the_months_are_three_disjoint_sets():
+    times = pd.date_range("2000-01-01", periods=96, freq="MS")
+    m = recon_evaluate.Months.of(times, recon_evaluate.Settings())
+    assert (len(m.fit), len(m.validation), len(m.test)) == (48, 3, 12)
+    assert m.fit[-1] < m.validation[0] and m.validation[-1] < m.test[0]
+    assert m.test[-1] == times[-1] and m.validation[-1] == pd.Timestamp("2004-12-01")
+    with pytest.raises(ValueError, match="gap"):
+        recon_evaluate.Months.of(times[:60], recon_evaluate.Settings())
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="coverages"):
+        recon_evaluate.Settings(coverages=(0.0,)).check()
+    with pytest.raises(ValueError, match="test_months"):
+        recon_evaluate.Settings(test_months=40).check()
+    recon_evaluate.Settings().check()
+
+
+def test_the_summary_and_plots(evaluated):
+    _, report, summary = evaluated
+    assert json.loads((report / "summary.json").read_text())["bar"] == summary["bar"]
+    for name in ("mse_by_coverage.png", "maps.png", "section.png"):
+        assert (report / name).stat().st_size > 1000, name
+    assert summary["months"]["test"] == ["2003-09", "2003-12", 4]
+    assert summary["months"]["validation"] == ["2002-11", "2002-12", 2]
+    choice = summary["guidance_scale"]
+    assert choice["scale"] in SETTINGS.scales and len(choice["mse_withheld"]) == 3
+    assert choice["scale"] == float(min(choice["mse_withheld"], key=choice["mse_withheld"].get))
+    for c in ("0.05", "0.1"):
+        assert set(summary["mse"][c]) == set(recon_evaluate.SYSTEMS)
+        for system, s in summary["mse"][c].items():
+            for key in ("mse_guidance", "mse_withheld", "mse_field", "total"):
+                assert np.isfinite(s[key]), (c, system, key)
+            assert len(s["per_depth"]["mse_field"]) == 3
+        spread = summary["spread_error"][c]
+        assert spread["spread"] > 0 and np.isfinite(spread["ratio"])
+    bar = summary["bar"]
+    assert set(bar["beats_climatology_withheld"]) == {"0.05", "0.1"}
+    assert isinstance(bar["pass"], bool)
+    assert bar["pass"] == (
+        bar["beats_gp_withheld_at_5_percent"] and all(bar["beats_climatology_withheld"].values())
+    )
+
+
+def test_climatology_scores_by_hand_and_only_ocean_points(evaluated):
+    observed, _, summary = evaluated
+    ds = xr.open_zarr(observed).load()
+    truth = ds["sea_water_potential_temperature"].transpose(
+        "time", "depth", "latitude", "longitude"
+    )
+    ocean = ds["ocean_mask"].to_numpy() > 0.5
+    months = recon_evaluate.Months.of(ds["time"].values, SETTINGS)
+    # One fitting year: the climatology of a calendar month is that month of the first year.
+    clim = truth.to_numpy()[:12][pd.DatetimeIndex(months.test).month.to_numpy() - 1]
+    i = SETTINGS.coverages.index(0.05)
+    _, held, _ = recon_evaluate.observe(ds, months.test, 0.05, SETTINGS, SETTINGS.seed + 101 * i)
+    want = np.mean((clim[held.mask] - held.values[held.mask]) ** 2)
+    got = summary["mse"]["0.05"]["climatology"]["mse_withheld"]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    n_ocean = summary["mse"]["0.05"]["reconstruction"]["n_ocean"]
+    assert n_ocean == len(months.test) * int(ocean.sum())  # land never counted
