@@ -75,6 +75,16 @@ evaluate-ocean *ARGS:
 forecast-ocean *ARGS:
     uv run tellus forecast ocean --init 2005-01 {{ARGS}}
 
+# The CPU recipe: the cpu denoiser, 1500 steps of 4 months, lr 1e-3, EMA 0.995 (resumes after a kill).
+# Pretrain the ocean diffusion model (ReconMOST) on $TELLUS_DATA/ocean/model.zarr, into runs/ocean_recon.
+train-recon *ARGS:
+    uv run tellus train ocean_recon {{ARGS}}
+
+# The last 12 observed months at 1-10 % coverage, DDIM 50 steps, 4 samples; in runs/ocean_recon_report.
+# Reconstructions from Argo-like profiles against climatology, nearest neighbour and GP OI.
+evaluate-recon *ARGS:
+    uv run tellus evaluate ocean_recon {{ARGS}}
+
 # DIR defaults to $TELLUS_DATA/ocean; prints pass/fail with the values, exit 1 on a failure.
 # Physical sanity of the built ocean stores: gyres, Drake Passage, stratification, drift.
 check-ocean DIR="":

@@ -298,6 +298,63 @@ def test_ocean_commands(places, tmp_path):
     assert not (p["folder"] / "finetune").exists()
 
 
+def test_ocean_recon_commands(places, tmp_path):
+    from tellus.ocean import recon
+    from tellus.pipelines import recon_cli
+
+    # The CLI's defaults are the library's CPU recipe.
+    r = recon.Recipe()
+    assert (r.steps, r.batch_size, r.learning_rate, r.ema_decay, r.preset) == (
+        recon_cli.CPU_STEPS,
+        recon_cli.CPU_BATCH,
+        recon_cli.CPU_LR,
+        recon_cli.CPU_EMA,
+        recon_cli.CPU_PRESET,
+    )
+    p = places
+    for verb in ("ocean_recon", "recon"):  # the alias refuses the same
+        train = ["train", verb, "--workdir", tmp_path / "recon", "--mesh", "data=1"]
+        refused(
+            [*train, "--data", tmp_path / "nowhere"],
+            "--data",
+            "does not exist; build it with `tellus data build ocean`",
+        )
+        refused(
+            [*train, "--data", p["folder"]],
+            "--data",
+            "model.zarr' does not exist; build it with `tellus data build ocean`",
+        )
+        refused([*train, "--preset", "huge"], "--preset: 'huge' is not one of")
+        for option in ("--steps", "--batch"):
+            refused([*train, option, "0"], option, "greater than or equal to 1")
+        refused([*train, "--lr", "0"], "--lr", "learning rate > 0")
+        refused([*train, "--ema-decay", "1.5"], "--ema-decay", "[0, 1)")
+        refused([*train, "--ema-decay", "0.9999"], "--ema-decay", "initial weights")
+        refused(["train", verb, "--workdir", p["file"]], "--workdir", "is a file")
+    assert not (tmp_path / "recon").exists()
+    run = tmp_path / "run"
+    evaluate = ["evaluate", "ocean_recon", "--workdir", run]
+    for bad in ("0", "abc", "5,120", ""):
+        refused([*evaluate, "--coverage", bad], "--coverage", "percentages in (0, 100]")
+    refused([*evaluate, "--samples", "1"], "--samples")
+    refused([*evaluate, "--steps", "0"], "--steps")
+    refused([*evaluate, "--mode", "dps"], "--mode: 'dps' is not one of")
+    refused([*evaluate, "--test-months", "40"], "--test-months", "exceeds the 3 test years")
+    refused(
+        evaluate,
+        "--workdir",
+        "does not exist; train the diffusion model with `tellus train ocean_recon`",
+    )
+    run.mkdir()
+    refused(evaluate, "--workdir", "recon.json missing", "tellus train ocean_recon")
+    (run / "recon.json").write_text("{}")
+    refused(evaluate, "--workdir", "no checkpoints in", "tellus train ocean_recon")
+    (run / "checkpoints").mkdir()
+    refused([*evaluate, "--data", p["folder"]], "--data", "observed.zarr' does not exist")
+    refused([*evaluate, "--report", p["file"]], "--report", "is a file")
+    refused(["evaluate", "recon", "--workdir", tmp_path / "none"], "--workdir", "ocean_recon")
+
+
 def test_plan(places, tmp_path):
     plan = ["plan", "--target", "toy", "--batch", "8"]
     refused([*plan, "--mesh", "data=4,bogus=2"], "--mesh", "unknown mesh axes ['bogus']")

@@ -18,6 +18,7 @@ from tellus.pipelines import (
     ocean_cli,
     paths,
     plan_cli,
+    recon_cli,
 )
 
 app = typer.Typer(
@@ -32,6 +33,10 @@ train_app = domain_cli.app("Train a domain's models.")
 train_app.command("atmosphere")(atmosphere_cli.train_atmosphere)
 train_app.command("enso")(enso_cli.train_enso)
 train_app.command("ocean")(ocean_cli.train_ocean)
+train_app.command("ocean_recon")(recon_cli.train_recon)
+train_app.command("recon", hidden=True, help="The short name of `tellus train ocean_recon`.")(
+    recon_cli.train_recon
+)
 app.add_typer(train_app, name="train")
 forecast_app = domain_cli.app(
     "Forecast with a domain's trained models (no DOMAIN: the atmosphere).",
@@ -48,6 +53,10 @@ evaluate_app = domain_cli.app(
 evaluate_app.command("atmosphere")(atmosphere_cli.evaluate)
 evaluate_app.command("enso")(enso_cli.evaluate_enso)
 evaluate_app.command("ocean")(ocean_cli.evaluate_ocean)
+evaluate_app.command("ocean_recon")(recon_cli.evaluate_recon)
+evaluate_app.command("recon", hidden=True, help="The short name of `tellus evaluate ocean_recon`.")(
+    recon_cli.evaluate_recon
+)
 app.add_typer(evaluate_app, name="evaluate")
 app.command("evaluate-enso", hidden=True, help="The older name of `tellus evaluate enso`.")(
     enso_cli.evaluate_enso

@@ -77,7 +77,7 @@ class Recipe:
       seed: initialization, shuffling and noise.
     """
 
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 4
     learning_rate: float = 1e-3
     ema_decay: float = 0.995

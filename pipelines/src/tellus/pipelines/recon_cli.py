@@ -1,0 +1,172 @@
+"""``tellus train ocean_recon`` and ``tellus evaluate ocean_recon`` (also named ``recon``):
+thin entry points over :mod:`tellus.ocean.recon` and :mod:`tellus.ocean.recon_evaluate`
+(the embedded ocean's runs in ``$TELLUS_DATA/ocean/{model,observed}.zarr``, built by
+``tellus data build ocean``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tellus.pipelines import checks, devices, errors, ocean_cli
+
+DEFAULT_RUN = Path("runs") / "ocean_recon"
+DEFAULT_REPORT = Path("runs") / "ocean_recon_report"
+TRAIN_FIRST = "; train the diffusion model with `tellus train ocean_recon`"
+# The CPU recipe of `just train-recon` (tellus.ocean.recon.Recipe's defaults).
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1500, 4, 1e-3, 0.995
+COVERAGES = "1,2.5,5,7.5,10"
+
+
+def _data_option(value: Path | None) -> Path:
+    if value is not None:
+        checks.existing_dir(value, "--data", ocean_cli.BUILD_FIRST)
+    return value or ocean_cli.ocean_dir()
+
+
+def coverages(text: str) -> tuple[float, ...]:
+    """``"1,2.5,5"`` (percent) -> ``(0.01, 0.025, 0.05)``.
+
+    Raises:
+      UserError: not numbers, or one outside (0, 100].
+    """
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not 0.0 < v <= 100.0 for v in values):
+        raise errors.UserError(
+            f"{text!r} is not a comma-separated list of percentages in (0, 100], e.g. {COVERAGES}",
+            param="--coverage",
+        )
+    return tuple(v / 100.0 for v in values)
+
+
+def train_recon(
+    workdir: Annotated[
+        Path,
+        typer.Option(help="Where the denoiser goes.", callback=checks.writable_dir_option),
+    ] = DEFAULT_RUN,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of model.zarr (default $TELLUS_DATA/ocean, made by "
+            "`tellus data build ocean`)."
+        ),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Network preset: cpu or paper.")] = CPU_PRESET,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = CPU_STEPS,
+    batch: Annotated[int, typer.Option(help="Batch size (months).", min=1)] = CPU_BATCH,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = CPU_LR,
+    ema_decay: Annotated[
+        float, typer.Option(help="Decay of the EMA of the weights (what reconstructs).")
+    ] = CPU_EMA,
+    seed: Annotated[int, typer.Option(help="Initialization, shuffling and noise.")] = 0,
+    mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
+) -> None:
+    """Pretrain the ocean diffusion model (ReconMOST's denoiser) on every month of the model
+    run, unconditionally, with an EMA of the weights (resumes after a kill)."""
+    from tellus.kernels import partitioning
+    from tellus.ocean import recon, unet
+
+    t0 = time.perf_counter()
+    checks.choice(preset, unet.PRESETS, "--preset")
+    if not lr > 0:
+        raise errors.UserError(f"{lr:g} is not a learning rate > 0", param="--lr")
+    recipe = recon.Recipe(
+        steps=steps,
+        batch_size=batch,
+        learning_rate=lr,
+        ema_decay=ema_decay,
+        preset=preset,
+        seed=seed,
+    )
+    with errors.user_errors(ValueError, param="--ema-decay"):
+        recipe.check()
+    run_on = devices.resolve(mesh, batch)
+    model_store = ocean_cli.check_run(_data_option(data), "model", "--data")
+    typer.echo(run_on.describe())
+    with errors.user_errors(ValueError, param="--data"):  # no 3D temperature, too few months
+        info = recon.train_recon(
+            workdir, model_store, recipe=recipe, mesh=run_on.mesh(), rules=partitioning.RULES
+        )
+    h = info["history"]
+    typer.echo(f"final loss {h[-1][1]:.4f}" if h else "already trained")
+    typer.echo(f"train-recon done in {time.perf_counter() - t0:.0f} s; denoiser in {workdir}")
+
+
+def evaluate_recon(
+    workdir: Annotated[Path, typer.Option(help="The trained denoiser.")] = DEFAULT_RUN,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of observed.zarr (default $TELLUS_DATA/ocean)."),
+    ] = None,
+    report: Annotated[
+        Path, typer.Option(help="Report folder.", callback=checks.writable_dir_option)
+    ] = DEFAULT_REPORT,
+    coverage: Annotated[
+        str, typer.Option(help="Coverages in percent of the ocean points down to 2 000 m.")
+    ] = COVERAGES,
+    test_months: Annotated[
+        int, typer.Option(help="The last months of the observed run reconstructed.", min=1)
+    ] = 12,
+    steps: Annotated[
+        int, typer.Option(help="DDIM steps per reconstruction.", min=1, max=1000)
+    ] = 50,
+    samples: Annotated[int, typer.Option(help="Samples per month.", min=2)] = 4,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            help="A fixed guidance scale (default: chosen on validation months).", min=0.0
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="Guidance: x0 or posterior.")] = "x0",
+    spread: Annotated[
+        bool, typer.Option(help="Spread the guidance to neighbouring cells (5 x 5 Gaussian).")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Profiles and sampler noise.")] = 0,
+) -> None:
+    """Reconstruct the observed run's last months from Argo-like profiles at each coverage;
+    ReconMOST's MSEs against climatology, nearest neighbour and GP optimal interpolation;
+    spread-error; PNGs and summary.json in the report folder."""
+    from tellus.ocean import diffusion, recon, recon_evaluate
+
+    t0 = time.perf_counter()
+    checks.choice(mode, diffusion.MODES, "--mode")
+    settings = recon_evaluate.Settings(
+        coverages=coverages(coverage),
+        test_months=test_months,
+        steps=steps,
+        samples=samples,
+        mode=mode,
+        spread=(5, 1.0) if spread and mode == "x0" else None,
+        scale=scale,
+        seed=seed,
+    )
+    with errors.user_errors(ValueError, param="--test-months"):
+        settings.check()  # (coverages and samples are checked above)
+    checks.existing_dir(workdir, "--workdir", TRAIN_FIRST)
+    with errors.user_errors(FileNotFoundError, param="--workdir"):
+        recon.read_info(workdir)
+        if not (workdir / "checkpoints").is_dir():
+            raise FileNotFoundError(f"no checkpoints in {str(workdir)!r}{TRAIN_FIRST}")
+    observed = ocean_cli.check_run(_data_option(data), "observed", "--data")
+    with errors.user_errors(ValueError, param="--data"):
+        summary = recon_evaluate.run(workdir, observed, report, settings=settings)
+    typer.echo(f"guidance scale {summary['guidance_scale']['scale']:g}")
+    for c, by in summary["mse"].items():
+        line = ", ".join(f"{s} {v['mse_withheld']:.3f}" for s, v in by.items())
+        typer.echo(f"{100 * float(c):g} %: withheld-point MSE (deg C^2): {line}")
+    bar = summary["bar"]
+    typer.echo(
+        f"bar: beats GP OI at 5 %: {bar['beats_gp_withheld_at_5_percent']}, beats climatology "
+        f"at every coverage: {all(bar['beats_climatology_withheld'].values())} -> "
+        f"{'pass' if bar['pass'] else 'FAIL'}"
+    )
+    typer.echo(f"report in {report} ({time.perf_counter() - t0:.0f} s)")
+
+
+__all__ = ["coverages", "evaluate_recon", "train_recon"]
