@@ -299,17 +299,24 @@ def test_ocean_commands(places, tmp_path):
 
 
 def test_ocean_recon_commands(places, tmp_path):
+    import dataclasses
+
     from tellus.ocean import recon
     from tellus.pipelines import recon_cli
 
     # The CLI's defaults are the library's CPU recipe.
     r = recon.Recipe()
-    assert (r.steps, r.batch_size, r.learning_rate, r.ema_decay, r.preset) == (
-        recon_cli.CPU_STEPS,
-        recon_cli.CPU_BATCH,
-        recon_cli.CPU_LR,
-        recon_cli.CPU_EMA,
-        recon_cli.CPU_PRESET,
+    assert dataclasses.astuple(r) == dataclasses.astuple(
+        recon.Recipe(
+            steps=recon_cli.CPU_STEPS,
+            batch_size=recon_cli.CPU_BATCH,
+            learning_rate=recon_cli.CPU_LR,
+            ema_decay=recon_cli.CPU_EMA,
+            finetune_steps=recon_cli.CPU_FINETUNE,
+            finetune_years=recon_cli.CPU_FINETUNE_YEARS,
+            finetune_lr=recon_cli.CPU_FINETUNE_LR,
+            preset=recon_cli.CPU_PRESET,
+        )
     )
     p = places
     for verb in ("ocean_recon", "recon"):  # the alias refuses the same
@@ -328,9 +335,29 @@ def test_ocean_recon_commands(places, tmp_path):
         for option in ("--steps", "--batch"):
             refused([*train, option, "0"], option, "greater than or equal to 1")
         refused([*train, "--lr", "0"], "--lr", "learning rate > 0")
+        refused([*train, "--finetune-lr", "0"], "--finetune-lr", "learning rate > 0")
+        refused([*train, "--finetune-steps", "-1"], "--finetune-steps")
+        refused([*train, "--finetune-years", "0"], "--finetune-years")
         refused([*train, "--ema-decay", "1.5"], "--ema-decay", "[0, 1)")
         refused([*train, "--ema-decay", "0.9999"], "--ema-decay", "initial weights")
         refused(["train", verb, "--workdir", p["file"]], "--workdir", "is a file")
+    from tellus.ocean.recon_test import make_store
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    make_store(runs / "model.zarr", months=8)
+    make_store(runs / "observed.zarr", months=24)
+    train = [
+        "train",
+        "ocean_recon",
+        "--workdir",
+        tmp_path / "recon",
+        "--data",
+        runs,
+        "--mesh",
+        "data=1",
+    ]
+    refused([*train, "--finetune-years", "3"], "--finetune-years", "fewer than the 3 years")
     assert not (tmp_path / "recon").exists()
     run = tmp_path / "run"
     evaluate = ["evaluate", "ocean_recon", "--workdir", run]

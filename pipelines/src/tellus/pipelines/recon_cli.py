@@ -17,7 +17,8 @@ DEFAULT_RUN = Path("runs") / "ocean_recon"
 DEFAULT_REPORT = Path("runs") / "ocean_recon_report"
 TRAIN_FIRST = "; train the diffusion model with `tellus train ocean_recon`"
 # The CPU recipe of `just train-recon` (tellus.ocean.recon.Recipe's defaults).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1500, 4, 1e-3, 0.995
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1200, 4, 1e-3, 0.995
+CPU_FINETUNE, CPU_FINETUNE_YEARS, CPU_FINETUNE_LR = 300, 4, 2e-4
 COVERAGES = "1,2.5,5,7.5,10"
 
 
@@ -53,12 +54,25 @@ def train_recon(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of model.zarr (default $TELLUS_DATA/ocean, made by "
-            "`tellus data build ocean`)."
+            help="Folder of model.zarr and observed.zarr (default $TELLUS_DATA/ocean, made "
+            "by `tellus data build ocean`)."
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help="Network preset: cpu or paper.")] = CPU_PRESET,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = CPU_STEPS,
+    steps: Annotated[int, typer.Option(help="Steps on the model run.", min=1)] = CPU_STEPS,
+    finetune_steps: Annotated[
+        int,
+        typer.Option(
+            help="Steps on the observed run's first years (0: pretraining only, as ReconMOST).",
+            min=0,
+        ),
+    ] = CPU_FINETUNE,
+    finetune_years: Annotated[
+        int, typer.Option(help="Observed years to fine-tune on (from the first).", min=1)
+    ] = CPU_FINETUNE_YEARS,
+    finetune_lr: Annotated[
+        float, typer.Option(help="Peak learning rate of the fine-tuning.", min=0.0)
+    ] = CPU_FINETUNE_LR,
     batch: Annotated[int, typer.Option(help="Batch size (months).", min=1)] = CPU_BATCH,
     lr: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = CPU_LR,
     ema_decay: Annotated[
@@ -68,33 +82,48 @@ def train_recon(
     mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
 ) -> None:
     """Pretrain the ocean diffusion model (ReconMOST's denoiser) on every month of the model
-    run, unconditionally, with an EMA of the weights (resumes after a kill)."""
+    run, unconditionally, with an EMA of the weights, then fine-tune it on the observed run's
+    first years (resumes after a kill)."""
     from tellus.kernels import partitioning
     from tellus.ocean import recon, unet
 
     t0 = time.perf_counter()
     checks.choice(preset, unet.PRESETS, "--preset")
-    if not lr > 0:
-        raise errors.UserError(f"{lr:g} is not a learning rate > 0", param="--lr")
+    for value, name in ((lr, "--lr"), (finetune_lr, "--finetune-lr")):
+        if not value > 0:
+            raise errors.UserError(f"{value:g} is not a learning rate > 0", param=name)
     recipe = recon.Recipe(
         steps=steps,
         batch_size=batch,
         learning_rate=lr,
         ema_decay=ema_decay,
+        finetune_steps=finetune_steps,
+        finetune_years=finetune_years,
+        finetune_lr=finetune_lr,
         preset=preset,
         seed=seed,
     )
     with errors.user_errors(ValueError, param="--ema-decay"):
         recipe.check()
     run_on = devices.resolve(mesh, batch)
-    model_store = ocean_cli.check_run(_data_option(data), "model", "--data")
+    folder = _data_option(data)
+    model_store = ocean_cli.check_run(folder, "model", "--data")
+    observed = ocean_cli.check_run(folder, "observed", "--data") if finetune_steps else None
+    if observed is not None:
+        with errors.user_errors(ValueError, param="--finetune-years"):
+            recon.finetune_months(observed, finetune_years)
     typer.echo(run_on.describe())
-    with errors.user_errors(ValueError, param="--data"):  # no 3D temperature, too few months
+    with errors.user_errors(ValueError, param="--data"):  # no 3D temperature, other grids
         info = recon.train_recon(
-            workdir, model_store, recipe=recipe, mesh=run_on.mesh(), rules=partitioning.RULES
+            workdir,
+            model_store,
+            observed,
+            recipe=recipe,
+            mesh=run_on.mesh(),
+            rules=partitioning.RULES,
         )
-    h = info["history"]
-    typer.echo(f"final loss {h[-1][1]:.4f}" if h else "already trained")
+    for phase, h in info["histories"].items():
+        typer.echo(f"{phase}: {f'final loss {h[-1][1]:.4f}' if h else 'already trained'}")
     typer.echo(f"train-recon done in {time.perf_counter() - t0:.0f} s; denoiser in {workdir}")
 
 

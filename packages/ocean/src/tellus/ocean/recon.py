@@ -7,12 +7,20 @@ the shared grain loader) through :func:`tellus.training.trainer.fit`: the epsilo
 the ocean (:func:`tellus.ocean.diffusion_loss.diffusion_loss`), AdamW with warm-up and
 cosine decay (:func:`tellus.training.config.warmup_cosine`) and an EMA of the weights kept
 by the train step itself (``OptimizerConfig.ema_decay``: it is saved in every checkpoint,
-so a killed run resumes with its EMA). Layout of ``workdir``: the ``fit`` workdir
-(``checkpoints/``, ``tensorboard/``, checkpoints with the envelope ``{kind:
-ocean.diffusion}``) and ``recon.json`` (the recipe, the store, the grid), written when the
-training is done.
+so a killed run resumes with its EMA). Optionally (``Recipe.finetune_steps``) it then
+fine-tunes the pretrained EMA weights on the first ``finetune_years`` of an observed run,
+the months the evaluation's climatology and GP kernels are fitted on (never its validation
+or test months), as the ocean forecaster is fine-tuned: the prior then knows the observed
+run's mean state, as the climatology baseline does. ReconMOST itself only pretrains;
+``finetune_steps=0`` is that.
 
-:func:`load_denoiser` rebuilds the denoiser of the newest checkpoint with its EMA weights.
+Layout of ``workdir``: ``pretrain/`` and ``finetune/`` (each a ``fit`` workdir:
+``checkpoints/``, ``tensorboard/``, checkpoints with the envelope ``{kind:
+ocean.diffusion}``) and ``recon.json`` (the recipe, the stores, the months, the grid),
+written when the training is done.
+
+:func:`load_denoiser` rebuilds the denoiser of the newest checkpoint of the last phase with
+its EMA weights.
 :class:`Reconstructor` compiles the guided sampler (:func:`tellus.ocean.diffusion.sample`)
 once for a batch of months and reconstructs any number of months from gridded observations
 (:class:`tellus.data.profile_grid.GriddedObservations`), several samples per month, in deg
@@ -27,9 +35,10 @@ base channels, 1 000 DDPM steps, lr 1e-4, batch 4, EMA 0.9999), and why:
 * lr 1e-3 with warm-up and cosine decay instead of a constant 1e-4: a constant 1e-4 does not
   get far in a few hundred steps;
 * EMA 0.995 instead of 0.9999: the train step's EMA has no warm-up, and after ``n`` steps
-  the initial weights still weigh ``decay^n`` in it (0.9999 leaves 96 % after 400 steps;
-  0.995 leaves 13 % after 400, 1 % after 900). :func:`train_recon` refuses a decay whose
-  initial weights would keep more than :data:`MAX_EMA_INIT` of the average;
+  the initial weights still weigh ``decay^n`` in it (0.9999 leaves 89 % after 1 200 steps;
+  0.995 leaves 0.2 %). :func:`train_recon` refuses a decay whose initial weights would keep
+  more than :data:`MAX_EMA_INIT` of the pretraining's average (the fine-tuning starts from
+  the pretrained average, so there the initial weights are meant to stay);
 * the same 1 000-step linear schedule, sampled by DDIM on 50 of its steps (the issue's
   evaluation budget) rather than by the full DDPM chain.
 """
@@ -47,9 +56,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 from flax import nnx
 
-from tellus.data import sources
+from tellus.data import schema, sources
 from tellus.ocean import diffusion, recon_domain, unet
 from tellus.ocean import diffusion_loss as loss_lib
 from tellus.training import checkpoint as ckpt_lib
@@ -57,6 +67,7 @@ from tellus.training import config as config_lib
 from tellus.training import trainer
 
 RUN_INFO = "recon.json"
+PRETRAIN, FINETUNE = "pretrain", "finetune"
 # The largest weight the initial parameters may keep in the EMA at the last step.
 MAX_EMA_INIT = 0.2
 
@@ -67,20 +78,26 @@ class Recipe:
     ``just train-recon``; its measured time is in ``docs/results.md`` once run).
 
     Attributes:
-      steps: optimizer steps.
+      steps: optimizer steps of the pretraining on the model run.
       batch_size: months per step.
       learning_rate: peak learning rate (linear warm-up over a tenth of the steps, at most
         50, then cosine decay to a hundredth).
       ema_decay: decay of the EMA of the weights that reconstructions use.
+      finetune_steps: steps on the observed run's first ``finetune_years`` (0: none).
+      finetune_years: the observed years fine-tuned on, from the first.
+      finetune_lr: the fine-tuning's peak learning rate.
       preset: the network (:data:`tellus.ocean.unet.PRESETS`), fitted to the store's grid.
       timesteps: T of the linear DDPM schedule.
       seed: initialization, shuffling and noise.
     """
 
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 4
     learning_rate: float = 1e-3
     ema_decay: float = 0.995
+    finetune_steps: int = 300
+    finetune_years: int = 4
+    finetune_lr: float = 2e-4
     preset: str = "cpu"
     timesteps: int = 1000
     seed: int = 0
@@ -91,8 +108,15 @@ class Recipe:
             raise ValueError(
                 f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
             )
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not self.learning_rate > 0 or not self.finetune_lr > 0:
+            raise ValueError(
+                f"learning rates must be > 0, got {self.learning_rate}, {self.finetune_lr}"
+            )
+        if self.finetune_steps < 0 or self.finetune_years < 1:
+            raise ValueError(
+                f"finetune_steps must be >= 0 and finetune_years >= 1, got "
+                f"{self.finetune_steps}, {self.finetune_years}"
+            )
         if self.preset not in unet.PRESETS:
             raise KeyError(f"unknown preset {self.preset!r}; known: {sorted(unet.PRESETS)}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -105,13 +129,14 @@ class Recipe:
             )
 
 
-def train_config(recipe: Recipe) -> config_lib.TrainConfig:
-    """The ``fit`` config of ``recipe``: :func:`warmup_cosine` with the EMA on, three
-    checkpoints of which the last one stays."""
+def train_config(recipe: Recipe, phase: str = PRETRAIN) -> config_lib.TrainConfig:
+    """The ``fit`` config of a phase of ``recipe``: :func:`warmup_cosine` with the EMA on,
+    three checkpoints of which the last one stays."""
+    pre = phase == PRETRAIN
     tc = config_lib.warmup_cosine(
-        recipe.steps,
+        recipe.steps if pre else recipe.finetune_steps,
         recipe.batch_size,
-        recipe.learning_rate,
+        recipe.learning_rate if pre else recipe.finetune_lr,
         checkpoints=3,
         keep_checkpoints=1,
         seed=recipe.seed,
@@ -135,9 +160,49 @@ def envelope(source: recon_domain.Samples) -> trainer.Envelope:
     )
 
 
+def _source(store, dates, recipe: Recipe, what: str) -> recon_domain.Samples:
+    source = recon_domain.Samples(store, dates)
+    source.name = what
+    if len(source) < recipe.batch_size:
+        raise ValueError(
+            f"{store}: {len(source)} months, fewer than a batch of {recipe.batch_size}"
+        )
+    return source
+
+
+def finetune_months(observed_store: str | os.PathLike, years: int) -> sources.DateRange:
+    """The first ``years`` of an observed run as a date range.
+
+    Raises:
+      ValueError: the run is shorter than ``years``.
+    """
+    times = pd.DatetimeIndex(sources.open_metadata(str(observed_store)).indexes[schema.TIME])
+    if len(times) < 12 * years:
+        raise ValueError(
+            f"{observed_store}: {len(times)} months, fewer than the {years} years to fine-tune on"
+        )
+    stop = times[12 * years] if len(times) > 12 * years else times[-1] + pd.offsets.MonthBegin(1)
+    return sources.DateRange(times[0], stop)
+
+
+def _from_ema(source: Path):
+    """A model factory for ``fit``: the denoiser of ``cfg`` with the EMA weights of the
+    newest checkpoint in ``source`` (uncommitted on the default device, as fresh parameters
+    are, so that the phase compiles the same program as the one before)."""
+
+    def build(cfg: dict[str, Any]) -> unet.UNetDenoiser:
+        model = unet.make_denoiser(cfg)
+        trained = nnx.to_pure_dict(nnx.state(load_denoiser(source), nnx.Param))
+        nnx.update(model, nnx.State(jax.tree.map(lambda v: jnp.asarray(np.asarray(v)), trained)))
+        return model
+
+    return build
+
+
 def train_recon(
     workdir: str | Path,
     model_store: str | os.PathLike,
+    observed_store: str | os.PathLike | None = None,
     *,
     recipe: Recipe = Recipe(),
     config: unet.UNetConfig | None = None,
@@ -147,80 +212,102 @@ def train_recon(
     show_progress: bool = True,
     on_step: Any = None,
 ) -> dict[str, Any]:
-    """Pretrains the denoiser on the months of ``model_store`` (or resumes it).
+    """Pretrains the denoiser on the months of ``model_store``, then fine-tunes it on the
+    first years of ``observed_store`` (or resumes either).
 
     Args:
-      workdir: the ``fit`` workdir and ``recon.json`` go here.
+      workdir: ``pretrain/``, ``finetune/`` and ``recon.json`` go here.
       model_store: the model run (:mod:`tellus.ocean.world`), or any store with a 3D
         ``sea_water_potential_temperature``.
-      recipe: steps, batch, learning rate, EMA, preset, schedule, seed.
+      observed_store: the observed run; needed when ``recipe.finetune_steps`` > 0.
+      recipe: steps, batch, learning rates, EMA, preset, schedule, seed.
       config: a network of the store's grid instead of the recipe's preset (tests).
-      dates: the months to train on (default all).
+      dates: the model run's months to pretrain on (default all).
       mesh, rules: the device mesh and the logical axis rules (default one device).
-      on_step: ``fit``'s per-step callback ``(step, {"loss", "domain"})``.
+      on_step: ``fit``'s per-step callback ``(step, {"loss", "domain"})`` (both phases).
 
     Returns:
-      ``{"history": [(step, loss)], "seconds": ...}`` and everything ``recon.json`` holds.
+      ``{"histories": {"pretrain": [(step, loss)], "finetune": [...]}, "seconds": ...}``
+      and everything ``recon.json`` holds.
 
     Raises:
-      ValueError: the recipe cannot run, the store has no 3D temperature or fewer months
-        than a batch, or the network does not fit its grid.
+      ValueError: the recipe cannot run, a store has no 3D temperature or fewer months
+        than a batch (or the years to fine-tune on), the two grids differ, or the network
+        does not fit them.
       KeyError: an unknown preset.
     """
     t0 = time.perf_counter()
     recipe.check()
     workdir = Path(workdir)
-    source = recon_domain.Samples(model_store, dates)
-    source.name = "model run"
-    if len(source) < recipe.batch_size:
-        raise ValueError(
-            f"{model_store}: {len(source)} months, fewer than a batch of {recipe.batch_size}"
-        )
+    pre = _source(model_store, dates, recipe, "model run")
+    ft = ft_dates = None
+    if recipe.finetune_steps:
+        if observed_store is None:
+            raise ValueError("fine-tuning (finetune_steps > 0) needs the observed run's store")
+        ft_dates = finetune_months(observed_store, recipe.finetune_years)
+        ft = _source(observed_store, ft_dates, recipe, "observed run")
+        if ft.ocean.shape != pre.ocean.shape or not np.allclose(ft.depths, pre.depths):
+            raise ValueError(
+                f"the observed run's grid {ft.ocean.shape} is not the model run's "
+                f"{pre.ocean.shape} (or its depths differ)"
+            )
     cfg = config
     if cfg is None:
         cfg = recon_domain.make_config(
-            source, unet.PRESETS[recipe.preset], timesteps=recipe.timesteps, seed=recipe.seed
+            pre, unet.PRESETS[recipe.preset], timesteps=recipe.timesteps, seed=recipe.seed
         )
-    if (cfg.n_lat, cfg.n_lon, cfg.depths) != source.ocean.shape:
+    if (cfg.n_lat, cfg.n_lon, cfg.depths) != pre.ocean.shape:
         raise ValueError(
             f"the network is for a {cfg.n_lat} x {cfg.n_lon} grid of {cfg.depths} depths; "
-            f"the store's is {source.ocean.shape}"
+            f"the store's is {pre.ocean.shape}"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    if show_progress:
-        print(
-            f"pretraining the denoiser on {len(source)} model-run months, {recipe.steps} steps "
-            f"of {recipe.batch_size}"
+    env = envelope(pre)
+
+    def phase(name, factory, source, seed):
+        steps = recipe.steps if name == PRETRAIN else recipe.finetune_steps
+        if show_progress:
+            print(
+                f"{name}: the denoiser on {len(source)} {source.name} months, {steps} steps "
+                f"of {recipe.batch_size}"
+            )
+        return trainer.fit(
+            factory,
+            cfg,
+            train_config(recipe, name),
+            trainer.TrainDomain(
+                recon_domain.NAME,
+                loss_lib.diffusion_loss,
+                recon_domain.batches(source, recipe.batch_size, seed),
+            ),
+            workdir / name,
+            envelope=env,
+            mesh=mesh,
+            rules=rules,
+            show_progress=show_progress,
+            on_step=on_step,
         )
-    history = trainer.fit(
-        unet.make_denoiser,
-        cfg,
-        train_config(recipe),
-        trainer.TrainDomain(
-            recon_domain.NAME,
-            loss_lib.diffusion_loss,
-            recon_domain.batches(source, recipe.batch_size, recipe.seed),
-        ),
-        workdir,
-        envelope=envelope(source),
-        mesh=mesh,
-        rules=rules,
-        show_progress=show_progress,
-        on_step=on_step,
-    )
+
+    histories = {PRETRAIN: phase(PRETRAIN, unet.make_denoiser, pre, recipe.seed)}
+    if ft is not None:
+        histories[FINETUNE] = phase(FINETUNE, _from_ema(workdir / PRETRAIN), ft, recipe.seed + 1000)
     info = {
         "recipe": dataclasses.asdict(recipe),
         "preset": recipe.preset if config is None else "custom",
         "parameters": unet.count_parameters(cfg),
         "model_store": str(model_store),
-        "n_months": len(source),
-        "months": [str(source.times[0])[:7], str(source.times[-1])[:7]],
-        "grid": list(source.ocean.shape),
-        "depths": [float(d) for d in source.depths],
+        "observed_store": None if observed_store is None else str(observed_store),
+        "n_months": len(pre),
+        "months": [str(pre.times[0])[:7], str(pre.times[-1])[:7]],
+        "finetune_months": None
+        if ft is None
+        else [str(ft.times[0])[:7], str(ft.times[-1])[:7], len(ft)],
+        "grid": list(pre.ocean.shape),
+        "depths": [float(d) for d in pre.depths],
         "mesh": None if mesh is None else {str(a): int(n) for a, n in mesh.shape.items()},
     }
     (workdir / RUN_INFO).write_text(json.dumps(info, indent=1))
-    info.update(history=history, seconds=time.perf_counter() - t0)
+    info.update(histories=histories, seconds=time.perf_counter() - t0)
     return info
 
 
@@ -239,19 +326,33 @@ def read_info(workdir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def find_phase(path: str | Path) -> Path:
+    """The ``fit`` workdir to load at ``path``: ``path`` itself when it holds checkpoints,
+    else its ``finetune/`` when that does, else its ``pretrain/``.
+
+    Raises:
+      FileNotFoundError: none holds checkpoints.
+    """
+    path = Path(path)
+    for where in (path, path / FINETUNE, path / PRETRAIN):
+        if (where / "checkpoints").is_dir():
+            return where
+    raise FileNotFoundError(
+        f"no checkpoints in {str(path)!r} (nor in its {FINETUNE}/ or {PRETRAIN}/); "
+        "run `tellus train ocean_recon` first"
+    )
+
+
 def load_denoiser(workdir: str | Path, *, ema: bool = True) -> unet.UNetDenoiser:
-    """The denoiser of the newest checkpoint of a ``fit`` workdir, with its EMA weights
-    (``ema=False``: the raw weights; a checkpoint without an EMA gives its raw weights).
+    """The denoiser of the newest checkpoint of a training (:func:`find_phase`: the last
+    phase), with its EMA weights (``ema=False``: the raw weights; a checkpoint without an
+    EMA gives its raw weights).
 
     Raises:
       FileNotFoundError: no complete checkpoint.
       CheckpointKindError: a checkpoint of another kind.
     """
-    workdir = Path(workdir)
-    if not (workdir / "checkpoints").is_dir():  # a Checkpointer would create it
-        raise FileNotFoundError(
-            f"no checkpoints in {str(workdir)!r}; run `tellus train ocean_recon` first"
-        )
+    workdir = find_phase(workdir)
     ck = ckpt_lib.Checkpointer(workdir / "checkpoints", async_save=False)
     try:
         step = ck.latest_step()
@@ -438,11 +539,15 @@ def reconstruct(
 
 
 __all__ = [
+    "FINETUNE",
     "MAX_EMA_INIT",
+    "PRETRAIN",
     "RUN_INFO",
     "Recipe",
     "Reconstructor",
     "envelope",
+    "find_phase",
+    "finetune_months",
     "load_denoiser",
     "read_info",
     "reconstruct",

@@ -10,8 +10,9 @@ The months of the observed run (:class:`Months`, built on the ocean forecaster's
   after the fitting years), on which the guidance scale is chosen (:func:`choose_scale`);
 * test: the last ``test_months`` months of the last ``test_years`` years.
 
-The denoiser never saw the observed run: it was pretrained on the model run
-(:func:`tellus.ocean.recon.train_recon`).
+The denoiser was pretrained on the model run and, in the default recipe, fine-tuned on the
+observed run's first years (:func:`tellus.ocean.recon.train_recon`); :func:`run` refuses a
+model fine-tuned on months that reach the validation or test months.
 
 For each coverage (1, 2.5, 5, 7.5, 10 % by default), Argo-like profiles are sampled from
 the truth of the test months (:func:`tellus.data.profiles.sample_profiles`, whole profiles
@@ -294,6 +295,13 @@ def run(
             f"{(cfg.depths, cfg.n_lat, cfg.n_lon)}"
         )
     months = Months.of(ds[TIME].values, settings)
+    tuned = info.get("finetune_months")
+    if tuned and pd.Timestamp(tuned[1]) >= months.validation[0]:
+        raise ValueError(
+            f"the model was fine-tuned on observed months up to {tuned[1]}, which reach the "
+            f"validation and test months (from {str(months.validation[0])[:7]}); fine-tune "
+            "on fewer years or test on later ones"
+        )
     ocean_da = ocean_of(ds)
     ocean = ocean_da.to_numpy()
     truth_all = ds[TEMPERATURE].where(ocean_da)
@@ -366,7 +374,10 @@ def run(
     summary: dict[str, Any] = {
         "months": months.to_dict(),
         "settings": dataclasses.asdict(settings),
-        "training": {k: info[k] for k in ("recipe", "preset", "model_store", "n_months")},
+        "training": {
+            k: info.get(k)
+            for k in ("recipe", "preset", "model_store", "n_months", "finetune_months")
+        },
         "guidance_scale": choice,
         "depths": [float(d) for d in ds[DEPTH].values],
         "systems": list(SYSTEMS),

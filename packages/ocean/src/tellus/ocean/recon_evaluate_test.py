@@ -42,7 +42,7 @@ def evaluated(tmp_path_factory):
     )
     report = root / "report"
     summary = recon_evaluate.run(workdir, observed, report, settings=SETTINGS, show_progress=False)
-    return observed, report, summary
+    return observed, report, summary, workdir
 
 
 def test_the_months_are_three_disjoint_sets():
@@ -64,7 +64,7 @@ def test_settings_are_checked():
 
 
 def test_the_summary_and_plots(evaluated):
-    _, report, summary = evaluated
+    _, report, summary, _ = evaluated
     assert json.loads((report / "summary.json").read_text())["bar"] == summary["bar"]
     for name in ("mse_by_coverage.png", "maps.png", "section.png"):
         assert (report / name).stat().st_size > 1000, name
@@ -90,7 +90,7 @@ def test_the_summary_and_plots(evaluated):
 
 
 def test_climatology_scores_by_hand_and_only_ocean_points(evaluated):
-    observed, _, summary = evaluated
+    observed, _, summary, _ = evaluated
     ds = xr.open_zarr(observed).load()
     truth = ds["sea_water_potential_temperature"].transpose(
         "time", "depth", "latitude", "longitude"
@@ -106,3 +106,15 @@ def test_climatology_scores_by_hand_and_only_ocean_points(evaluated):
     np.testing.assert_allclose(got, want, rtol=1e-6)
     n_ocean = summary["mse"]["0.05"]["reconstruction"]["n_ocean"]
     assert n_ocean == len(months.test) * int(ocean.sum())  # land never counted
+
+
+def test_a_model_fine_tuned_on_validation_or_test_months_is_refused(evaluated, tmp_path):
+    observed, _, _, workdir = evaluated
+    info = json.loads((workdir / recon.RUN_INFO).read_text())
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / recon.PRETRAIN).symlink_to(workdir / recon.PRETRAIN, target_is_directory=True)
+    info["finetune_months"] = ["2001-01", "2002-11", 23]  # the first validation month
+    (tuned / recon.RUN_INFO).write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="fine-tuned on observed months up to 2002-11"):
+        recon_evaluate.run(tuned, observed, tmp_path / "r", settings=SETTINGS)

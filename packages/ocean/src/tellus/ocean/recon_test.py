@@ -4,6 +4,7 @@ and a reconstruction guided at every point returns the observations, with NaN ov
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,7 +17,9 @@ from tellus.ocean import diffusion, recon, recon_domain, unet
 
 NY, NX, NZ, NT = 8, 16, 3, 8
 STEPS = 6  # checkpoints every 2 (warmup_cosine's three)
-RECIPE = recon.Recipe(steps=STEPS, batch_size=2, learning_rate=3e-3, ema_decay=0.5, timesteps=100)
+RECIPE = recon.Recipe(
+    steps=STEPS, batch_size=2, learning_rate=3e-3, ema_decay=0.5, timesteps=100, finetune_steps=0
+)
 
 
 def make_store(path, months: int = NT, seed: int = 0) -> str:
@@ -78,8 +81,10 @@ def trained(tmp_path_factory):
 
 def test_training_writes_its_info_and_a_killed_run_resumes_to_the_same_state(trained, tmp_path):
     store, workdir, info = trained
-    assert [s for s, _ in info["history"]] == list(range(STEPS))
-    assert np.all(np.isfinite([loss for _, loss in info["history"]]))
+    history = info["histories"][recon.PRETRAIN]
+    assert list(info["histories"]) == [recon.PRETRAIN]  # no fine-tuning in this recipe
+    assert [s for s, _ in history] == list(range(STEPS))
+    assert np.all(np.isfinite([loss for _, loss in history]))
     saved = json.loads((workdir / recon.RUN_INFO).read_text())
     assert saved["recipe"]["ema_decay"] == 0.5 and saved["grid"] == [NY, NX, NZ]
     assert saved["preset"] == "custom" and saved["n_months"] == NT
@@ -107,7 +112,7 @@ def test_training_writes_its_info_and_a_killed_run_resumes_to_the_same_state(tra
     resumed = recon.train_recon(
         killed, store, recipe=RECIPE, config=tiny_config(store), show_progress=False
     )
-    assert resumed["history"] == info["history"][4:]
+    assert resumed["histories"][recon.PRETRAIN] == history[4:]
     # The resumed run's EMA (what loads) is the uninterrupted one's, bit for bit.
     for x, y in zip(
         jax_leaves(recon.load_denoiser(workdir)),
@@ -124,28 +129,45 @@ def jax_leaves(model) -> list[np.ndarray]:
     return [np.asarray(v) for v in jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param)))]
 
 
-def test_the_ema_weights_are_what_loads(trained, tmp_path):
+def test_the_ema_weights_are_what_loads_and_fine_tuning_starts_from_them(trained, tmp_path):
     store, workdir, _ = trained
     ema, raw = recon.load_denoiser(workdir), recon.load_denoiser(workdir, ema=False)
     differ = [
         not np.array_equal(x, y) for x, y in zip(jax_leaves(ema), jax_leaves(raw), strict=True)
     ]
     assert any(differ)
-    # With decay 0 the average is the last weights themselves.
-    zero = tmp_path / "zero"
-    recon.train_recon(
-        zero,
-        store,
-        recipe=recon.Recipe(steps=2, batch_size=2, ema_decay=0.0, timesteps=100),
-        config=tiny_config(store),
-        show_progress=False,
+    # Fine-tuned on the observed run's first year with decay 0: its average is its last
+    # weights, and the finetune phase is what loads.
+    observed = make_store(tmp_path / "observed.zarr", months=24, seed=1)
+    tuned = tmp_path / "tuned"
+    recipe = dataclasses.replace(RECIPE, finetune_steps=2, finetune_years=1, ema_decay=0.0)
+    info = recon.train_recon(
+        tuned, store, observed, recipe=recipe, config=tiny_config(store), show_progress=False
     )
+    assert info["finetune_months"] == ["2001-01", "2001-12", 12]
+    assert [s for s, _ in info["histories"][recon.FINETUNE]] == [0, 1]
+    assert recon.find_phase(tuned) == tuned / recon.FINETUNE
     for x, y in zip(
-        jax_leaves(recon.load_denoiser(zero)),
-        jax_leaves(recon.load_denoiser(zero, ema=False)),
+        jax_leaves(recon.load_denoiser(tuned)),
+        jax_leaves(recon.load_denoiser(tuned, ema=False)),
         strict=True,
     ):
         np.testing.assert_array_equal(x, y)
+    pretrained = jax_leaves(recon.load_denoiser(tuned / recon.PRETRAIN))
+    assert any(
+        not np.array_equal(x, y)
+        for x, y in zip(pretrained, jax_leaves(recon.load_denoiser(tuned)), strict=True)
+    )
+    with pytest.raises(ValueError, match="observed run's store"):
+        recon.train_recon(tmp_path / "x", store, recipe=recipe, config=tiny_config(store))
+    with pytest.raises(ValueError, match="fewer than the 3 years"):
+        recon.train_recon(
+            tmp_path / "x",
+            store,
+            observed,
+            recipe=dataclasses.replace(recipe, finetune_years=3),
+            config=tiny_config(store),
+        )
 
 
 def test_recipe_checks():
