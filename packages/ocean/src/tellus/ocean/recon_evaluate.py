@@ -318,7 +318,7 @@ def run(
     with progress.Progress(
         "evaluate-recon",
         n_val + len(settings.coverages) * (per_cov + 1),
-        unit="batch",
+        unit="part",
         enabled=show_progress,
     ) as bar:
         if settings.scale is None:
