@@ -20,6 +20,7 @@ TRAIN_FIRST = "; train the diffusion model with `tellus train ocean_recon`"
 CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1200, 4, 1e-3, 0.995
 CPU_FINETUNE, CPU_FINETUNE_YEARS, CPU_FINETUNE_LR = 300, 4, 2e-4
 COVERAGES = "1,2.5,5,7.5,10"
+SPREADS = {"auto": ((5, 1.0), None), "on": ((5, 1.0),), "off": (None,)}
 
 
 def _data_option(value: Path | None) -> Path:
@@ -154,8 +155,12 @@ def evaluate_recon(
     ] = None,
     mode: Annotated[str, typer.Option(help="Guidance: x0 or posterior.")] = "x0",
     spread: Annotated[
-        bool, typer.Option(help="Spread the guidance to neighbouring cells (5 x 5 Gaussian).")
-    ] = True,
+        str,
+        typer.Option(
+            help="Spread the x0 guidance to neighbouring cells (5 x 5 Gaussian): on, off, or "
+            "auto (chosen with the scale on the validation months)."
+        ),
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Profiles and sampler noise.")] = 0,
 ) -> None:
     """Reconstruct the observed run's last months from Argo-like profiles at each coverage;
@@ -165,13 +170,14 @@ def evaluate_recon(
 
     t0 = time.perf_counter()
     checks.choice(mode, diffusion.MODES, "--mode")
+    checks.choice(spread, SPREADS, "--spread")
     settings = recon_evaluate.Settings(
         coverages=coverages(coverage),
         test_months=test_months,
         steps=steps,
         samples=samples,
         mode=mode,
-        spread=(5, 1.0) if spread and mode == "x0" else None,
+        spreads=SPREADS[spread],
         scale=scale,
         seed=seed,
     )
@@ -185,7 +191,8 @@ def evaluate_recon(
     observed = ocean_cli.check_run(_data_option(data), "observed", "--data")
     with errors.user_errors(ValueError, param="--data"):
         summary = recon_evaluate.run(workdir, observed, report, settings=settings)
-    typer.echo(f"guidance scale {summary['guidance_scale']['scale']:g}")
+    choice = summary["guidance_scale"]
+    typer.echo(f"guidance scale {choice['scale']:g}, spread {choice['spread']}")
     for c, by in summary["mse"].items():
         line = ", ".join(f"{s} {v['mse_withheld']:.3f}" for s, v in by.items())
         typer.echo(f"{100 * float(c):g} %: withheld-point MSE (deg C^2): {line}")

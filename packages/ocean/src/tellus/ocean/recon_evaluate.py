@@ -7,7 +7,8 @@ The months of the observed run (:class:`Months`, built on the ocean forecaster's
 * fitting: its first ``fit_years`` years, on which the calendar-month climatology and the
   GP's kernels are fitted (:mod:`tellus.evaluation.point_baselines`);
 * validation: the last ``validation_months`` months before the test years (in the gap
-  after the fitting years), on which the guidance scale is chosen (:func:`choose_scale`);
+  after the fitting years), on which the guidance scale and spread are chosen
+  (:func:`choose_scale`);
 * test: the last ``test_months`` months of the last ``test_years`` years.
 
 The denoiser was pretrained on the model run and, in the default recipe, fine-tuned on the
@@ -66,8 +67,11 @@ TEMPERATURE = recon_domain.TEMPERATURE_VARIABLE
 COVERAGES = (0.01, 0.025, 0.05, 0.075, 0.10)
 BAR_COVERAGE = 0.05
 SYSTEMS = ("reconstruction", "climatology", "nearest_neighbour", "gp_interpolation")
-# The guidance scales tried on the validation months: powers of 2 around ReconMOST's 4.
-SCALES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+# The guidance scales tried on the validation months: powers of 2 around ReconMOST's 4 (a
+# spread gradient keeps only about a sixth at the observed cell itself: hence up to 64).
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# The spreads tried: ReconMOST's optional 5 x 5 Gaussian (sigma one cell), and none.
+SPREADS = ((5, 1.0), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +86,13 @@ class Settings:
         the issue's bar; fewer for a quick look).
       validation_months: the months just before the test years on which the scale is
         chosen.
-      steps, samples, mode, spread: the sampler (DDIM on ``steps`` steps, ``samples`` per
-        month; ``spread`` the x0 gradient's Gaussian ``(size, sigma)`` or None).
-      scale: a fixed guidance scale; None chooses one of ``scales`` on the validation
-        months at :data:`BAR_COVERAGE`.
+      steps, samples, mode: the sampler (DDIM on ``steps`` steps, ``samples`` per month,
+        ``"x0"`` or ``"posterior"`` guidance).
+      spreads: the x0 gradient's Gaussian spreads ``(size, sigma)`` (or None) to choose
+        from with the scale; with a fixed ``scale``, or in the posterior mode (which has
+        none), the first is used.
+      scale: a fixed guidance scale; None chooses one of ``scales`` (and of ``spreads``)
+        on the validation months at :data:`BAR_COVERAGE`.
       withheld_fraction: the share of each month's profiles withheld as check points.
       batch: months per compiled sampler call.
       seed: the profiles' draws and the sampler's noise.
@@ -95,11 +102,11 @@ class Settings:
     fit_years: int = 4
     test_years: int = 3
     test_months: int = 12
-    validation_months: int = 3
+    validation_months: int = 2
     steps: int = 50
     samples: int = 4
     mode: str = "x0"
-    spread: tuple[int, float] | None = (5, 1.0)
+    spreads: tuple[tuple[int, float] | None, ...] = SPREADS
     scale: float | None = None
     scales: tuple[float, ...] = SCALES
     withheld_fraction: float = 0.2
@@ -123,6 +130,14 @@ class Settings:
             raise ValueError(f"scale must be >= 0, got {self.scale}")
         if self.scale is None and not self.scales:
             raise ValueError("no scale to choose from")
+        if not self.spreads:
+            raise ValueError("spreads: give at least one (None for no spread)")
+
+    def candidates(self) -> tuple[tuple[int, float] | None, ...]:
+        """The spreads to try: the posterior mode has none; a fixed scale takes the first."""
+        if self.mode == "posterior":
+            return (None,)
+        return tuple(self.spreads) if self.scale is None else tuple(self.spreads[:1])
         if not 0.0 < self.withheld_fraction < 1.0:
             raise ValueError(f"withheld_fraction must be in (0, 1), got {self.withheld_fraction}")
 
@@ -193,36 +208,48 @@ def choose_scale(
     settings: Settings,
     bar: progress.Progress | None = None,
 ) -> dict[str, Any]:
-    """The guidance scale of ``settings.scales`` with the lowest withheld-point MSE on
-    ``months`` (the validation months) at :data:`BAR_COVERAGE`: one sampler call per batch
-    of months, one sample slot per scale.
+    """The guidance scale of ``settings.scales`` and spread of ``settings.candidates()``
+    with the lowest withheld-point MSE on ``months`` (the validation months) at
+    :data:`BAR_COVERAGE`: per spread, one compiled sampler, one call per batch of months,
+    one sample slot per scale.
 
     Returns:
-      ``{"scale": the chosen one, "mse_withheld": {scale: MSE}, "months": [...],
-      "at_edge": whether the chosen scale is the smallest or largest tried (a wider range
-      might do better)}``.
+      ``{"scale", "spread": the chosen ones, "mse_withheld": {spread: {scale: MSE}},
+      "months": [...], "at_edge": whether the chosen scale is the smallest or largest tried
+      (a wider range might do better)}``.
     """
     scales = tuple(float(s) for s in settings.scales)
     guide, held, _ = observe(ds, months, BAR_COVERAGE, settings, settings.seed + 7919)
-    run = recon.Reconstructor(
-        model,
-        ocean,
-        steps=settings.steps,
-        samples=len(scales),
-        mode=settings.mode,
-        spread=settings.spread,
-        batch=min(settings.batch, len(months)),
-    )
-    x = run(guide.values, guide.mask, scales, seed=settings.seed + 1, progress=bar)
-    mse = _withheld_mse(x, held)
-    best = int(np.nanargmin(mse))
+    table, best = {}, (np.inf, None, None)
+    for spread in settings.candidates():
+        run = recon.Reconstructor(
+            model,
+            ocean,
+            steps=settings.steps,
+            samples=len(scales),
+            mode=settings.mode,
+            spread=spread,
+            batch=min(settings.batch, len(months)),
+        )
+        x = run(guide.values, guide.mask, scales, seed=settings.seed + 1, progress=bar)
+        mse = _withheld_mse(x, held)
+        table[_spread_name(spread)] = {f"{s:g}": float(v) for s, v in zip(scales, mse, strict=True)}
+        i = int(np.nanargmin(mse))
+        if mse[i] < best[0]:
+            best = (float(mse[i]), scales[i], spread)
+    _, scale, spread = best
     return {
-        "scale": scales[best],
+        "scale": scale,
+        "spread": None if spread is None else list(spread),
         "coverage": BAR_COVERAGE,
-        "mse_withheld": {f"{s:g}": float(v) for s, v in zip(scales, mse, strict=True)},
+        "mse_withheld": table,
         "months": [str(m)[:7] for m in months],
-        "at_edge": len(scales) > 1 and scales[best] in (min(scales), max(scales)),
+        "at_edge": len(scales) > 1 and scale in (min(scales), max(scales)),
     }
+
+
+def _spread_name(spread: tuple[int, float] | None) -> str:
+    return "none" if spread is None else f"{spread[0]}x{spread[0]} sigma {spread[1]:g}"
 
 
 def _scores(field: xr.DataArray, truth, guide, held, ocean) -> dict[str, Any]:
@@ -314,7 +341,11 @@ def run(
     kernels = point_baselines.fit_gp_kernels(anomalies, seed=settings.seed)
 
     per_cov = -(-len(months.test) // settings.batch)
-    n_val = 0 if settings.scale is not None else -(-len(months.validation) // settings.batch)
+    n_val = (
+        0
+        if settings.scale is not None
+        else len(settings.candidates()) * -(-len(months.validation) // settings.batch)
+    )
     with progress.Progress(
         "evaluate-recon",
         n_val + len(settings.coverages) * (per_cov + 1),
@@ -324,7 +355,12 @@ def run(
         if settings.scale is None:
             choice = choose_scale(model, ds, months.validation, ocean, settings, bar)
         else:
-            choice = {"scale": float(settings.scale), "fixed": True}
+            spread0 = settings.candidates()[0]
+            choice = {
+                "scale": float(settings.scale),
+                "spread": None if spread0 is None else list(spread0),
+                "fixed": True,
+            }
         scale = choice["scale"]
         run_test = recon.Reconstructor(
             model,
@@ -332,7 +368,7 @@ def run(
             steps=settings.steps,
             samples=settings.samples,
             mode=settings.mode,
-            spread=settings.spread,
+            spread=None if choice["spread"] is None else tuple(choice["spread"]),
             batch=min(settings.batch, len(months.test)),
         )
         scores: dict[str, dict[str, Any]] = {}

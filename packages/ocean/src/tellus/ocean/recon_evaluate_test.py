@@ -48,7 +48,7 @@ def evaluated(tmp_path_factory):
 def test_the_months_are_three_disjoint_sets():
     times = pd.date_range("2000-01-01", periods=96, freq="MS")
     m = recon_evaluate.Months.of(times, recon_evaluate.Settings())
-    assert (len(m.fit), len(m.validation), len(m.test)) == (48, 3, 12)
+    assert (len(m.fit), len(m.validation), len(m.test)) == (48, 2, 12)
     assert m.fit[-1] < m.validation[0] and m.validation[-1] < m.test[0]
     assert m.test[-1] == times[-1] and m.validation[-1] == pd.Timestamp("2004-12-01")
     with pytest.raises(ValueError, match="gap"):
@@ -71,8 +71,13 @@ def test_the_summary_and_plots(evaluated):
     assert summary["months"]["test"] == ["2003-09", "2003-12", 4]
     assert summary["months"]["validation"] == ["2002-11", "2002-12", 2]
     choice = summary["guidance_scale"]
-    assert choice["scale"] in SETTINGS.scales and len(choice["mse_withheld"]) == 3
-    assert choice["scale"] == float(min(choice["mse_withheld"], key=choice["mse_withheld"].get))
+    table = choice["mse_withheld"]  # {spread: {scale: MSE}}, both spreads tried
+    assert set(table) == {"5x5 sigma 1", "none"} and all(len(v) == 3 for v in table.values())
+    spread, scale = min(
+        ((sp, sc) for sp, by in table.items() for sc in by), key=lambda k: table[k[0]][k[1]]
+    )
+    assert choice["scale"] == float(scale)
+    assert choice["spread"] == (None if spread == "none" else [5, 1.0])
     for c in ("0.05", "0.1"):
         assert set(summary["mse"][c]) == set(recon_evaluate.SYSTEMS)
         for system, s in summary["mse"][c].items():
