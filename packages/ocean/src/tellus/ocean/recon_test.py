@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -137,14 +138,17 @@ def test_the_ema_weights_are_what_loads_and_fine_tuning_starts_from_them(trained
     ]
     assert any(differ)
     # Fine-tuned on the observed run's first year with decay 0: its average is its last
-    # weights, and the finetune phase is what loads.
+    # weights, and the finetune phase is what loads. (The pretraining is the fixture's,
+    # copied: it resumes finished.)
     observed = make_store(tmp_path / "observed.zarr", months=24, seed=1)
     tuned = tmp_path / "tuned"
+    shutil.copytree(workdir / recon.PRETRAIN, tuned / recon.PRETRAIN)
     recipe = dataclasses.replace(RECIPE, finetune_steps=2, finetune_years=1, ema_decay=0.0)
     info = recon.train_recon(
         tuned, store, observed, recipe=recipe, config=tiny_config(store), show_progress=False
     )
     assert info["finetune_months"] == ["2001-01", "2001-12", 12]
+    assert info["histories"][recon.PRETRAIN] == []  # nothing left to pretrain
     assert [s for s, _ in info["histories"][recon.FINETUNE]] == [0, 1]
     assert recon.find_phase(tuned) == tuned / recon.FINETUNE
     for x, y in zip(
