@@ -75,7 +75,7 @@ evaluate-ocean *ARGS:
 forecast-ocean *ARGS:
     uv run tellus forecast ocean --init 2005-01 {{ARGS}}
 
-# The CPU recipe: the cpu denoiser, 1200 steps of 4 model-run months, 300 on observed years 1-4, EMA 0.995 (resumes).
+# The CPU recipe: the cpu denoiser on anomalies, 1000 steps of 4 model-run months, 250 on observed years 1-4 (resumes).
 # Pretrain the ocean diffusion model (ReconMOST) on $TELLUS_DATA/ocean/model.zarr, into runs/ocean_recon.
 train-recon *ARGS:
     uv run tellus train ocean_recon {{ARGS}}

@@ -17,8 +17,8 @@ DEFAULT_RUN = Path("runs") / "ocean_recon"
 DEFAULT_REPORT = Path("runs") / "ocean_recon_report"
 TRAIN_FIRST = "; train the diffusion model with `tellus train ocean_recon`"
 # The CPU recipe of `just train-recon` (tellus.ocean.recon.Recipe's defaults).
-CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1200, 4, 1e-3, 0.995
-CPU_FINETUNE, CPU_FINETUNE_YEARS, CPU_FINETUNE_LR = 300, 4, 2e-4
+CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1000, 4, 1e-3, 0.995
+CPU_FINETUNE, CPU_FINETUNE_YEARS, CPU_FINETUNE_LR = 250, 4, 2e-4
 COVERAGES = "1,2.5,5,7.5,10"
 SPREADS = {"auto": ((5, 1.0), None), "on": ((5, 1.0),), "off": (None,)}
 
@@ -79,6 +79,13 @@ def train_recon(
     ema_decay: Annotated[
         float, typer.Option(help="Decay of the EMA of the weights (what reconstructs).")
     ] = CPU_EMA,
+    anomalies: Annotated[
+        bool,
+        typer.Option(
+            help="Model temperature anomalies from the training months' calendar-month "
+            "climatology (--no-anomalies: ReconMOST's full temperature in [-5, 40] C)."
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Initialization, shuffling and noise.")] = 0,
     mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
 ) -> None:
@@ -101,6 +108,7 @@ def train_recon(
         finetune_steps=finetune_steps,
         finetune_years=finetune_years,
         finetune_lr=finetune_lr,
+        anomalies=anomalies,
         preset=preset,
         seed=seed,
     )

@@ -7,6 +7,10 @@ The batch (what :func:`diffusion_loss` expects)::
     {"temperature": [B, H, W, D] float, deg C, NaN over land,
      "ocean":       [B | 1, H, W, D] or [B | 1, H, W] bool, True over the ocean (optional)}
 
+or, for a field already in the model's units (e.g. scaled anomalies,
+:mod:`tellus.ocean.anomaly_scaling`), ``"x0"`` ``[B, H, W, D]`` (NaN or anything over land)
+in place of ``"temperature"``: it is the clean field ``x0`` of the loss as it is.
+
 The loss, for ``x0 = to_unit(temperature)`` (``[-5, 40]`` C -> ``[-1, 1]``, land 0), ``t``
 uniform in ``[0, T)`` and ``eps`` standard normal on the ocean (0 on land)::
 
@@ -37,8 +41,24 @@ from flax import nnx
 from tellus.ocean import diffusion
 
 TEMPERATURE = "temperature"
+X0 = "x0"
 OCEAN = "ocean"
 EMA_DECAY = 0.9999
+
+
+def field_key(batch: dict[str, Any]) -> str:
+    """``"temperature"`` (deg C) or ``"x0"`` (model units): the field the batch holds.
+
+    Raises:
+      ValueError: it holds neither.
+    """
+    for key in (TEMPERATURE, X0):
+        if key in batch:
+            return key
+    raise ValueError(
+        f"the batch needs {TEMPERATURE!r} (deg C) or {X0!r} (model units) [B, H, W, D]; "
+        f"has {sorted(batch)}"
+    )
 
 
 def ocean_cells(batch: dict[str, Any]) -> jax.Array:
@@ -48,13 +68,10 @@ def ocean_cells(batch: dict[str, Any]) -> jax.Array:
     Raises:
       ValueError: no temperature, or a mask that does not fit it.
     """
-    if TEMPERATURE not in batch:
-        raise ValueError(
-            f"the batch needs {TEMPERATURE!r} [B, H, W, D] (deg C); has {sorted(batch)}"
-        )
-    temp = jnp.asarray(batch[TEMPERATURE])
+    key = field_key(batch)
+    temp = jnp.asarray(batch[key])
     if temp.ndim != 4:
-        raise ValueError(f"batch[{TEMPERATURE!r}] must be [B, H, W, D]; got {temp.shape}")
+        raise ValueError(f"batch[{key!r}] must be [B, H, W, D]; got {temp.shape}")
     valid = jnp.isfinite(temp)
     if batch.get(OCEAN) is not None:
         ocean = jnp.asarray(batch[OCEAN], bool)
@@ -96,10 +113,11 @@ def diffusion_loss(
     if rng is None:
         raise ValueError("diffusion_loss needs rng (a PRNG key for the timesteps and the noise)")
     valid = ocean_cells(batch)
-    temp = jnp.asarray(batch[TEMPERATURE], jnp.float32)
+    key = field_key(batch)
+    temp = jnp.asarray(batch[key], jnp.float32)
     valid = jnp.broadcast_to(valid, temp.shape)
     sched = diffusion.linear_schedule(model.config.timesteps) if schedule is None else schedule
-    x0 = diffusion.to_unit(temp, valid)
+    x0 = diffusion.to_unit(temp, valid) if key == TEMPERATURE else jnp.where(valid, temp, 0.0)
     k_t, k_eps = jax.random.split(rng)
     t = jax.random.randint(k_t, (temp.shape[0],), 0, sched.num_steps)
     eps = jnp.where(valid, jax.random.normal(k_eps, temp.shape, jnp.float32), 0.0)
@@ -148,10 +166,12 @@ __all__ = [
     "EMA_DECAY",
     "OCEAN",
     "TEMPERATURE",
+    "X0",
     "diffusion_loss",
     "ema_decay_at",
     "ema_init",
     "ema_update",
+    "field_key",
     "ocean_cells",
     "use_ema",
 ]

@@ -50,6 +50,16 @@ def test_loss_ignores_land(setup):
     )
 
 
+def test_a_field_in_model_units_is_the_clean_field_itself(setup):
+    model, ocean, temp, _ = setup
+    key = jax.random.key(5)
+    by_temperature = dl.diffusion_loss(model, {"temperature": temp, "ocean": ocean}, key)
+    # x0 = to_unit(temperature), land NaN: the same loss
+    x0 = np.where(ocean, 2.0 * (temp + 5.0) / 45.0 - 1.0, np.nan).astype(np.float32)
+    by_x0 = dl.diffusion_loss(model, {"x0": x0, "ocean": ocean}, key)
+    np.testing.assert_allclose(by_x0, by_temperature, rtol=1e-5)
+
+
 def test_batch_errors(setup):
     model = setup[0]
     with pytest.raises(ValueError, match="rng"):

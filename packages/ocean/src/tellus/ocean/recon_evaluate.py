@@ -207,6 +207,7 @@ def choose_scale(
     ocean: np.ndarray,
     settings: Settings,
     bar: progress.Progress | None = None,
+    scaling: Any = None,
 ) -> dict[str, Any]:
     """The guidance scale of ``settings.scales`` and spread of ``settings.candidates()``
     with the lowest withheld-point MSE on ``months`` (the validation months) at
@@ -230,8 +231,16 @@ def choose_scale(
             mode=settings.mode,
             spread=spread,
             batch=min(settings.batch, len(months)),
+            scaling=scaling,
         )
-        x = run(guide.values, guide.mask, scales, seed=settings.seed + 1, progress=bar)
+        x = run(
+            guide.values,
+            guide.mask,
+            scales,
+            seed=settings.seed + 1,
+            months=months.month.to_numpy(),
+            progress=bar,
+        )
         mse = _withheld_mse(x, held)
         table[_spread_name(spread)] = {f"{s:g}": float(v) for s, v in zip(scales, mse, strict=True)}
         i = int(np.nanargmin(mse))
@@ -308,6 +317,7 @@ def run(
     report = Path(report)
     info = recon.read_info(workdir)
     model = recon.load_denoiser(workdir)
+    scaling = recon.load_scaling(workdir)
     cfg = model.config
     ds = validation.open_dataset(str(observed_store), check_values="none")
     if TEMPERATURE not in ds.data_vars:
@@ -353,7 +363,7 @@ def run(
         enabled=show_progress,
     ) as bar:
         if settings.scale is None:
-            choice = choose_scale(model, ds, months.validation, ocean, settings, bar)
+            choice = choose_scale(model, ds, months.validation, ocean, settings, bar, scaling)
         else:
             spread0 = settings.candidates()[0]
             choice = {
@@ -370,6 +380,7 @@ def run(
             mode=settings.mode,
             spread=None if choice["spread"] is None else tuple(choice["spread"]),
             batch=min(settings.batch, len(months.test)),
+            scaling=scaling,
         )
         scores: dict[str, dict[str, Any]] = {}
         spread: dict[str, Any] = {}
@@ -379,7 +390,14 @@ def run(
             guide, held, achieved[f"{coverage:g}"] = observe(
                 ds, months.test, coverage, settings, settings.seed + 101 * i
             )
-            x = run_test(guide.values, guide.mask, scale, seed=settings.seed + i, progress=bar)
+            x = run_test(
+                guide.values,
+                guide.mask,
+                scale,
+                seed=settings.seed + i,
+                months=months.test.month.to_numpy(),
+                progress=bar,
+            )
             samples = xr.DataArray(
                 x, dims=(reconstruction.MEMBER, *DIMS), coords=truth.coords
             ).where(ocean_da)
@@ -414,6 +432,9 @@ def run(
             k: info.get(k)
             for k in ("recipe", "preset", "model_store", "n_months", "finetune_months")
         },
+        "units": "full temperature, [-5, 40] C -> [-1, 1]"
+        if scaling is None
+        else f"anomalies from the calendar-month climatology / ({scaling.width:g} std per depth)",
         "guidance_scale": choice,
         "depths": [float(d) for d in ds[DEPTH].values],
         "systems": list(SYSTEMS),

@@ -16,7 +16,7 @@ import xarray as xr
 from tellus.data import profile_grid, profiles
 from tellus.ocean import diffusion, recon, recon_domain, unet
 
-NY, NX, NZ, NT = 8, 16, 3, 8
+NY, NX, NZ, NT = 8, 16, 3, 12
 STEPS = 6  # checkpoints every 2 (warmup_cosine's three)
 RECIPE = recon.Recipe(
     steps=STEPS, batch_size=2, learning_rate=3e-3, ema_decay=0.5, timesteps=100, finetune_steps=0
@@ -211,12 +211,15 @@ def test_every_point_observed_and_strong_guidance_return_the_observations(traine
     obs, ocean, truth = observed
     assert obs.mask.sum() == 2 * ocean.sum()  # every ocean point, both months
     model = recon.load_denoiser(workdir)
+    scaling = recon.load_scaling(workdir)
+    assert scaling is not None  # the recipe's anomaly units
+    months = np.array([11, 12])  # the store's last two months
     # DDIM's last step moves the clean estimate by f = 2 scale (1 - abar_0) / sqrt(abar_0)
     # of its residual at the observed points; f = 1 lands on the observations.
     abar0 = float(diffusion.linear_schedule(RECIPE.timesteps).alphas_cumprod[0])
     strong = np.sqrt(abar0) / (2.0 * (1.0 - abar0))
-    run = recon.Reconstructor(model, ocean, steps=20, samples=2, batch=2)
-    x = run(obs.values, obs.mask, [0.0, strong], seed=3)
+    run = recon.Reconstructor(model, ocean, steps=20, samples=2, batch=2, scaling=scaling)
+    x = run(obs.values, obs.mask, [0.0, strong], seed=3, months=months)
     assert x.shape == (2, 2, NZ, NY, NX) and x.dtype == np.float32
     land = ~ocean
     assert np.all(np.isnan(x[:, :, land])) and np.all(np.isfinite(x[:, :, ocean]))
@@ -225,13 +228,15 @@ def test_every_point_observed_and_strong_guidance_return_the_observations(traine
     assert guided < 1e-3, guided  # deg C^2 against the truth the profiles were sampled from
     assert unguided > 100 * guided, (unguided, guided)
     # The one-call form gives the same guided samples (same seed, one batch).
-    y = recon.reconstruct(model, obs, ocean, steps=20, samples=2, scale=strong, seed=3)
+    y = recon.reconstruct(
+        model, obs, ocean, steps=20, samples=2, scale=strong, seed=3, scaling=scaling
+    )
     np.testing.assert_allclose(y[1], x[1], atol=1e-4)
 
 
 def test_reconstructor_argument_errors(trained, observed):
     _, workdir, _ = trained
-    _, ocean, _ = observed
+    obs, ocean, _ = observed
     model = recon.load_denoiser(workdir)
     with pytest.raises(ValueError, match="ocean must be"):
         recon.Reconstructor(model, ocean[0])
@@ -239,3 +244,6 @@ def test_reconstructor_argument_errors(trained, observed):
         recon.Reconstructor(model, ocean, steps=0)
     with pytest.raises(ValueError, match="mode"):
         recon.Reconstructor(model, ocean, mode="dps")
+    run = recon.Reconstructor(model, ocean, scaling=recon.load_scaling(workdir), batch=2)
+    with pytest.raises(ValueError, match="calendar month"):
+        run(obs.values, obs.mask, 1.0)

@@ -1,0 +1,138 @@
+"""The diffusion model's units for the embedded ocean: temperature anomalies from a
+calendar-month climatology, scaled per depth level.
+
+ReconMOST (Song et al. 2025) diffuses the full temperature mapped from [-5, 40] C to
+[-1, 1] (:func:`tellus.ocean.diffusion.to_unit`). The embedded ocean's months differ from
+their calendar month's mean by about a tenth of a degree (its anomalies are small against
+the 45 C range), so in those units a CPU-sized denoiser's error is many times the signal,
+and a reconstruction is worse than the climatology before any observation is used. Here
+the field the model sees is instead::
+
+    x = (T - clim[month]) / (width * std[depth]),    T = clim[month] + width * std[depth] x
+
+``clim`` the mean of each calendar month and ``std`` the root-mean-square anomaly of each
+depth level over the ocean, both of the training months (the model run's for the
+pretraining, the observed run's first years for the fine-tuning: the months the
+climatology baseline is fitted on); ``width`` = 4 standard deviations map to 1, so that the
+sampler's clipping of its clean estimate to [-1, 1] only touches rare anomalies. Land is 0.
+
+:class:`AnomalySamples` turns the months of a :class:`tellus.ocean.recon_domain.Samples`
+into such fields (``{"x0", "ocean"}``, what :func:`tellus.ocean.diffusion_loss.diffusion_loss`
+takes in place of a temperature).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tellus.ocean import diffusion_loss as loss_lib
+from tellus.ocean import recon_domain
+
+WIDTH = 4.0
+MIN_STD = 1e-3  # deg C: a level without variability is not divided by zero
+FILE = "scaling.npz"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AnomalyScaling:
+    """Calendar-month climatology and per-depth anomaly scale.
+
+    Attributes:
+      climatology: float32 ``[12, depth, lat, lon]`` (deg C, January first), NaN over land.
+      std: float64 ``[depth]``, the RMS anomaly of each level (deg C).
+      width: how many ``std`` map to 1.
+    """
+
+    climatology: np.ndarray
+    std: np.ndarray
+    width: float = WIDTH
+
+    @classmethod
+    def fit(cls, source: recon_domain.Samples, width: float = WIDTH) -> AnomalyScaling:
+        """From every month of ``source``.
+
+        Raises:
+          ValueError: a calendar month is missing from its months.
+        """
+        months = np.asarray(source.times.month)
+        if set(months.tolist()) != set(range(1, 13)):
+            raise ValueError(
+                f"{source.name}: an anomaly scaling needs every calendar month; the months "
+                f"hold {sorted(set(months.tolist()))}"
+            )
+        field = np.asarray(source.field.isel(time=source.indices).values, np.float64)
+        wet = source.ocean[None] & np.isfinite(field)  # [time, lat, lon, depth]
+        field = np.where(wet, field, 0.0)
+        clim = np.empty((12, *field.shape[1:]))
+        for m in range(1, 13):
+            n = wet[months == m].sum(axis=0)
+            total = field[months == m].sum(axis=0)
+            clim[m - 1] = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+        anomaly = np.where(wet, field - np.nan_to_num(clim[months - 1]), 0.0)
+        n = wet.sum(axis=(0, 1, 2))
+        std = np.sqrt((anomaly**2).sum(axis=(0, 1, 2)) / np.maximum(n, 1))
+        std = np.maximum(std, MIN_STD)
+        return cls(np.moveaxis(clim, -1, 1).astype(np.float32), std, float(width))
+
+    def _parts(self, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        months = np.asarray(months, np.int64)
+        if months.ndim != 1 or np.any((months < 1) | (months > 12)):
+            raise ValueError(f"months must be calendar months 1-12, one per time; got {months}")
+        return self.climatology[months - 1], (self.width * self.std)[None, :, None, None]
+
+    def encode(self, temperature: np.ndarray, months: np.ndarray) -> np.ndarray:
+        """Deg C ``[time, depth, lat, lon]`` -> model units, 0 over land and where NaN."""
+        clim, scale = self._parts(months)
+        x = (np.asarray(temperature, np.float64) - clim) / scale
+        return np.where(np.isfinite(x), x, 0.0).astype(np.float32)
+
+    def decode(self, x: np.ndarray, months: np.ndarray) -> np.ndarray:
+        """Model units ``[..., time, depth, lat, lon]`` -> deg C, NaN over land."""
+        clim, scale = self._parts(months)
+        return (clim + scale * np.asarray(x, np.float64)).astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> None:
+        np.savez(path, climatology=self.climatology, std=self.std, width=self.width)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AnomalyScaling:
+        with np.load(path) as f:
+            return cls(f["climatology"], f["std"], float(f["width"]))
+
+    @classmethod
+    def of(cls, workdir: str | os.PathLike) -> AnomalyScaling | None:
+        """The scaling a ``fit`` workdir was trained in (None: ReconMOST's [-5, 40] C)."""
+        path = Path(workdir) / FILE
+        return cls.load(path) if path.exists() else None
+
+
+class AnomalySamples:
+    """The months of ``source`` in the scaling's units: ``{"x0": [lat, lon, depth] float32
+    (0 over land), "ocean": [lat, lon, depth] bool}`` (a grain random-access source)."""
+
+    def __init__(self, source: recon_domain.Samples, scaling: AnomalyScaling):
+        self.source = source
+        self.scaling = scaling
+        self.months = np.asarray(source.times.month)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        s = self.source[int(index)]
+        t = np.moveaxis(s[loss_lib.TEMPERATURE], -1, 0)[None]  # [1, depth, lat, lon]
+        x = self.scaling.encode(t, self.months[int(index) : int(index) + 1])[0]
+        ocean = s[loss_lib.OCEAN]
+        x = np.where(ocean, np.moveaxis(x, 0, -1), 0.0).astype(np.float32)
+        return {loss_lib.X0: x, loss_lib.OCEAN: ocean}
+
+    def __repr__(self) -> str:
+        # grain compares it when restoring an iterator state: keep it stable.
+        return f"AnomalySamples({self.source!r})"
+
+
+__all__ = ["FILE", "WIDTH", "AnomalySamples", "AnomalyScaling"]
