@@ -11,10 +11,15 @@ the field the model sees is instead::
     x = (T - clim[month]) / (width * std[depth]),    T = clim[month] + width * std[depth] x
 
 ``clim`` the mean of each calendar month and ``std`` the root-mean-square anomaly of each
-depth level over the ocean, both of the training months (the model run's for the
-pretraining, the observed run's first years for the fine-tuning: the months the
-climatology baseline is fitted on); ``width`` = 4 standard deviations map to 1, so that the
-sampler's clipping of its clean estimate to [-1, 1] only touches rare anomalies. Land is 0.
+depth level over the ocean. The climatology is that of the training months (the model
+run's for the pretraining, the observed run's first years for the fine-tuning: the months
+the climatology baseline is fitted on); the scale is the pretraining's in both phases, so
+that a unit means the same to the network before and after the fine-tuning (the model
+run's anomalies, over its twelve years, include its drift and are the wider ones).
+``width`` = 8 standard deviations map to 1: the months a reconstruction is asked for lie
+years after the fitting months and the embedded ocean drifts, so their anomalies from the
+fitting months' climatology reach several of those standard deviations, and the sampler
+clips its clean estimate to [-1, 1]. Land is 0.
 
 :class:`AnomalySamples` turns the months of a :class:`tellus.ocean.recon_domain.Samples`
 into such fields (``{"x0", "ocean"}``, what :func:`tellus.ocean.diffusion_loss.diffusion_loss`
@@ -32,7 +37,7 @@ import numpy as np
 from tellus.ocean import diffusion_loss as loss_lib
 from tellus.ocean import recon_domain
 
-WIDTH = 4.0
+WIDTH = 8.0
 MIN_STD = 1e-3  # deg C: a level without variability is not divided by zero
 FILE = "scaling.npz"
 
@@ -52,8 +57,11 @@ class AnomalyScaling:
     width: float = WIDTH
 
     @classmethod
-    def fit(cls, source: recon_domain.Samples, width: float = WIDTH) -> AnomalyScaling:
-        """From every month of ``source``.
+    def fit(
+        cls, source: recon_domain.Samples, width: float = WIDTH, std: np.ndarray | None = None
+    ) -> AnomalyScaling:
+        """From every month of ``source`` (``std`` given: that scale, the climatology of
+        ``source``).
 
         Raises:
           ValueError: a calendar month is missing from its months.
@@ -74,8 +82,8 @@ class AnomalyScaling:
             clim[m - 1] = np.where(n > 0, total / np.maximum(n, 1), np.nan)
         anomaly = np.where(wet, field - np.nan_to_num(clim[months - 1]), 0.0)
         n = wet.sum(axis=(0, 1, 2))
-        std = np.sqrt((anomaly**2).sum(axis=(0, 1, 2)) / np.maximum(n, 1))
-        std = np.maximum(std, MIN_STD)
+        rms = np.sqrt((anomaly**2).sum(axis=(0, 1, 2)) / np.maximum(n, 1))
+        std = np.maximum(rms, MIN_STD) if std is None else np.asarray(std, np.float64)
         return cls(np.moveaxis(clim, -1, 1).astype(np.float32), std, float(width))
 
     def _parts(self, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,10 @@ def test_round_trip_and_units(source):
     np.testing.assert_allclose(np.moveaxis(sample["x0"], -1, 0), x[0], atol=1e-6)
     with pytest.raises(ValueError, match="calendar months"):
         s.encode(t, np.array([0, 1, 2]))
+    # Another's scale: the climatology is this source's, the scale the one given.
+    given = anomaly_scaling.AnomalyScaling.fit(source, std=2.0 * s.std)
+    np.testing.assert_array_equal(given.climatology, s.climatology)
+    np.testing.assert_allclose(given.std, 2.0 * s.std)
 
 
 def test_save_load_and_missing_months(source, tmp_path):

@@ -31,12 +31,10 @@ base channels, 1 000 DDPM steps, lr 1e-4, batch 4, EMA 0.9999, the full temperat
 [-5, 40] C), and why:
 
 * the model's units are temperature anomalies from the training months' calendar-month
-  climatology, 4 standard deviations per depth level to 1
+  climatology, 8 of the model run's standard deviations per depth level to 1
   (:mod:`tellus.ocean.anomaly_scaling`; ``anomalies=False`` is ReconMOST's [-5, 40] C):
   the embedded ocean's anomalies are about a tenth of a degree, 1/400 of that range, and a
-  CPU-sized denoiser in those units reconstructs worse than the climatology (on the
-  embedded ocean, after 40 steps: withheld-point MSEs of hundreds of deg C^2 in full
-  units, a few hundredths in anomaly units);
+  CPU-sized denoiser in those units reconstructs far worse than the climatology;
 * the ``cpu`` preset of :mod:`tellus.ocean.unet` (32 base channels, 3 levels, one ResBlock
   per level, a 64-wide trunk at the bottleneck) instead of ``paper``: the recipe must train
   in minutes on 2 cores;
@@ -283,8 +281,9 @@ def train_recon(
                 f"{name}: the denoiser on {len(source)} {source.name} months, {steps} steps "
                 f"of {recipe.batch_size}"
             )
-        if recipe.anomalies:  # the phase's own months' climatology (the same on a resume)
-            scaling = anomaly_scaling.AnomalyScaling.fit(source)
+        if recipe.anomalies:  # the phase's months' climatology, the pretraining's scale
+            std = None if name == PRETRAIN else scales[PRETRAIN].std
+            scaling = scales[name] = anomaly_scaling.AnomalyScaling.fit(source, std=std)
             (workdir / name).mkdir(parents=True, exist_ok=True)
             scaling.save(workdir / name / anomaly_scaling.FILE)
             source = anomaly_scaling.AnomalySamples(source, scaling)
@@ -305,6 +304,7 @@ def train_recon(
             on_step=on_step,
         )
 
+    scales: dict[str, anomaly_scaling.AnomalyScaling] = {}
     histories = {PRETRAIN: phase(PRETRAIN, unet.make_denoiser, pre, recipe.seed)}
     if ft is not None:
         histories[FINETUNE] = phase(FINETUNE, _from_ema(workdir / PRETRAIN), ft, recipe.seed + 1000)

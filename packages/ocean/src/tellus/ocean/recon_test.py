@@ -151,6 +151,10 @@ def test_the_ema_weights_are_what_loads_and_fine_tuning_starts_from_them(trained
     assert info["histories"][recon.PRETRAIN] == []  # nothing left to pretrain
     assert [s for s, _ in info["histories"][recon.FINETUNE]] == [0, 1]
     assert recon.find_phase(tuned) == tuned / recon.FINETUNE
+    # The fine-tuning's units: the observed year's climatology, the pretraining's scale.
+    pre, ft = recon.load_scaling(tuned / recon.PRETRAIN), recon.load_scaling(tuned)
+    np.testing.assert_array_equal(ft.std, pre.std)
+    assert not np.allclose(ft.climatology, pre.climatology, equal_nan=True)
     for x, y in zip(
         jax_leaves(recon.load_denoiser(tuned)),
         jax_leaves(recon.load_denoiser(tuned, ema=False)),
