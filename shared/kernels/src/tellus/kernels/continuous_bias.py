@@ -16,14 +16,15 @@ themselves (:class:`tellus.kernels.earth_encoder.HorizontalEncoding` and the lat
 levels' queries).
 
 Shapes and order follow :mod:`tellus.kernels.earth_bias`, so the trunk takes either bias:
-the MLP is evaluated on the ``wz^2 wh^2 (2 ww - 1)`` (query, key) offsets of each window
-type (the rows of a Pangu table; relative longitude is shared by the longitude windows of a
-type, as Pangu's tables are) and gathered into ``[n_types, heads, N, N]`` with
+the relative coordinates are those of the ``wz^2 wh^2 (2 ww - 1)`` (query, key) offsets of
+each window type (the rows of a Pangu table; relative longitude is shared by the longitude
+windows of a type, as Pangu's tables are), gathered into ``[n_types, heads, N, N]`` with
 :func:`earth_bias.position_index`. Coordinates follow the trunk's tokens through its
 layout: padding at the end of each axis (extrapolated by the last spacing), the roll of
 shifted blocks, and the 2 x 2 merge of the middle stages (the mean of each merged pair).
-The relative coordinates are plain numbers computed once per grid on the host; only the
-MLPs run in the compiled program, once per block and forward.
+They are plain numbers computed once per grid on the host, and only their distinct rows go
+through the MLPs (:func:`bias_rows`: on a regular grid most rows repeat across types and
+level pairs); the MLPs run in the compiled program, once per block and forward.
 """
 
 from __future__ import annotations
@@ -108,27 +109,38 @@ def relative_coordinates(
     return log_spaced(out.reshape(nz * nh, -1, 3)).astype(np.float32)
 
 
+def bias_rows(rel: np.ndarray, window: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``rel [n_types, R, 3]`` (:func:`relative_coordinates`, rounded to
+    1e-6) and, for each window type and (query, key) pair, the row it reads: ``(rows [U, 3],
+    index [n_types, N, N])``. On a regular grid most window types share their rows, so the
+    MLPs run on a fraction of ``n_types * R``."""
+    n_types, r, _ = rel.shape
+    rows, inverse = np.unique(np.round(rel.reshape(-1, 3), 6), axis=0, return_inverse=True)
+    n = int(np.prod(window))
+    pairs = earth_bias.position_index(window).reshape(1, n, n)
+    index = inverse.reshape(n_types, r)[np.arange(n_types)[:, None, None], pairs]
+    return rows.astype(np.float32), index.astype(np.int32)
+
+
 class ContinuousBias(nnx.Module):
     """One block's bias MLP: 3 relative coordinates -> ``hidden`` (ReLU) -> ``heads``.
 
     Attributes:
-      fc1: ``[3, hidden]``, ``(None, "mlp")``.
-      fc2: ``[hidden, heads]``, ``("mlp", "heads")``.
+      fc1: ``[3, hidden]``, replicated (a few hundred numbers).
+      fc2: ``[hidden, heads]``, ``(None, "heads")``.
     """
 
     def __init__(self, heads: int, hidden: int, *, rngs: nnx.Rngs):
         self.heads = heads
-        self.fc1 = partitioning.dense(3, hidden, (None, "mlp"), rngs)
-        self.fc2 = partitioning.dense(hidden, heads, ("mlp", "heads"), rngs, kernel_init=_init)
+        self.fc1 = partitioning.dense(3, hidden, (None, None), rngs)
+        self.fc2 = partitioning.dense(hidden, heads, (None, "heads"), rngs, kernel_init=_init)
 
-    def __call__(self, rel: jax.Array, window: Sequence[int]) -> jax.Array:
-        """``rel [n_types, R, 3]`` (:func:`relative_coordinates`) -> ``[n_types, heads, N,
-        N]`` as :class:`earth_bias.EarthSpecificBias` returns."""
-        table = self.fc2(jax.nn.relu(self.fc1(jnp.asarray(rel))))  # [T, R, heads]
-        n = int(np.prod(window))
-        index = earth_bias.position_index(window).reshape(-1)
-        bias = jnp.take(table, index, axis=1)
-        return bias.reshape(table.shape[0], n, n, self.heads).transpose(0, 3, 1, 2)
+    def __call__(self, rows: np.ndarray, index: np.ndarray) -> jax.Array:
+        """``rows [U, 3]`` distinct relative coordinates and ``index [n_types, N, N]`` into
+        them (:func:`bias_rows`) -> ``[n_types, heads, N, N]`` as
+        :class:`earth_bias.EarthSpecificBias` returns."""
+        table = self.fc2(jax.nn.relu(self.fc1(jnp.asarray(rows))))  # [U, heads]
+        return jnp.take(table, jnp.asarray(index), axis=0).transpose(0, 3, 1, 2)
 
 
 class ContinuousTrunkBias(nnx.Module):
@@ -169,19 +181,18 @@ class ContinuousTrunkBias(nnx.Module):
         out = []
         coordinates = self.stage_coordinates(latitude, longitude, levels)
         for stage, coords in zip(self.stages, coordinates, strict=True):
-            rel = {s: relative_coordinates(*coords, self.window, shift=s) for s in (False, True)}
-            out.append(
-                [
-                    block(rel[self.shift and i % 2 == 1], self.window)
-                    for i, block in enumerate(stage)
-                ]
-            )
+            rows = {
+                s: bias_rows(relative_coordinates(*coords, self.window, shift=s), self.window)
+                for s in (False, True)
+            }
+            out.append([block(*rows[self.shift and i % 2 == 1]) for i, block in enumerate(stage)])
         return out
 
 
 __all__ = [
     "ContinuousBias",
     "ContinuousTrunkBias",
+    "bias_rows",
     "log_spaced",
     "merged",
     "relative_coordinates",

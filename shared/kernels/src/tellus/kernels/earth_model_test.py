@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.sharding import PartitionSpec
 
 from tellus.data import schema
-from tellus.kernels import earth_model, partitioning
+from tellus.kernels import earth_model, mesh, partitioning
 from tellus.kernels.earth_decoder import NINO34, IndexHead
 from tellus.kernels.earth_encoder import Grid, Levels
 
@@ -62,7 +63,11 @@ def test_paper_preset_parameter_count_by_hand_without_allocation():
     n = partitioning.count_params(model)
     assert n == _hand_count(cfg)
     assert n == 24_641_809
-    partitioning.param_specs(model)  # every logical axis name is in the rules table
+    # Every logical axis name is in the rules table, and no parameter uses a mesh axis twice.
+    specs = partitioning.param_specs(model)
+    for spec in jax.tree.leaves(specs, is_leaf=lambda x: isinstance(x, PartitionSpec)):
+        axes = [a for e in spec for a in ((e,) if isinstance(e, str) else (e or ()))]
+        assert len(axes) == len(set(axes)), spec
     # The variables are the schema's (so a store's names reach their embeddings).
     assert all(schema.lookup(v) is not None for v in cfg.encoder.variables)
 
@@ -192,3 +197,26 @@ def test_the_index_head_pools_the_tokens_over_its_region_only():
     h = normed @ p["fc1"]["kernel"] + p["fc1"]["bias"]
     h = 0.5 * h * (1 + np.vectorize(math.erf)(h / np.sqrt(2)))
     np.testing.assert_allclose(y, h @ p["fc2"]["kernel"] + p["fc2"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+def test_the_model_runs_sharded_on_a_mesh_as_on_one_device():
+    with nnx.use_eager_sharding(False):
+        model = earth_model.EarthModel(earth_model.preset("tiny"), rngs=nnx.Rngs(1))
+    grid = Grid.regular(16, 32)
+    rng = np.random.default_rng(4)
+    fields = {
+        "temperature": jnp.asarray(rng.normal(size=(4, 3, 16, 32)), jnp.float32),
+        "2m_temperature": jnp.asarray(rng.normal(size=(4, 16, 32)), jnp.float32),
+    }
+    kw = {
+        "levels": {"temperature": Levels((850.0, 500.0, 250.0), "hPa")},
+        "lead_hours": jnp.full(4, 6.0),
+        "domain": "atmosphere",
+    }
+    single = model(fields, grid, **kw)
+    m = mesh.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    with partitioning.use_mesh(m):
+        partitioning.shard_model(model, m)
+        sharded = nnx.jit(lambda model, fields: model(fields, grid, **kw))(model, fields)
+    for name, value in single.items():
+        np.testing.assert_allclose(sharded[name], value, rtol=1e-4, atol=1e-5)
