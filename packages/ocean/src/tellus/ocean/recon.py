@@ -19,8 +19,7 @@ Layout of ``workdir``: ``pretrain/`` and ``finetune/`` (each a ``fit`` workdir:
 ocean.diffusion}``) and ``recon.json`` (the recipe, the stores, the months, the grid),
 written when the training is done.
 
-:func:`load_denoiser` rebuilds the denoiser of the newest checkpoint of the last phase with
-its EMA weights.
+:func:`load_denoiser` rebuilds the last phase's denoiser with its EMA weights;
 :class:`Reconstructor` compiles the guided sampler (:func:`tellus.ocean.diffusion.sample`)
 once for a batch of months and reconstructs any number of months from gridded observations
 (:class:`tellus.data.profile_grid.GriddedObservations`), several samples per month, in deg
@@ -45,8 +44,8 @@ base channels, 1 000 DDPM steps, lr 1e-4, batch 4, EMA 0.9999, the full temperat
   0.995 leaves 0.7 %). :func:`train_recon` refuses a decay whose initial weights would keep
   more than :data:`MAX_EMA_INIT` of the pretraining's average (the fine-tuning starts from
   the pretrained average, so there the initial weights are meant to stay);
-* the same 1 000-step linear schedule, sampled by DDIM on 50 of its steps (the issue's
-  evaluation budget) rather than by the full DDPM chain.
+* the same 1 000-step linear schedule, sampled by DDIM on 50 of its steps rather than by
+  the full DDPM chain, so that an evaluation of 60 month-reconstructions fits in minutes.
 """
 
 from __future__ import annotations
@@ -159,15 +158,10 @@ def train_config(recipe: Recipe, phase: str = PRETRAIN) -> config_lib.TrainConfi
 def envelope(source: recon_domain.Samples) -> trainer.Envelope:
     """What every checkpoint says about itself: the kind, its version and the task (the
     variable, its depths and the grid)."""
-    n_lat, n_lon, _ = source.ocean.shape
-    task = {
-        "variable": recon_domain.TEMPERATURE_VARIABLE,
-        "depths": [float(d) for d in source.depths],
-        "grid": [int(n_lat), int(n_lon)],
-    }
-    return trainer.Envelope(
-        kind=recon_domain.KIND.name, version=recon_domain.KIND.version, task=task
-    )
+    depths, grid = [float(d) for d in source.depths], [int(n) for n in source.ocean.shape[:2]]
+    task = {"variable": recon_domain.TEMPERATURE_VARIABLE, "depths": depths, "grid": grid}
+    kind = recon_domain.KIND
+    return trainer.Envelope(kind=kind.name, version=kind.version, task=task)
 
 
 def _source(store, dates, recipe: Recipe, what: str) -> recon_domain.Samples:

@@ -82,8 +82,8 @@ class Settings:
       coverages: shares of the ocean points (down to 2 000 m) observed, each in (0, 1].
       fit_years, test_years: the observed run's first years (climatology and GP kernels)
         and last years (test), as :class:`tellus.ocean.train.ObservedSplit`.
-      test_months: the last months of the test years that are reconstructed (>= 12 for
-        the issue's bar; fewer for a quick look).
+      test_months: the last months of the test years that are reconstructed (a year or
+        more, so that every calendar month is scored; fewer for a quick look).
       validation_months: the months just before the test years on which the scale is
         chosen.
       steps, samples, mode: the sampler (DDIM on ``steps`` steps, ``samples`` per month,
