@@ -34,6 +34,7 @@ from tellus.kernels.earth_encoder import (
     Grid,
     LevelEncoding,
     Levels,
+    field_mask,
     name_key,
 )
 from tellus.kernels.patch_embed import patch_grid, recover_matmul
@@ -115,6 +116,7 @@ class FieldDecoder(nnx.Module):
         targets: Mapping[str, Levels | None],
         *,
         mask: jax.Array | None = None,
+        cell_masks: Mapping[str, jax.Array] | None = None,
         fill: float = 0.0,
     ) -> dict[str, jax.Array]:
         """Decodes ``targets`` from trunk tokens.
@@ -125,7 +127,9 @@ class FieldDecoder(nnx.Module):
           targets: ``{name: Levels}`` for fields on levels, ``{name: None}`` for surface
             fields.
           mask: ``[H, W]`` or ``[B | 1, H, W]`` bool, True at valid (ocean) cells.
-          fill: the value of cells outside the mask.
+          cell_masks: ``{name: [B | 1, L, H, W]}`` (``[B | 1, H, W]`` for a surface field)
+            bool, True at the valid cells of that target (e.g. above the sea floor).
+          fill: the value of cells outside the masks.
 
         Returns:
           ``{name: [B, L, H, W] or [B, H, W]}``.
@@ -163,6 +167,8 @@ class FieldDecoder(nnx.Module):
             field = field.reshape(b, n, *grid.shape)
             if valid is not None:
                 field = jnp.where(valid[:, None], field, fill)
+            if cell_masks and name in cell_masks:
+                field = jnp.where(field_mask(name, cell_masks[name], field.shape), field, fill)
             out[name] = field[:, 0] if lv is None else field
         return out
 

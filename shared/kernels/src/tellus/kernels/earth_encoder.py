@@ -29,7 +29,9 @@ Conventions:
 * A **mask** (``[H, W]`` or ``[B | 1, H, W]``, True: a valid cell, ocean) is applied with
   ``where`` before anything is computed, so a land value (NaN, 1e30) reaches neither the
   output nor the gradient; a patch with no valid cell is a token the trunk must not attend
-  to (``key_mask``, :mod:`tellus.kernels.window_attention`).
+  to (``key_mask``, :mod:`tellus.kernels.window_attention`). Where the valid cells of a field
+  on levels change with the level (the sea floor), ``cell_masks[name]`` (``[B | 1, L, H,
+  W]``) masks that field's cells the same way, on top of ``mask``.
 * Level aggregation is attention over a *set*: its output does not depend on the order in
   which variables or levels are given.
 """
@@ -381,6 +383,7 @@ class EarthEncoder(nnx.Module):
         lead_hours: jax.Array,
         domain: str,
         mask: jax.Array | None = None,
+        cell_masks: Mapping[str, jax.Array] | None = None,
     ) -> Encoded:
         """Encodes one batch.
 
@@ -392,6 +395,8 @@ class EarthEncoder(nnx.Module):
           lead_hours: ``[B]`` the lead time of each sample, hours.
           domain: a name of ``config.domains``.
           mask: ``[H, W]`` or ``[B | 1, H, W]`` bool, True at valid (ocean) cells.
+          cell_masks: ``{name: [B | 1, L, H, W]}`` (``[B | 1, H, W]`` for a surface field)
+            bool, True at the field's valid cells (e.g. above the sea floor).
 
         Raises:
           ValueError: no fields, a field without a patch embedding, a field on levels
@@ -421,6 +426,8 @@ class EarthEncoder(nnx.Module):
             x = x[:, None] if x.ndim == 3 else x  # [B, L, H, W]
             if valid is not None:
                 x = jnp.where(valid[:, None], x, 0.0)
+            if cell_masks and name in cell_masks:
+                x = jnp.where(field_mask(name, cell_masks[name], x.shape), x, 0.0)
             n = x.shape[1]
             t = self.embeddings[name](x.reshape(b * n, *hw, 1))
             t = t.reshape(b, n, *t.shape[1:]) + self.level_encoding(kinds, coord)[:, None, None]
@@ -466,6 +473,23 @@ class EarthEncoder(nnx.Module):
         return lv.encoded(name)
 
 
+def field_mask(name: str, m: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """A cell mask ``m`` (``[B | 1, L, H, W]``, or ``[B | 1, H, W]`` for one level) as
+    ``[B | 1, L, H, W]`` for the field ``name`` of ``shape`` ``[B, L, H, W]``.
+
+    Raises:
+      ValueError: a mask of another shape (naming the field and the shape expected).
+    """
+    m = jnp.asarray(m, bool)
+    m = m[:, None] if m.ndim == 3 and shape[1] == 1 else m
+    if m.ndim != 4 or m.shape[1:] != shape[1:] or m.shape[0] not in (1, shape[0]):
+        raise ValueError(
+            f"{name}: its cell mask must be [1 or {shape[0]}, {', '.join(map(str, shape[1:]))}]"
+            f"; got {tuple(m.shape)}"
+        )
+    return m
+
+
 def token_mask(valid: jax.Array, patch: Sequence[int]) -> jax.Array:
     """``[B, H, W]`` valid cells -> ``[B, H', W']`` patches holding at least one (padding
     is never valid)."""
@@ -484,6 +508,7 @@ __all__ = [
     "LevelAggregation",
     "LevelEncoding",
     "Levels",
+    "field_mask",
     "fourier",
     "name_key",
     "token_mask",

@@ -140,6 +140,13 @@ def test_a_3d_field_without_levels_or_units_is_refused_by_name(encoder):
         encoder(_atmosphere(rng), grid, levels={"temperature": Levels((1, 2, 3), "K")}, **kw)
     with pytest.raises(ValueError, match=r"temperature: the field has 3 levels but 2"):
         encoder(_atmosphere(rng), grid, levels={"temperature": Levels((1, 2), "hPa")}, **kw)
+    with pytest.raises(
+        ValueError, match=r"temperature: its cell mask must be \[1 or 2, 3, 32, 64\]"
+    ):
+        encoder(
+            _atmosphere(rng), grid, levels={"temperature": LEVELS},
+            cell_masks={"temperature": np.ones((1, 2, 32, 64), bool)}, **kw,
+        )  # fmt: skip
 
 
 def test_levels_are_encoded_from_their_physical_value(encoder):

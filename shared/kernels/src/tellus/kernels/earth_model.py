@@ -124,7 +124,9 @@ class EarthModel(nnx.Module):
         lead_hours: jax.Array,
         domain: str,
         mask: jax.Array | None = None,
+        cell_masks: Mapping[str, jax.Array] | None = None,
         targets: Mapping[str, Levels | None] | None = None,
+        target_masks: Mapping[str, jax.Array] | None = None,
         indices: Sequence[str] = (),
         key: jax.Array | None = None,
         fill: float = 0.0,
@@ -132,21 +134,30 @@ class EarthModel(nnx.Module):
         """One forward pass.
 
         Args: as :meth:`EarthEncoder.__call__`, and ``targets`` (``{name: Levels | None}``,
-        default the input fields at their own levels), ``indices`` (index heads to
-        evaluate), ``key`` (drop-path), ``fill`` (the value of masked cells).
+        default the input fields at their own levels), ``target_masks`` (their cell masks,
+        :meth:`FieldDecoder.__call__`; default ``cell_masks`` when the targets are the
+        inputs), ``indices`` (index heads to evaluate), ``key`` (drop-path), ``fill`` (the
+        value of masked cells).
 
         Returns:
           ``{name: field}`` for every target and ``{index name: [B, n_outputs]}``.
         """
         levels = dict(levels or {})
         enc = self.encoder(
-            fields, grid, levels=levels, lead_hours=lead_hours, domain=domain, mask=mask
+            fields,
+            grid,
+            levels=levels,
+            lead_hours=lead_hours,
+            domain=domain,
+            mask=mask,
+            cell_masks=cell_masks,
         )
         biases = self.bias(enc.latitude, enc.longitude, enc.levels)
         y = self.trunk(enc.tokens, biases, key=key, key_mask=enc.key_mask)
         if targets is None:
             targets = {n: levels.get(n) for n in fields}
-        out = self.decoder(y, grid, targets, mask=mask, fill=fill)
+            target_masks = cell_masks if target_masks is None else target_masks
+        out = self.decoder(y, grid, targets, mask=mask, cell_masks=target_masks, fill=fill)
         for name in indices:
             out[name] = self.indices[name](y, enc.latitude, enc.longitude, enc.key_mask)
         return out

@@ -123,6 +123,9 @@ def _ocean(seed=0):
 def test_land_never_reaches_an_ocean_output_nor_a_gradient(tiny):
     grid, ocean, x, ssh = _ocean()
     depths = Levels((10.0, 100.0, 500.0), "m")
+    # Below the sea floor: the 500 m level is land also over a shelf of the ocean.
+    cells = np.broadcast_to(ocean, (1, 3, 34, 90)).copy()
+    cells[0, 2, 5:12, 50:60] = False
     graphdef, params = nnx.split(tiny)
 
     @jax.jit
@@ -132,7 +135,7 @@ def test_land_never_reaches_an_ocean_output_nor_a_gradient(tiny):
             out = model(
                 {T: x, "sea_surface_height": ssh}, grid, levels={T: depths},
                 lead_hours=jnp.array([720.0, 1440.0]), domain="ocean", mask=ocean,
-                indices=("nino34",),
+                cell_masks={T: cells}, indices=("nino34",),
             )  # fmt: skip
             total = jnp.sum(out[T] ** 2) + jnp.sum(out["sea_surface_height"] ** 2)
             return total + jnp.sum(out["nino34"] ** 2), out
@@ -141,7 +144,7 @@ def test_land_never_reaches_an_ocean_output_nor_a_gradient(tiny):
 
     (clean_loss, clean), clean_grads = run(params, x, ssh)
     for poison in (np.nan, 1e30, -np.inf):
-        px = np.where(ocean, x, np.float32(poison))
+        px = np.where(cells, x, np.float32(poison))
         ps = np.where(ocean, ssh, np.float32(poison))
         (loss, out), grads = run(params, px, ps)
         assert np.isfinite(float(loss)) and float(loss) == float(clean_loss)
@@ -152,9 +155,9 @@ def test_land_never_reaches_an_ocean_output_nor_a_gradient(tiny):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Land is written as the fill value; the ocean is not (the test above would pass on a
     # model that ignored its input entirely, so check that the ocean does matter).
-    assert (np.asarray(clean[T])[:, :, ~ocean] == 0).all()
+    assert (np.asarray(clean[T])[:, ~cells[0]] == 0).all()
     (_, moved), _ = run(params, x + np.float32(1.0), ssh)
-    assert np.abs(np.asarray(moved[T] - clean[T]))[:, :, ocean].min() > 0
+    assert np.abs(np.asarray(moved[T] - clean[T]))[:, cells[0]].min() > 0
 
 
 def test_fields_decode_at_levels_the_input_did_not_have_and_land_can_be_nan(tiny):
