@@ -407,7 +407,8 @@ def rebuild(
       shardings_fn: optional ``(fns, abstract_state, model) -> shardings`` for a mesh.
 
     Returns:
-      ``(model, fns, state, data_state)``; ``model`` holds the restored params. A migrated
+      ``(model, fns, state, data_state)``; ``model`` holds the restored params and the rest
+      of its state (non-parameter variables such as buffers). A migrated
       checkpoint comes with a fresh optimizer state (its weights are what it is kept for).
 
     Raises:
@@ -437,6 +438,8 @@ def rebuild(
                 raise
             raise CheckpointKindError(_structure_mismatch(ckpt, step, abstract)) from None
     nnx.update(model, nnx.State(state.params))
+    if state.rest:  # the model's other state (buffers, statistics) is in the checkpoint too
+        nnx.update(model, nnx.State(state.rest))
     return model, fns, state, data_state
 
 

@@ -1,8 +1,10 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from tellus.kernels import mesh as mesh_lib
@@ -174,4 +176,32 @@ def test_restore_latest_moves_unreadable_checkpoints_aside(tmp_path, caplog):
     assert ck.quarantine(3) == corrupt / "3.1" and ck.all_steps() == [1]
     ck.quarantine(1)
     assert ckpt_lib.restore_latest(ck, state) is None
+    ck.close()
+
+
+class _Buffer(nnx.Variable):
+    """A model variable that is not a parameter (kept in ``TrainState.rest``)."""
+
+
+class _WithBuffer(nnx.Module):
+    def __init__(self, cfg):
+        self.dense = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+        self.buffer = _Buffer(jnp.zeros((3,)))
+
+
+def test_rebuild_restores_state_that_is_not_a_parameter(tmp_path):
+    # A buffer set before training (an ocean forecaster's reference climatology) must come
+    # back from a checkpoint: rebuilding a fresh model from its config alone gives zeros.
+    model = _WithBuffer({})
+    model.buffer.set_value(jnp.array([1.0, 2.0, 3.0]))
+    fns, state = step_lib.init_train_state(model, CFG)
+    ck = ckpt_lib.Checkpointer(tmp_path, keep=1)
+    ck.save(1, state, ckpt_lib.config_dict(MCFG, CFG), {})
+    ck.wait()
+    rebuilt, _, restored, _ = ckpt_lib.rebuild(ck, 1, _WithBuffer)
+    np.testing.assert_array_equal(np.asarray(rebuilt.buffer[...]), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(restored.rest["buffer"]), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(
+        np.asarray(rebuilt.dense.kernel[...]), np.asarray(model.dense.kernel[...])
+    )
     ck.close()
