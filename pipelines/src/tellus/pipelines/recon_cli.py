@@ -121,7 +121,7 @@ def train_recon(
     if observed is not None:
         with errors.user_errors(ValueError, param="--finetune-years"):
             recon.finetune_months(observed, finetune_years)
-    typer.echo(run_on.describe())
+    typer.echo(run_on.describe(remat="off", bf16=False))
     with errors.user_errors(ValueError, param="--data"):  # no 3D temperature, other grids
         info = recon.train_recon(
             workdir,

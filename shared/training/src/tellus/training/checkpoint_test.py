@@ -194,7 +194,7 @@ def test_rebuild_restores_state_that_is_not_a_parameter(tmp_path):
     # back from a checkpoint: rebuilding a fresh model from its config alone gives zeros.
     model = _WithBuffer({})
     model.buffer.set_value(jnp.array([1.0, 2.0, 3.0]))
-    fns, state = step_lib.init_train_state(model, CFG)
+    _fns, state = step_lib.init_train_state(model, CFG)
     ck = ckpt_lib.Checkpointer(tmp_path, keep=1)
     ck.save(1, state, ckpt_lib.config_dict(MCFG, CFG), {})
     ck.wait()
