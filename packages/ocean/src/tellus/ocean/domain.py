@@ -107,7 +107,8 @@ def make_config(
     scratch, the network's first outputs are persistence, not noise around the mean state;
     with ``anomaly_base`` (the default) damped persistence of the anomaly from each grid
     point's calendar-month climatology, its damping initialized with the lag regression of
-    the range's anomalies (:func:`anomaly_statistics`).
+    the range's anomalies (:func:`anomaly_statistics`); a residual forecaster's decoders
+    start at zero (``zero_init``), so that it starts as its base.
 
     Raises:
       SchemaError: the store is outside the schema, or the range lacks a calendar month.
@@ -150,6 +151,7 @@ def make_config(
         residual=residual,
         anomaly_base=anomaly_base,
         damping=damping,
+        zero_init=residual,
     )
 
 

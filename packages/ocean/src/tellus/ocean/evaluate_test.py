@@ -95,3 +95,16 @@ def test_the_scorecard_needs_both_baselines_beaten_at_every_lead():
     assert evaluate.scorecard({"ssh": {"forecaster": [1], "persistence": [2], "climatology": [2]}})[
         "all"
     ]
+
+
+def test_cycled_repeats_whole_years_for_a_longer_run():
+    values = np.arange(26.0)[:, None] * np.ones((1, 2))  # 2 years and 2 months
+    ds = _truth(values).assign(mask=(("latitude", "longitude"), np.ones((1, 2))))
+    out = evaluate.cycled(ds, 50)
+    times = pd.DatetimeIndex(out.time.values)
+    assert len(times) == 72  # the 2 whole years, then twice more (48 <= 50 < 72)
+    assert (times[1:] > times[:-1]).all() and times[24] == pd.Timestamp("2003-01-01")
+    np.testing.assert_array_equal(out.x.values[:, 0, 0], np.tile(np.arange(24.0), 3))
+    assert (times.month == np.tile(np.arange(1, 13), 6)).all()
+    assert out["mask"].dims == ("latitude", "longitude")  # kept once
+    assert evaluate.cycled(ds, 10) is ds  # long enough already

@@ -70,6 +70,7 @@ class Predictor:
         *,
         init_time: Sequence | np.ndarray | pd.DatetimeIndex | str | None = None,
         months: int = 6,
+        restart_forcing: bool = False,
     ) -> xr.Dataset:
         """The states 1 .. ``months`` months after each init month.
 
@@ -78,6 +79,9 @@ class Predictor:
             ``observed_forcing``, the wind stress of every forecast month).
           init_time: the init months (default: every month of ``ds``).
           months: how many months ahead.
+          restart_forcing: every 6-month block after the first starts from the forecast
+            with the observed wind stress of its own first month, which ``ds`` must hold (a
+            run driven by observed winds: :func:`tellus.ocean.forecaster.rollout`).
 
         Returns:
           The forecast layout (module docstring), float32.
@@ -117,6 +121,13 @@ class Predictor:
                 f = stacking.dataset_to_stacked(
                     ds[list(forcing_layout.names)].isel({TIME: idx.ravel()}), forcing_layout
                 ).reshape(len(p), months, *ocean.shape, -1)
+            elif restart_forcing:
+                idx = p[:, None] + np.arange(0, months, fc.RESTART)[None]
+                if idx.max() >= len(times):
+                    raise KeyError("restart forcing: the forecast runs past the data's months")
+                f = stacking.dataset_to_stacked(
+                    ds[list(forcing_layout.names)].isel({TIME: idx.ravel()}), forcing_layout
+                ).reshape(len(p), idx.shape[1], *ocean.shape, -1)
             else:
                 f = stacking.dataset_to_stacked(sub[list(forcing_layout.names)], forcing_layout)
             month = np.asarray(times[p].month, np.int32)
@@ -128,6 +139,7 @@ class Predictor:
                     jnp.asarray(month),
                     jnp.asarray(ocean[None]),
                     months,
+                    restart_forcing=restart_forcing,
                 )
             )
         values = np.concatenate(out, axis=0)

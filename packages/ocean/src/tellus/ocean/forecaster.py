@@ -127,6 +127,9 @@ class ForecasterConfig:
         :class:`Reference` climatology (module docstring) instead of the initial state.
       damping: ``[RESTART][C]`` the initial damping of the anomaly base per lead span and
         channel (None: 1, undamped).
+      zero_init: every decoder's last projection (its patch recovery) starts at zero, so
+        that a residual forecaster starts as its base and training adds only what improves
+        on it (a randomly initialized projection adds noise the training must first remove).
     """
 
     net: dict[str, Any]
@@ -144,6 +147,7 @@ class ForecasterConfig:
     residual: bool = False
     anomaly_base: bool = False
     damping: tuple[tuple[float, ...], ...] | None = None
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net", model_lib.NetConfig(**dict(self.net)).to_dict())
@@ -226,6 +230,10 @@ class OceanForecaster(nnx.Module):
     ):
         self.config = cfg
         self.net = model_lib.OceanNet(cfg.net_config, rngs=rngs, trunk=trunk)
+        if cfg.zero_init:
+            for decoder in self.net.decoders:
+                for p in (decoder.recover.kernel, decoder.recover.bias):
+                    p.set_value(jnp.zeros(p.shape, p.dtype))
         if cfg.anomaly_base:
             net = cfg.net_config
             c = sum(net.channels)
@@ -444,6 +452,7 @@ def rollout(
     months: int,
     *,
     restart: int = RESTART,
+    restart_forcing: bool = False,
 ) -> np.ndarray:
     """The raw states of the months ``1 .. months`` after the initial month, restarting from
     every ``restart``-th month's forecast (module docstring).
@@ -451,19 +460,39 @@ def rollout(
     Args:
       model, x, month, ocean: as :meth:`OceanForecaster.network_output`.
       forcing: the initial month's ``[B, lat, lon, F]``, or with ``observed_forcing`` the
-        observed ``[B, months, lat, lon, F]`` of every month.
+        observed ``[B, months, lat, lon, F]`` of every month, or with ``restart_forcing``
+        the observed ``[B, blocks, lat, lon, F]`` of each block's first month.
       months: how many months.
       restart: months predicted from one state (6: the experts' cycle).
+      restart_forcing: each block is a forecast of its own: from the state of month
+        ``restart k`` with that month's observed forcing, leads counted from it (a run
+        driven by observed winds, as an ocean model forced by reanalysis; the default
+        keeps the initial month's forcing, ORCA-DL's forecast).
 
     Returns:
       float32 ``[B, months, lat, lon, C]``, NaN over land.
     """
     if months < 1 or restart < 1:
         raise ValueError(f"months and restart must be >= 1, got {months}, {restart}")
+    if restart_forcing and model.config.observed_forcing:
+        raise ValueError("restart_forcing is for a forecaster of the initial month's forcing")
+    blocks = -(-months // restart)
+    if restart_forcing and (forcing.ndim != 5 or forcing.shape[1] < blocks):
+        raise ValueError(
+            f"restart forcing must be [batch, {blocks} blocks, lat, lon, F]; got {forcing.shape}"
+        )
     out, state = [], x
     for start in range(0, months, restart):
         leads = np.arange(start + 1, min(start + restart, months) + 1, dtype=np.int32)
         f = forcing[:, start : start + len(leads)] if model.config.observed_forcing else forcing
+        if restart_forcing:
+            f, now = forcing[:, start // restart], month_after(month, start)
+            block = _forecast_block(
+                model, state, f, now, ocean, jnp.asarray(leads - start), jnp.int32(0)
+            )
+            out.append(np.asarray(block))
+            state = block[:, -1]
+            continue
         block = _forecast_block(model, state, f, month, ocean, jnp.asarray(leads), jnp.int32(start))
         out.append(np.asarray(block))
         state = block[:, -1]

@@ -277,3 +277,35 @@ def test_config_checks_the_network():
         _config(depths=(5.0, 50.0, 100.0))
     with pytest.raises(ValueError, match="latitude"):
         _config(latitude=(0.0,))
+
+
+def test_rollout_with_restart_forcing_starts_each_block_afresh():
+    # Each block forecasts leads 1-6 from the last state, with its own first month's forcing
+    # and that month as the initial month.
+    x = np.zeros((1, 2, 3, 1), np.float32)
+    forcing = np.broadcast_to(np.array([1.0, 2.0, 3.0])[None, :, None, None, None], (1, 3, 2, 3, 1))
+    out = fc.rollout(_Fake(False), x, forcing, np.array([1]), None, 14, restart_forcing=True)
+    m = np.arange(1, 15)
+    first = 100 * m[:6] + 1.0
+    second = first[-1] + 100 * (m[6:12] - 6) + 2.0
+    third = second[-1] + 100 * (m[12:] - 12) + 3.0
+    np.testing.assert_allclose(out[0, :, 0, 0, 0], np.concatenate([first, second, third]))
+    with pytest.raises(ValueError, match=r"\[batch, 3 blocks"):
+        fc.rollout(_Fake(False), x, forcing[:, :2], np.array([1]), None, 14, restart_forcing=True)
+
+
+def test_a_zero_initialized_residual_forecaster_starts_as_its_base():
+    cfg = _config(residual=True, anomaly_base=True, zero_init=True, leads=(1, 3))
+    model = fc.make_forecaster(cfg)
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(12, LAT, LON, 3)).astype(np.float32)
+    fc.set_reference(model, ref)
+    batch, ocean = _batch(n_leads=2, seed=5), _ocean()
+    x, month = batch["inputs"][:, 0], batch["month"]
+    out = np.asarray(model.forecast(x, batch["forcings"][:, 0], month, ocean))
+    damping = np.asarray(model.damping[...])
+    for b, m0 in enumerate(month):
+        for i, lead in enumerate(cfg.leads):
+            row = (m0 - 1 + lead) % 12
+            expected = ref[row] + damping[lead - 1] * (x[b] - ref[m0 - 1])
+            np.testing.assert_allclose(out[b, i][ocean], expected[ocean], rtol=1e-5, atol=1e-5)
