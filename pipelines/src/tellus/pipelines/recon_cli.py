@@ -194,8 +194,7 @@ def evaluate_recon(
     checks.existing_dir(workdir, "--workdir", TRAIN_FIRST)
     with errors.user_errors(FileNotFoundError, param="--workdir"):
         recon.read_info(workdir)
-        if not (workdir / "checkpoints").is_dir():
-            raise FileNotFoundError(f"no checkpoints in {str(workdir)!r}{TRAIN_FIRST}")
+        recon.find_phase(workdir)  # a phase with checkpoints: finetune/, pretrain/ or itself
     observed = ocean_cli.check_run(_data_option(data), "observed", "--data")
     with errors.user_errors(ValueError, param="--data"):
         summary = recon_evaluate.run(workdir, observed, report, settings=settings)
