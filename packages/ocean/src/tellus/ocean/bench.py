@@ -122,6 +122,8 @@ def run(preset: str = "cpu", batch: int = 2, repeats: int = 3) -> dict[str, Any]
     def forecast(m, x, f, month):
         return m.forecast(x, f, month, ocean)
 
+    # The training step donated its state, which shares the first model's arrays.
+    model = fc.make_forecaster(cfg)
     fn = nnx.jit(forecast)
     x, f = jnp.asarray(data["inputs"][:, 0]), jnp.asarray(data["forcings"][:, 0])
     month = jnp.asarray(data["month"])
