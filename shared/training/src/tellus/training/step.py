@@ -249,7 +249,14 @@ def _cast_floats(tree: PyTree, dtype: Any) -> PyTree:
 def make_train_step(
     fns: StepFns, loss_fn: LossFn, active: Iterable[str] | None = None
 ) -> Callable[..., tuple[TrainState, dict]]:
-    """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
+    """Builds the pure ``train_step(state, batch, lr=None) -> (state, metrics)``.
+
+    With ``lr=None`` the step evaluates the config's schedule at ``state.step``, so the
+    schedule's constants (peak, warm-up, length) are compiled into the program. ``fit``
+    passes the schedule's value from the host instead (:func:`host_learning_rate`): the
+    program then does not depend on them, and a second phase with another schedule (a
+    fine-tuning after pretraining) reuses the first phase's compiled step from the
+    persistent compilation cache instead of compiling it again.
 
     Args:
       fns: from ``init_train_state``.
@@ -305,7 +312,7 @@ def make_train_step(
         )
         return loss_sum / n, jax.tree.map(lambda g: g / n, grad_sum)
 
-    def train_step(state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, batch: PyTree, lr=None) -> tuple[TrainState, dict]:
         step_key, next_key = jax.random.split(jax.random.wrap_key_data(state.rng))
         loss, grads = loss_and_grads(state.params, state.rest, batch, step_key)
         g_groups = grouping.split(grads)
@@ -315,7 +322,7 @@ def make_train_step(
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
         grad_norm = optax.tree.norm(g_active)
         g_active = clip_by_global_norm(g_active, grad_norm, cfg.optimizer.clip_global_norm)
-        lr = schedule(state.step)
+        lr = schedule(state.step) if lr is None else jnp.asarray(lr, jnp.float32)
         new_flat = flat_params(state.params)
         opt_state = dict(state.opt_state)
         for g in active:
@@ -393,19 +400,31 @@ def check_finite(metrics: dict, step: int, params: PyTree, policy: str) -> bool:
     )
 
 
+def host_learning_rate(cfg: TrainConfig, step: int) -> np.ndarray:
+    """The schedule's learning rate at ``step``, as the float32 scalar a step taking
+    ``lr`` from the host expects (the value the in-program schedule would compute)."""
+    return np.asarray(learning_rate_schedule(cfg.optimizer)(step), np.float32)
+
+
 def jit_train_step(
     step_fn: Callable,
     state_sharding: TrainState | None = None,
     batch_sharding: Any = None,
     mesh: Mesh | None = None,
+    host_lr: bool = False,
 ) -> Callable:
-    """``jax.jit`` with in/out shardings and the state donated (argument 0)."""
+    """``jax.jit`` with in/out shardings and the state donated (argument 0).
+
+    ``host_lr``: the compiled step takes the learning rate as a third, replicated argument
+    (see :func:`make_train_step`).
+    """
     if state_sharding is None:
         return jax.jit(step_fn, donate_argnums=0)
     replicated = NamedSharding(mesh, PartitionSpec())
+    extra = (replicated,) if host_lr else ()
     return jax.jit(
         step_fn,
-        in_shardings=(state_sharding, batch_sharding),
+        in_shardings=(state_sharding, batch_sharding, *extra),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
@@ -419,18 +438,21 @@ class CompiledStep:
     memory: dict[str, int]
     flops: float | None
 
-    def __call__(self, state: TrainState, batch: PyTree) -> tuple[TrainState, dict]:
-        return self.compiled(state, batch)
+    def __call__(self, state: TrainState, batch: PyTree, *lr) -> tuple[TrainState, dict]:
+        return self.compiled(state, batch, *lr)
 
 
-def compile_train_step(jitted: Callable, state: TrainState, batch: PyTree) -> CompiledStep:
+def compile_train_step(
+    jitted: Callable, state: TrainState, batch: PyTree, *lr: Any
+) -> CompiledStep:
     """Lowers and compiles ahead of time; returns memory_analysis and cost_analysis flops.
 
     Args:
       jitted: from ``jit_train_step``.
       state, batch: concrete or ``jax.ShapeDtypeStruct`` examples.
+      lr: the learning rate's example, for a step that takes it from the host.
     """
-    compiled = jitted.lower(state, batch).compile()
+    compiled = jitted.lower(state, batch, *lr).compile()
     mem = compiled.memory_analysis()
     memory = {}
     if mem is not None:

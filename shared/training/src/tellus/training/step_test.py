@@ -187,3 +187,39 @@ def test_loss_with_rng_gets_fresh_reproducible_keys():
     assert a == b  # same seed, same keys
     assert len(set(a)) == 3  # a new key every step
     assert all(0.0 <= x < 1.0 for x in a)
+
+
+def test_a_host_learning_rate_step_is_the_scheduled_step_and_does_not_depend_on_the_schedule():
+    # The step that takes its learning rate from the host updates as the in-program
+    # schedule does, and its program is the same text for two different schedules: a
+    # second phase's step is served by the first's compilation (the cache key is the text).
+    model = toy_model.make_model(toy_model.ToyConfig())
+    fns, state = step_lib.init_train_state(model, CFG)
+    batch = toy_model.place_batch(toy_model.synthetic_batch(0, 0, 8))
+    fn = step_lib.make_train_step(fns, toy_model.loss_fn)
+    lr = step_lib.host_learning_rate(CFG, 7)
+    state = dataclasses.replace(state, step=jnp.asarray(7, state.step.dtype))
+    scheduled, m_sched = jax.jit(fn)(state, batch)
+    hosted, m_host = jax.jit(fn)(state, batch, lr)
+    assert float(m_host["learning_rate"]) == pytest.approx(float(m_sched["learning_rate"]))
+    assert float(m_sched["learning_rate"]) > 0
+    for a, b in zip(jax.tree.leaves(hosted.params), jax.tree.leaves(scheduled.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)
+
+    def program(cfg):
+        fns_c, state_c = step_lib.init_train_state(toy_model.make_model(toy_model.ToyConfig()), cfg)
+        f = step_lib.make_train_step(fns_c, toy_model.loss_fn)
+        return step_lib.jit_train_step(f, host_lr=True).lower(state_c, batch, lr).as_text()
+
+    other = dataclasses.replace(
+        CFG,
+        optimizer=dataclasses.replace(
+            CFG.optimizer, peak_learning_rate=3e-5, warmup_steps=3, decay_steps=17
+        ),
+    )
+    assert program(CFG) == program(other)
+    in_program = step_lib.jit_train_step(fn).lower(state, batch).as_text()
+    in_program_other = step_lib.jit_train_step(
+        step_lib.make_train_step(step_lib.init_train_state(model, other)[0], toy_model.loss_fn)
+    )
+    assert in_program != in_program_other.lower(state, batch).as_text()

@@ -211,7 +211,7 @@ def fit(
         for d in domains:
             active = (step_lib.SHARED, d.name) if d.owns else (step_lib.SHARED,)
             fn = step_lib.make_train_step(fns, d.loss_fn, active)
-            steps[d.name] = step_lib.jit_train_step(fn, shardings, batch_sh, mesh)
+            steps[d.name] = step_lib.jit_train_step(fn, shardings, batch_sh, mesh, host_lr=True)
         evals = {d.name: _eval_fn(fns, d.loss_fn) for d in domains if d.validation}
         weights = [d.weight for d in domains]
 
@@ -236,13 +236,16 @@ def fit(
                     d = domains[domain_schedule(weights, config.seed, step)]
                     t0 = time.perf_counter()
                     batch = next(streams[d.name])
+                    lr = step_lib.host_learning_rate(config, step)
                     if d.name not in compiled:
-                        compiled[d.name] = step_lib.compile_train_step(steps[d.name], state, batch)
+                        compiled[d.name] = step_lib.compile_train_step(
+                            steps[d.name], state, batch, lr
+                        )
                         c = compiled[d.name]
                         log.info(
                             "compiled the %s step: memory %s, flops %s", d.name, c.memory, c.flops
                         )
-                    state, metrics = compiled[d.name](state, batch)
+                    state, metrics = compiled[d.name](state, batch, lr)
                     step_lib.check_finite(metrics, step, state.params, config.nonfinite)
                     loss = float(metrics["loss"])
                     seconds = max(time.perf_counter() - t0, 1e-9)
