@@ -18,6 +18,11 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
+# The training commands' CPU setting (tellus.pipelines.devices.cpu_rng), for every test and
+# the commands the tests start: JAX's partitionable random-number generator compiles about
+# six times slower on a CPU.
+os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "false")
+
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tellus-jax-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 

@@ -18,6 +18,11 @@ starts the multi-process runtime first, so the devices counted are every process
 a training's second phase (fine-tuning after pretraining, the next ENSO member, a run
 resumed after a kill) compiles the program the first compiled, and reads it from disk
 instead (the ocean's CPU step: 3.7 minutes to compile, seconds to read).
+
+On CPU, :func:`resolve` also turns off ``jax_threefry_partitionable`` (:func:`cpu_rng`):
+the partitionable form of JAX's default random-number generator, which only matters when
+random arrays are sharded over accelerators, compiles about six times slower on a CPU
+(docs/performance.md), and every parameter initializer and drop-path mask is one.
 """
 
 from __future__ import annotations
@@ -107,6 +112,25 @@ def compile_cache() -> str | None:
     return path
 
 
+RNG_ENV = "JAX_THREEFRY_PARTITIONABLE"
+
+
+def cpu_rng(platform: str) -> bool:
+    """Turns ``jax_threefry_partitionable`` off on a CPU platform unless
+    ``$JAX_THREEFRY_PARTITIONABLE`` says otherwise; whether it did.
+
+    The random numbers differ between the two forms (both are the same on one device and
+    on a mesh), so a run resumed on CPU keeps drawing from the form it started with only
+    when the platform is the same, as it is for a resume on the same machine.
+    """
+    import jax
+
+    if platform != "cpu" or os.environ.get(RNG_ENV):
+        return False
+    jax.config.update("jax_threefry_partitionable", False)
+    return True
+
+
 def resolve(spec: str | None, batch: int) -> Devices:
     """The mesh of ``--mesh spec`` (None: every device on ``data``) for a global ``batch``.
 
@@ -123,6 +147,7 @@ def resolve(spec: str | None, batch: int) -> Devices:
     distributed.initialize_from_env()
     available, processes = jax.device_count(), jax.process_count()
     platform = jax.devices()[0].platform
+    cpu_rng(platform)
     where = f"{available} {platform} device(s)" + (
         f" in {processes} processes" if processes > 1 else ""
     )

@@ -1,4 +1,5 @@
-"""The persistent compilation cache the training commands turn on."""
+"""The persistent compilation cache and the random-number generator form the training
+commands set."""
 
 from __future__ import annotations
 
@@ -33,3 +34,22 @@ def test_compile_cache_off(monkeypatch, restore_cache_config):
     monkeypatch.setenv(devices.CACHE_ENV, "off")
     assert devices.compile_cache() is None
     assert jax.config.jax_compilation_cache_dir == before
+
+
+@pytest.fixture
+def restore_rng_config():
+    before = jax.config.jax_threefry_partitionable
+    yield
+    jax.config.update("jax_threefry_partitionable", before)
+
+
+def test_the_cpu_gets_the_fast_compiling_rng_unless_the_environment_says(
+    monkeypatch, restore_rng_config
+):
+    monkeypatch.delenv(devices.RNG_ENV, raising=False)
+    jax.config.update("jax_threefry_partitionable", True)
+    assert not devices.cpu_rng("gpu") and jax.config.jax_threefry_partitionable
+    assert devices.cpu_rng("cpu") and not jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", True)
+    monkeypatch.setenv(devices.RNG_ENV, "true")  # the user's choice stands
+    assert not devices.cpu_rng("cpu") and jax.config.jax_threefry_partitionable
