@@ -51,8 +51,14 @@ def box_mean(field: xr.DataArray, box: Box, *, weighted: bool = True) -> xr.Data
     w = box_weights(
         box, field[schema.LATITUDE].values, field[schema.LONGITUDE].values, weighted=weighted
     )
-    weights = xr.DataArray(w, dims=schema.SPATIAL_DIMS)
-    out = (field * weights).sum(schema.SPATIAL_DIMS, skipna=False)
+    # Only the rows and columns the box touches are read (a lazily opened store reads that
+    # window of each chunk, not the globe).
+    rows = np.flatnonzero(w.any(axis=1))
+    cols = np.flatnonzero(w.any(axis=0))
+    rows = slice(int(rows[0]), int(rows[-1]) + 1)
+    window = {schema.LATITUDE: rows, schema.LONGITUDE: cols}
+    weights = xr.DataArray(w[rows][:, cols], dims=schema.SPATIAL_DIMS)
+    out = (field.isel(window) * weights).sum(schema.SPATIAL_DIMS, skipna=False)
     return out.rename(box.name)
 
 

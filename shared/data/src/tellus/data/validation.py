@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Literal
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -312,7 +313,9 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
             # A surface field against a mask by depth: the mask of the top level.
             where_sea = mask.isel({schema.DEPTH: int(np.argmin(mask[schema.DEPTH].values))})
         bad = var.isnull() & where_sea if masked else var.isnull()
-        n_bad = int(bad.sum().compute())
+        # One pass over the data for the count and the range.
+        n_bad, vmin, vmax = (float(x) for x in dask.compute(bad.sum(), var.min(), var.max()))
+        n_bad = int(n_bad)
         if n_bad:
             first = {
                 d: str(bad[d].values[i]) if d in bad.coords else int(i)
@@ -326,7 +329,6 @@ def check_values_of(ds: xr.Dataset, source: str, *, full: bool = False) -> None:
             )
         if spec is not None and spec.plausible is not None:
             lo, hi = spec.plausible
-            vmin, vmax = float(var.min()), float(var.max())
             if vmin < lo or vmax > hi:
                 raise SchemaError(
                     f"{source}: variable '{name}' ranges {vmin:.4g}..{vmax:.4g}, outside the "
