@@ -13,8 +13,10 @@ without its data. The learning-rate schedule follows the global step, scaled per
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fnmatch
+import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -442,17 +444,33 @@ class CompiledStep:
         return self.compiled(state, batch, *lr)
 
 
+_PROGRAMS: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_KEEP_PROGRAMS = 8
+
+
 def compile_train_step(
     jitted: Callable, state: TrainState, batch: PyTree, *lr: Any
 ) -> CompiledStep:
     """Lowers and compiles ahead of time; returns memory_analysis and cost_analysis flops.
+
+    A program this process compiled before (the same text: a second phase of a training,
+    a resumed ``fit``) is reused, not compiled again: on a CPU, JAX's persistent cache
+    saves only about a third of a large step's compile time (the ocean's CPU step: 340 s
+    to compile, 245 s to load), this saves all of it. The last eight programs are kept.
 
     Args:
       jitted: from ``jit_train_step``.
       state, batch: concrete or ``jax.ShapeDtypeStruct`` examples.
       lr: the learning rate's example, for a step that takes it from the host.
     """
-    compiled = jitted.lower(state, batch, *lr).compile()
+    lowered = jitted.lower(state, batch, *lr)
+    key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    compiled = _PROGRAMS.pop(key, None)
+    if compiled is None:
+        compiled = lowered.compile()
+    _PROGRAMS[key] = compiled
+    while len(_PROGRAMS) > _KEEP_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
     mem = compiled.memory_analysis()
     memory = {}
     if mem is not None:

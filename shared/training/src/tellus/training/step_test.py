@@ -223,3 +223,22 @@ def test_a_host_learning_rate_step_is_the_scheduled_step_and_does_not_depend_on_
         step_lib.make_train_step(step_lib.init_train_state(model, other)[0], toy_model.loss_fn)
     )
     assert in_program != in_program_other.lower(state, batch).as_text()
+
+
+def test_a_program_compiled_before_in_the_process_is_reused():
+    # Two phases with different schedules lower to the same text: the second gets the
+    # first's executable (compiling again would cost minutes for a large model); another
+    # batch size is another program.
+    model = toy_model.make_model(toy_model.ToyConfig())
+    other_schedule = dataclasses.replace(
+        CFG, optimizer=dataclasses.replace(CFG.optimizer, peak_learning_rate=1e-5)
+    )
+    compiled = []
+    for cfg, batch_size in ((CFG, 8), (other_schedule, 8), (CFG, 4)):
+        batch = toy_model.place_batch(toy_model.synthetic_batch(0, 0, batch_size))
+        fns, state = step_lib.init_train_state(model, cfg)
+        jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, toy_model.loss_fn))
+        lr = step_lib.host_learning_rate(cfg, 0)
+        compiled.append(step_lib.compile_train_step(jitted, state, batch, lr).compiled)
+    assert compiled[1] is compiled[0]
+    assert compiled[2] is not compiled[0]
