@@ -302,7 +302,10 @@ def test_a_zero_initialized_residual_forecaster_starts_as_its_base():
     fc.set_reference(model, ref)
     batch, ocean = _batch(n_leads=2, seed=5), _ocean()
     x, month = batch["inputs"][:, 0], batch["month"]
-    out = np.asarray(model.forecast(x, batch["forcings"][:, 0], month, ocean))
+    # compiled as one program (eagerly, every operation of the network compiles alone)
+    out = np.asarray(
+        nnx.jit(fc.OceanForecaster.forecast)(model, x, batch["forcings"][:, 0], month, ocean)
+    )
     damping = np.asarray(model.damping[...])
     for b, m0 in enumerate(month):
         for i, lead in enumerate(cfg.leads):

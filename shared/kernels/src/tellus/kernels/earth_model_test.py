@@ -162,12 +162,13 @@ def test_land_never_reaches_an_ocean_output_nor_a_gradient(tiny):
 
 def test_fields_decode_at_levels_the_input_did_not_have_and_land_can_be_nan(tiny):
     grid, ocean, x, _ = _ocean(1)
-    out = tiny(
-        {T: jnp.asarray(x)}, grid, levels={T: Levels((10.0, 100.0, 500.0), "m")},
+    # compiled as one program (eagerly, every operation compiles alone)
+    out = nnx.jit(lambda model, fields: model(
+        fields, grid, levels={T: Levels((10.0, 100.0, 500.0), "m")},
         lead_hours=jnp.array([720.0, 720.0]), domain="ocean", mask=ocean,
         targets={T: Levels((5.0, 50.0, 300.0, 1000.0, 3000.0), "m"), "sea_surface_height": None},
         fill=np.nan,
-    )  # fmt: skip
+    ))(tiny, {T: jnp.asarray(x)})  # fmt: skip
     assert out[T].shape == (2, 5, 34, 90) and out["sea_surface_height"].shape == (2, 34, 90)
     assert np.isnan(np.asarray(out[T])[:, :, ~ocean]).all()
     assert np.isfinite(np.asarray(out[T])[:, :, ocean]).all()
@@ -216,7 +217,7 @@ def test_the_model_runs_sharded_on_a_mesh_as_on_one_device():
         "lead_hours": jnp.full(4, 6.0),
         "domain": "atmosphere",
     }
-    single = model(fields, grid, **kw)
+    single = nnx.jit(lambda model, fields: model(fields, grid, **kw))(model, fields)
     m = mesh.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     with partitioning.use_mesh(m):
         partitioning.shard_model(model, m)
