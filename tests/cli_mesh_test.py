@@ -81,7 +81,7 @@ def _losses(tensorboard: Path, tag: str = "train/loss") -> list[tuple[int, float
 
 @pytest.fixture(scope="module")
 def atmosphere_runs(tmp_path_factory) -> dict[int, tuple[str, Path]]:
-    """A 3-step training of the tiny preset's 6 h model, batch 8, on a mock 32 x 64 store
+    """A 3-step training of the tiny preset's 6 h model, batch 8, on a mock 16 x 32 store
     with the Pangu variables."""
     from tellus.atmosphere import forecaster as fc
     from tellus.data import mock, schema
@@ -90,8 +90,8 @@ def atmosphere_runs(tmp_path_factory) -> dict[int, tuple[str, Path]]:
     ds = mock.mock_era5(
         times=pd.date_range("2000-01-01", periods=32, freq="6h"),
         levels=schema.PRESSURE_LEVELS_13,
-        n_lat=32,
-        n_lon=64,
+        n_lat=16,
+        n_lon=32,
         upper_air=fc.UPPER_VARIABLES,
         surface=fc.SURFACE_VARIABLES,
         static=fc.STATIC_VARIABLES,

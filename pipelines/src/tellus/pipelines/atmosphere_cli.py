@@ -103,6 +103,22 @@ def _leads(text: str | None, store: Path) -> tuple[int, ...]:
     return leads
 
 
+def _on_store_grid(model, store: Path | str):
+    """The preset's network on the store's latitude x longitude grid (a preset names an
+    architecture; its own grid is a default, as the paper preset's 721 x 1440), and the
+    line that says so (empty when the grids agree)."""
+    from tellus.data import validation
+
+    ds = validation.open_dataset(store, check_values="none")
+    lat, lon = ds.sizes["latitude"], ds.sizes["longitude"]
+    note = ""
+    if (lat, lon) != (model.lat, model.lon):
+        note = (
+            f"model grid {lat} x {lon} from the store (the preset's is {model.lat} x {model.lon})"
+        )
+    return dataclasses.replace(model, lat=lat, lon=lon), note
+
+
 def train_atmosphere(
     store: Annotated[
         Path | None,
@@ -114,7 +130,12 @@ def train_atmosphere(
     workdir: Annotated[
         Path, typer.Option(help="Where the lead models go.", callback=checks.writable_dir_option)
     ] = DEFAULT_RUN,
-    preset: Annotated[str, typer.Option(help="Model preset: tiny, small or paper.")] = (CPU_PRESET),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Model preset: tiny, small or paper (its network; the grid is the store's)."
+        ),
+    ] = CPU_PRESET,
     leads: Annotated[
         str | None,
         typer.Option(
@@ -179,6 +200,7 @@ def train_atmosphere(
         run_on = devices.resolve(mesh, batch)
         store = data_cli.build_atmosphere(paths.default_store("atmosphere"))
     lead_hours = _leads(leads, store)
+    model, grid_note = _on_store_grid(model, store)
     with errors.user_errors(ValueError, what="train atmosphere"):  # the plan's own checks
         plan = train.TrainPlan(
             store=str(store),
@@ -199,6 +221,8 @@ def train_atmosphere(
             steps_by_lead=by_lead,
         )
     run_on = run_on or devices.resolve(mesh, batch)  # after the store's and the plan's checks
+    if grid_note:
+        typer.echo(grid_note)
     typer.echo(run_on.describe(remat="per block" if remat else "off", bf16=bf16))
     try:
         histories = train.train_models(plan, mesh=run_on.mesh(), rules=partitioning.RULES)

@@ -44,27 +44,60 @@ WP_HEAT_BOX = indices.Box("wp_heat", -10.0, 10.0, 120.0, 210.0)
 Forecast = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def _lead_fn(model: Forecast, month: jax.Array, lead: int) -> Callable[[jax.Array], jax.Array]:
-    return lambda x: jnp.sum(model(x, month)[:, lead - 1])
+def _lead_fn(
+    model: Forecast, month: jax.Array, lead: jax.Array
+) -> Callable[[jax.Array], jax.Array]:
+    return lambda x: jnp.sum(jnp.take(model(x, month), lead - 1, axis=1))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def _integrated(graphdef, state, x, x0, month, lead: int, steps: int) -> jax.Array:
-    grad_fn = jax.grad(_lead_fn(nnx.merge(graphdef, state), month, lead))
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _integrated(graphdef, state, x, x0, month, lead, steps: int) -> tuple[jax.Array, jax.Array]:
+    """Integrated gradients and the forecast at ``lead`` (an array: one program for every
+    lead)."""
+    model = nnx.merge(graphdef, state)
+    grad_fn = jax.grad(_lead_fn(model, month, lead))
 
     def body(acc, a):
         return acc + grad_fn(x0 + a * (x - x0)), None
 
     alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
     total, _ = jax.lax.scan(body, jnp.zeros_like(x), alphas)
-    return (x - x0) * total / steps
+    return (x - x0) * total / steps, jnp.take(model(x, month), lead - 1, axis=1)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _gradient_x_input(graphdef, state, x, month, lead) -> tuple[jax.Array, jax.Array]:
+    model = nnx.merge(graphdef, state)
+    grad = jax.grad(_lead_fn(model, month, lead))(x)
+    return x * grad, jnp.take(model(x, month), lead - 1, axis=1)
+
+
+def _padded(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` with its last sample repeated to ``n`` samples (one program per batch size)."""
+    return np.concatenate([x, np.repeat(x[-1:], n - len(x), 0)]) if len(x) < n else x
+
+
+def _explain(model, x, month, lead, method, steps, batch_size):
+    """Attributions and the forecast at ``lead`` of ``x``, in batches of ``batch_size``
+    (the last one padded)."""
+    graphdef, state = nnx.split(model)
+    n = len(x)
+    x = jnp.asarray(_padded(np.asarray(x, np.float32), batch_size))
+    month, lead = jnp.asarray(_padded(np.asarray(month), batch_size)), jnp.int32(lead)
+    if method == "integrated_gradients":
+        a, f = _integrated(graphdef, state, x, jnp.zeros_like(x), month, lead, int(steps))
+    elif method == "gradient_x_input":
+        a, f = _gradient_x_input(graphdef, state, x, month, lead)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    return np.asarray(a)[:n], np.asarray(f)[:n]
 
 
 def gradient_x_input(model: nnx.Module, x: np.ndarray, month: np.ndarray, lead: int) -> np.ndarray:
     """[B, history, var, lat, lon] attributions ``x * d f_lead / dx``."""
+    graphdef, state = nnx.split(model)
     x = jnp.asarray(x, jnp.float32)
-    grad = jax.grad(_lead_fn(model, jnp.asarray(month), lead))(x)
-    return np.asarray(x * grad)
+    return np.asarray(_gradient_x_input(graphdef, state, x, jnp.asarray(month), jnp.int32(lead))[0])
 
 
 def integrated_gradients(
@@ -84,9 +117,8 @@ def integrated_gradients(
         else jnp.broadcast_to(jnp.asarray(baseline, jnp.float32), x.shape)
     )
     graphdef, state = nnx.split(model)
-    return np.asarray(
-        _integrated(graphdef, state, x, x0, jnp.asarray(month), int(lead), int(steps))
-    )
+    a, _ = _integrated(graphdef, state, x, x0, jnp.asarray(month), jnp.int32(lead), int(steps))
+    return np.asarray(a)
 
 
 def completeness_gap(
@@ -151,15 +183,11 @@ def composites(
             maps, fcs = [], []
             for b in range(0, len(idx), batch_size):
                 sl = idx[b : b + batch_size]
-                x, m = data["x"][sl], data["month"][sl]
-                if method == "integrated_gradients":
-                    a = integrated_gradients(model, x, m, lead, steps=steps)
-                elif method == "gradient_x_input":
-                    a = gradient_x_input(model, x, m, lead)
-                else:
-                    raise ValueError(f"unknown method {method!r}")
+                a, f = _explain(
+                    model, data["x"][sl], data["month"][sl], lead, method, steps, batch_size
+                )
                 maps.append(a.sum(1))
-                fcs.append(np.asarray(model(jnp.asarray(x), jnp.asarray(m)))[:, lead - 1])
+                fcs.append(f)
             out[i, j] = np.concatenate(maps).mean(0)
             mean_fc[i, j] = float(np.concatenate(fcs).mean())
     return xr.Dataset(

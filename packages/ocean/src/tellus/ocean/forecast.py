@@ -112,6 +112,10 @@ class Predictor:
         out = []
         for i in range(0, len(pos), self.batch_size):
             p = pos[i : i + self.batch_size]
+            n = len(p)
+            if 0 < i and n < self.batch_size:  # the last of several batches, padded with
+                p = np.concatenate([p, np.full(self.batch_size - n, p[-1])])  # its last init:
+                # one compiled program for every batch
             sub = ds.isel({TIME: p})
             x = stacking.dataset_to_stacked(sub[list(state_layout.names)], state_layout)
             if cfg.observed_forcing:
@@ -140,7 +144,7 @@ class Predictor:
                     jnp.asarray(ocean[None]),
                     months,
                     restart_forcing=restart_forcing,
-                )
+                )[:n]
             )
         values = np.concatenate(out, axis=0)
         result = stacking.stacked_to_dataset(

@@ -481,27 +481,35 @@ def rollout(
         raise ValueError(
             f"restart forcing must be [batch, {blocks} blocks, lat, lon, F]; got {forcing.shape}"
         )
+    # Every block predicts all ``restart`` months (the last one's extra months are dropped),
+    # so that a rollout of any length runs one compiled program per batch size.
     out, state = [], x
     for start in range(0, months, restart):
-        leads = np.arange(start + 1, min(start + restart, months) + 1, dtype=np.int32)
-        f = forcing[:, start : start + len(leads)] if model.config.observed_forcing else forcing
+        leads = np.arange(start + 1, start + restart + 1, dtype=np.int32)
+        f = forcing
+        if model.config.observed_forcing:
+            f = forcing[:, start : start + restart]
+            if f.shape[1] < restart:  # months past the data's end: the last one repeated
+                f = jnp.concatenate([f, jnp.repeat(f[:, -1:], restart - f.shape[1], 1)], 1)
         if restart_forcing:
             f, now = forcing[:, start // restart], month_after(month, start)
             block = _forecast_block(
                 model, state, f, now, ocean, jnp.asarray(leads - start), jnp.int32(0)
             )
-            out.append(np.asarray(block))
-            state = block[:, -1]
-            continue
-        block = _forecast_block(model, state, f, month, ocean, jnp.asarray(leads), jnp.int32(start))
+        else:
+            block = _forecast_block(
+                model, state, f, month, ocean, jnp.asarray(leads), jnp.int32(start)
+            )
         out.append(np.asarray(block))
-        state = block[:, -1]
-    return np.concatenate(out, axis=1)
+        # from the host, as the first state: a device array placed by the block would be
+        # another input sharding, and another compilation
+        state = jnp.asarray(out[-1][:, -1])
+    return np.concatenate(out, axis=1)[:, :months]
 
 
 @nnx.jit
 def _forecast_block(model, x, forcing, month, ocean, leads, offset):
-    """One block of a rollout, compiled once per model structure and block length."""
+    """One block of a rollout, compiled once per model structure and batch size."""
     return model.forecast(x, forcing, month, ocean, leads, offset=offset)
 
 
