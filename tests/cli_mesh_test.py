@@ -81,7 +81,7 @@ def _losses(tensorboard: Path, tag: str = "train/loss") -> list[tuple[int, float
 
 @pytest.fixture(scope="module")
 def atmosphere_runs(tmp_path_factory) -> dict[int, tuple[str, Path]]:
-    """A 3-step training of the tiny preset's 6 h model, batch 8, on a mock 16 x 32 store
+    """A 2-step training of the tiny preset's 6 h model, batch 8, on a mock 16 x 32 store
     with the Pangu variables."""
     from tellus.atmosphere import forecaster as fc
     from tellus.data import mock, schema
@@ -100,7 +100,7 @@ def atmosphere_runs(tmp_path_factory) -> dict[int, tuple[str, Path]]:
     ds["specific_humidity"] = ds["specific_humidity"].clip(0.0, 0.02)
     store = mock.write_store(ds, str(root / "mock.zarr"), step="6h")
     common = ["train", "atmosphere", "--store", store, "--preset", "tiny", "--leads", "6"]
-    common += ["--steps", "3", "--batch", "8", "--finetune", ""]
+    common += ["--steps", "2", "--batch", "8", "--finetune", ""]
     args = {n: [*common, "--workdir", str(root / f"run{n}")] for n in MESHES}
     out = _tellus_on_1_and_8_devices(args)
     return {n: (out[n], root / f"run{n}") for n in MESHES}
@@ -112,7 +112,7 @@ def test_train_atmosphere_on_8_devices_matches_1_device(atmosphere_runs):
     assert "mesh data=1 on 1 cpu device(s); remat off; compute float32" in out1
     assert "mesh data=4,fsdp=2 on 8 cpu device(s); remat off; compute float32" in out8
     one, eight = (_losses(r / "lead_6h" / "tensorboard") for r in (run1, run8))
-    assert [s for s, _ in one] == [s for s, _ in eight] == [0, 1, 2]
+    assert [s for s, _ in one] == [s for s, _ in eight] == [0, 1]  # step 1: after an update
     np.testing.assert_allclose([v for _, v in eight], [v for _, v in one], rtol=1e-4)
 
 

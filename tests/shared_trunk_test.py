@@ -28,7 +28,7 @@ from tellus.atmosphere import config, train as atrain, forecaster as fc
 from tellus.enso import train as etrain, trunk_model
 from tellus.training import config as config_lib, domains, trainer
 store, enso_store, workdir, mode = sys.argv[1:5]
-pangu = config.preset("tiny", lat=16, lon=32, dim=12, depths=(2, 1, 1, 2), heads=(3, 6, 6, 3),
+pangu = config.preset("tiny", lat=16, lon=32, dim=12, depths=(1, 0, 0, 1), heads=(3, 6, 6, 3),
                       window=(2, 4, 8))
 splits = atrain.Splits.for_store(store)
 fcfg = atrain.make_forecaster_config(store, 6, pangu, splits.train, n_increment_samples=8)
