@@ -18,6 +18,7 @@ from tellus.pipelines import (
     ocean_cli,
     paths,
     plan_cli,
+    pretrain_cli,
     recon_cli,
 )
 
@@ -62,6 +63,7 @@ app.command("evaluate-enso", hidden=True, help="The older name of `tellus evalua
     enso_cli.evaluate_enso
 )
 app.command("plan")(plan_cli.plan)
+app.command("pretrain")(pretrain_cli.pretrain)
 
 
 @app.command()

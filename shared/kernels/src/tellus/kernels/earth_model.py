@@ -98,6 +98,44 @@ class EarthModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EarthModelConfig:
+        """The config of :meth:`to_dict` (JSON lists back to tuples)."""
+        d = dict(d)
+        indices = []
+        for i in d.pop("indices", ()):
+            i = dict(i)
+            region = i.pop("region", None)
+            indices.append(IndexConfig(**i, **({"region": Region(**region)} if region else {})))
+        return cls(
+            encoder=EncoderConfig(**d.pop("encoder")),
+            trunk=TrunkConfig(**{k: _tuple(v) for k, v in d.pop("trunk").items()}),
+            indices=tuple(indices),
+            **d,
+        )
+
+    def with_inputs(self, variables: Sequence[str], domains: Sequence[str]) -> EarthModelConfig:
+        """The config with a patch embedding for each of ``variables`` and an embedding for
+        each of ``domains`` besides its own (its own keep their order: adding names changes
+        no existing entry)."""
+        e = self.encoder
+        new_vars = tuple(dict.fromkeys((*e.variables, *variables)))
+        new_domains = tuple(dict.fromkeys((*e.domains, *domains)))
+        encoder = dataclasses.replace(e, variables=new_vars, domains=new_domains)
+        return dataclasses.replace(self, encoder=encoder)
+
+
+def _tuple(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def make_earth_model(cfg: EarthModelConfig | Mapping[str, Any], seed: int = 0) -> EarthModel:
+    """The model of a config or its dict (a checkpoint's ``model``), with fresh weights."""
+    if not isinstance(cfg, EarthModelConfig):
+        cfg = EarthModelConfig.from_dict(cfg)
+    with nnx.use_eager_sharding(False):
+        return EarthModel(cfg, rngs=nnx.Rngs(seed))
+
 
 class EarthModel(nnx.Module):
     """Encoder -> trunk (continuous bias) -> field decoder and index heads."""
@@ -202,5 +240,6 @@ __all__ = [
     "EarthModelConfig",
     "IndexConfig",
     "abstract_model",
+    "make_earth_model",
     "preset",
 ]

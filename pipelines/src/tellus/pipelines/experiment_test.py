@@ -1,0 +1,76 @@
+"""Experiment files: the shipped recipes parse, and every kind of bad file is one line
+naming the key, with exit status 2 and nothing written, before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tellus.pipelines import experiment
+from tellus.pipelines.cli import app
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+GOOD = """
+workdir = "{workdir}"
+[train]
+steps = 3
+batch = 2
+[[tasks]]
+name = "a"
+domain = "atmosphere"
+store = "{store}"
+variables = ["temperature"]
+"""
+
+
+def test_the_shipped_recipes_parse():
+    files = sorted(CONFIGS.glob("*.toml"))
+    assert files, CONFIGS
+    for f in files:
+        exp = experiment.load(f, check_stores=False)
+        assert exp.tasks and exp.train.steps > 0, f
+
+
+def test_a_good_file(tmp_path):
+    (tmp_path / "s.zarr").mkdir()
+    text = GOOD.format(workdir=tmp_path / "run", store=tmp_path / "s.zarr")
+    exp = experiment.parse(__import__("tomllib").loads(text))
+    assert exp.model.preset == "tiny" and exp.train.batch == 2 and exp.tasks[0].lead == 1
+    assert exp.workdir_path == tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("steps = 3", "stepz = 3"), "unknown key 'train.stepz'"),
+        (("steps = 3", 'steps = "many"'), "train.steps: Input should be a valid integer"),
+        (("steps = 3", "steps = 0"), "train.steps: Input should be greater than 0"),
+        (('variables = ["temperature"]', "variables = []"), "tasks[0].variables"),
+        (('domain = "atmosphere"', 'domain = "atmosphere"\nweight = -1'), "tasks[0].weight"),
+        (("[train]", '[model]\npreset = "huge"\n[train]'), "model.preset: unknown preset"),
+        (("s.zarr", "missing.zarr"), "tasks[0].store: no store at"),
+        (("batch = 2", "batch = 3\nmesh = 'data=2'"), "train.batch: 3 is not a multiple"),
+        (("[[tasks]]", "[[taskz]]"), "unknown key 'taskz'"),
+        (("steps = 3", "steps = 3 ="), "not valid TOML"),
+    ],
+)
+def test_a_bad_file_is_one_line_naming_the_key(tmp_path, edit, expected):
+    (tmp_path / "s.zarr").mkdir()
+    text = GOOD.format(workdir=tmp_path / "run", store=tmp_path / "s.zarr")
+    assert edit[0] in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(bad)])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert line.startswith("tellus: error: --config: ") and str(bad) in line, line
+    assert expected in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_file():
+    result = CliRunner().invoke(app, ["pretrain", "--config", "nowhere.toml"])
+    assert result.exit_code == 2 and "nowhere.toml: no such experiment file" in result.output

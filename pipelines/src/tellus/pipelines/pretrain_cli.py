@@ -1,0 +1,92 @@
+"""``tellus pretrain --config FILE``: the Earth model pretrained on every store of an
+experiment file at once (:mod:`tellus.pipelines.experiment`,
+:func:`tellus.training.pretraining.pretrain`); resumes after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tellus.pipelines import devices, errors, experiment
+
+
+def _mesh_error(e: errors.UserError) -> errors.UserError:
+    """devices.resolve names --mesh/--batch; in a file they are train.mesh/train.batch."""
+    text = str(e).replace("--mesh", "train.mesh").replace("--batch", "train.batch")
+    return errors.UserError(text)
+
+
+def pretrain(
+    config: Annotated[
+        Path,
+        typer.Option(
+            help="Experiment file (TOML): model, training and the stores to pretrain on; see "
+            "pipelines/configs/pretrain-cpu.toml."
+        ),
+    ],
+) -> None:
+    """Pretrain one Earth model on several stores at once (resumes from the last checkpoint)."""
+    try:
+        exp = experiment.load(config)
+    except experiment.ExperimentError as e:
+        raise errors.UserError(str(e), param="--config") from None
+    try:
+        run_on = devices.resolve(exp.train.mesh, exp.train.batch)
+    except errors.UserError as e:
+        raise errors.UserError(f"{config}: {_mesh_error(e)}", param="--config") from None
+
+    from tellus.kernels import earth_model as em
+    from tellus.kernels import partitioning
+    from tellus.training import config as train_config
+    from tellus.training import pretraining
+
+    model = em.preset(exp.model.preset)
+    if exp.model.drop_path is not None:
+        trunk = dataclasses.replace(model.trunk, drop_path=exp.model.drop_path)
+        model = dataclasses.replace(model, trunk=trunk)
+    t = exp.train
+    overrides = {} if t.checkpoint_every is None else {"checkpoint_every": t.checkpoint_every}
+    train = train_config.warmup_cosine(t.steps, t.batch, t.learning_rate, seed=t.seed, **overrides)
+    if t.warmup is not None:
+        train = dataclasses.replace(
+            train, optimizer=dataclasses.replace(train.optimizer, warmup_steps=t.warmup)
+        )
+    data = [
+        pretraining.StoreData(
+            name=k.name,
+            domain=k.domain,
+            store=k.store,
+            variables=tuple(k.variables),
+            levels=tuple(k.levels),
+            lead=k.lead,
+            start=k.start,
+            stop=k.stop,
+            weight=k.weight,
+        )
+        for k in exp.tasks
+    ]
+    with errors.user_errors(ValueError, KeyError, what=f"{config}"):
+        pretraining.open_tasks(data)  # each store has the task's variables and windows
+    typer.echo(run_on.describe(remat="off", bf16=False))
+    t0 = time.perf_counter()
+    out = pretraining.pretrain(
+        model,
+        data,
+        exp.workdir_path,
+        train,
+        mesh=run_on.mesh(),
+        rules=partitioning.RULES,
+    )
+    for name, hist in out["by_task"].items():
+        if hist:
+            typer.echo(f"{name}: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} over {len(hist)} steps")
+        else:
+            typer.echo(f"{name}: already trained")
+    typer.echo(f"pretrain done in {time.perf_counter() - t0:.0f} s; model in {exp.workdir_path}")
+
+
+__all__ = ["pretrain"]

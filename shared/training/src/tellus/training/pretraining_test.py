@@ -1,0 +1,136 @@
+"""Pretraining the Earth model on two stores of different domains, grids and vertical
+coordinates at once: the tasks' grids, levels, valid cells and normalization against the
+stores by hand, land never reaching the loss, and a short multi-task ``fit`` that logs each
+task's loss, writes one checkpoint and resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from flax import nnx
+
+from tellus.data import mock
+from tellus.kernels import earth_model as em
+from tellus.training import checkpoint as ckpt_lib
+from tellus.training import config as train_config
+from tellus.training import pretraining as pt
+
+ATMOSPHERE = ("temperature", "2m_temperature")
+OCEAN = ("sea_water_potential_temperature", "sea_surface_height")
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("pretrain")
+    atmos = mock.mock_era5(
+        times=pd.date_range("2000-01-01", periods=12, freq="6h"),
+        upper_air=("temperature",),
+        surface=("2m_temperature",),
+        static=(),
+    )
+    ocean = mock.mock_ocean(times=pd.date_range("2000-01-01", periods=14, freq="MS"), n_lat=6)
+    ocean.to_zarr(root / "ocean.zarr", zarr_format=3, consolidated=False)
+    return {
+        "atmosphere": mock.write_store(atmos, str(root / "atmos.zarr"), step="6h"),
+        "ocean": str(root / "ocean.zarr"),
+    }
+
+
+def _data(stores) -> list[pt.StoreData]:
+    return [
+        pt.StoreData("atmos", "atmosphere", stores["atmosphere"], ATMOSPHERE, lead=1),
+        pt.StoreData("ocean", "ocean", stores["ocean"], OCEAN, lead=1, weight=2.0),
+    ]
+
+
+def test_store_time_steps():
+    assert pt.store_time_step(pd.date_range("2000-01-01", periods=3, freq="6h")) == "6h"
+    assert pt.store_time_step(pd.date_range("2000-01-01", periods=3, freq="MS")) == "MS"
+    with pytest.raises(ValueError, match="neither"):
+        pt.store_time_step(pd.DatetimeIndex(["2000-01-01", "2000-01-02", "2000-01-04"]))
+
+
+def test_a_task_is_its_store(stores):
+    atmos, ocean = pt.open_tasks(_data(stores))
+    # Grids, levels with units and leads as the stores have them.
+    assert atmos.grid.shape == (8, 16) and ocean.grid.shape == (6, 16)
+    assert atmos.levels == {"temperature": pt.Levels((500.0, 850.0), "hPa")}
+    assert ocean.levels == {OCEAN[0]: pt.Levels((5.0, 50.0, 200.0), "m")}
+    assert (atmos.lead_hours, ocean.lead_hours) == (6.0, 730.5)
+    assert (len(atmos.source), len(ocean.source)) == (11, 13)
+    # The ocean mock's land is its first two longitudes, at every depth.
+    land = np.zeros((6, 16), bool)
+    land[:, :2] = True
+    np.testing.assert_array_equal(ocean.valid[OCEAN[0]], np.broadcast_to(~land, (3, 6, 16)))
+    np.testing.assert_array_equal(ocean.mask, ~land)
+    assert atmos.mask is None
+    # Normalization: every window's input (fewer than NORM_WINDOWS), over ocean cells only.
+    x = np.stack([ocean.source[i][pt.INPUTS][0] for i in range(len(ocean.source))])
+    np.testing.assert_allclose(ocean.mean, np.nanmean(x, axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(ocean.std, np.nanstd(x, axis=(0, 1, 2)), rtol=1e-4)
+    with pytest.raises(ValueError, match="distinct names"):
+        pt.open_tasks([_data(stores)[0], _data(stores)[0]])
+
+
+@pytest.fixture(scope="module")
+def tiny() -> em.EarthModelConfig:
+    """The tiny preset with one block per stage (half the compile) and no stochastic depth."""
+    cfg = em.preset("tiny")
+    trunk = dataclasses.replace(cfg.trunk, depths=(1, 0, 0, 1), drop_path=0.0)
+    return dataclasses.replace(cfg, trunk=trunk)
+
+
+def test_land_never_reaches_the_loss(stores, tiny):
+    (ocean,) = pt.open_tasks(_data(stores)[1:])
+    model = em.make_earth_model(tiny.with_inputs(OCEAN, ["ocean"]))
+    sample = ocean.source[3]
+    batch = {k: jnp.asarray(sample[k])[None] for k in (pt.INPUTS, pt.TARGETS)}
+    loss_and_grad = nnx.jit(nnx.value_and_grad(ocean.loss))
+    ref, ref_grad = loss_and_grad(model, batch)
+    assert np.isfinite(float(ref)) and float(ref) > 0
+    poisoned = {k: jnp.where(jnp.isnan(v), 1e30, v) for k, v in batch.items()}
+    loss, grad = loss_and_grad(model, poisoned)
+    assert float(loss) == float(ref)
+    for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(ref_grad), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def pretrained(stores, tiny, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    train = train_config.warmup_cosine(6, 2, 1e-3)
+    out = pt.pretrain(tiny, _data(stores), workdir, train, show_progress=False)
+    return workdir, train, out
+
+
+def test_pretraining_interleaves_the_tasks_and_writes_one_model(pretrained, stores, tiny):
+    workdir, train, out = pretrained
+    assert [s for s, _ in out["history"]] == list(range(6))
+    steps = {name: [s for s, _ in h] for name, h in out["by_task"].items()}
+    assert sorted(steps["atmos"] + steps["ocean"]) == list(range(6)) and all(steps.values())
+    assert all(np.isfinite(v) for h in out["by_task"].values() for _, v in h)
+    # One checkpoint of the whole model, of kind earth.model, with both tasks' config.
+    model, saved = pt.load(workdir)
+    assert [t["name"] for t in saved["tasks"]] == ["atmos", "ocean"]
+    assert set(saved["norms"]) == {"atmos", "ocean"}
+    ck = ckpt_lib.Checkpointer(workdir / "checkpoints", async_save=False)
+    assert ck.read_json(ck.latest_step())[0]["kind"] == "earth.model"
+    ck.close()
+    # The encoder has an embedding for every variable of both stores, the preset's too.
+    names = set(nnx.to_pure_dict(nnx.state(model.encoder.embeddings, nnx.Param)))
+    assert set(ATMOSPHERE + OCEAN) <= names
+    assert set(tiny.encoder.variables) <= set(model.config.encoder.variables)
+    # The loaded model is the trained one: the loss of a batch is not the fresh model's.
+    (ocean,) = pt.open_tasks(_data(stores)[1:], saved["norms"])
+    batch = {k: jnp.asarray(ocean.source[0][k])[None] for k in (pt.INPUTS, pt.TARGETS)}
+    fresh = em.make_earth_model(model.config)
+    loss = nnx.jit(ocean.loss)
+    assert float(loss(model, batch)) != float(loss(fresh, batch))
+    # A second run finds the training done.
+    again = pt.pretrain(tiny, _data(stores), workdir, train, show_progress=False)
+    assert again["history"] == [] and again["by_task"] == {"atmos": [], "ocean": []}
