@@ -22,6 +22,7 @@ gets an embedding for every variable and domain of the tasks (:meth:`EarthModelC
 from __future__ import annotations
 
 import dataclasses
+import glob
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from flax import nnx
 
 from tellus.data import grid as data_grid
 from tellus.data import schema, sources, tasks
@@ -37,6 +39,7 @@ from tellus.kernels import earth_model as em
 from tellus.kernels.earth_encoder import Grid, Levels
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
+from tellus.training import step as step_lib
 from tellus.training import streams, trainer
 
 # Units of each vertical dimension of the schema.
@@ -347,6 +350,86 @@ def pretrain(
     }
 
 
+MODES = ("heads", "full")
+RESTORE_REPORT = "restored.json"
+
+
+def finetune(
+    pretrained: str | Path,
+    data: StoreData,
+    workdir: str | Path,
+    train: train_config.TrainConfig,
+    *,
+    mode: str = "full",
+    new_lr_scale: float = 1e-3 / 3e-4,
+    mesh=None,
+    rules=None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tunes a pretrained Earth model (``pretrained``: a :func:`pretrain` workdir) on one
+    task, which may bring variables and a domain the pretraining never saw (resumes).
+
+    The model is the pretrained config with an embedding and a decoder head for each new
+    variable (:meth:`EarthModelConfig.with_inputs`); every parameter the checkpoint has is
+    restored, the new ones start fresh (listed in ``workdir/restored.json``). ``mode``:
+    ``full`` trains everything, ``heads`` only the task's decoder heads and the new
+    embeddings (the rest frozen). The new parameters train at ``new_lr_scale`` times the
+    learning rate (Aurora: 1e-3 for new patch embeddings against 3e-4).
+
+    Returns:
+      ``{"history", "new": [paths initialized fresh], "frozen": [paths], "model"}``.
+
+    Raises:
+      ValueError: an unknown ``mode``.
+      FileNotFoundError: ``pretrained`` has no complete checkpoint.
+    """
+    if mode not in MODES:
+        raise ValueError(f"fine-tuning mode must be one of {MODES}, got {mode!r}")
+    pretrained, workdir = Path(pretrained), Path(workdir)
+    base = _saved_config(pretrained)
+    if base is None:
+        raise FileNotFoundError(f"no complete checkpoint in {pretrained}/checkpoints to start from")
+    saved = _saved_config(workdir)
+    (task,) = open_tasks([data], saved["norms"] if saved else None)
+    base_cfg = em.EarthModelConfig.from_dict(base["model"])
+    cfg = base_cfg.with_inputs(data.variables, [data.domain])
+    new_vars = [v for v in data.variables if v not in base_cfg.encoder.variables]
+    new_prefixes = [f"encoder/embeddings/{v}" for v in new_vars]
+    new_prefixes += [f"decoder/heads/{v}" for v in new_vars]
+    run_cfg = PretrainConfig(cfg.to_dict(), (dataclasses.asdict(data),), {data.name: task.norm})
+    abstract = nnx.eval_shape(lambda: _model_factory(run_cfg.to_dict()))
+    paths = list(step_lib.flat_params(nnx.to_pure_dict(nnx.state(abstract, nnx.Param))))
+    new = [p for p in paths if any(p.startswith(q + "/") for q in new_prefixes)]
+    frozen: list[str] = []
+    if mode == "heads":
+        trainable = [f"decoder/heads/{v}/" for v in data.variables] + [
+            q + "/" for q in new_prefixes
+        ]
+        frozen = [p for p in paths if not any(p.startswith(q) for q in trainable)]
+    factory = ckpt_lib.warm_start(
+        pretrained, _model_factory, source_kind=KIND, partial=True, report=workdir / RESTORE_REPORT
+    )
+    history = trainer.fit(
+        factory,
+        run_cfg,
+        train,
+        trainer.TrainDomain(
+            data.name,
+            task.loss,
+            task.batches(train.batch_size, train.seed),
+            owns=tuple(new_prefixes),
+        ),
+        workdir,
+        envelope=trainer.Envelope(kind=KIND.name, version=KIND.version),
+        mesh=mesh,
+        rules=rules,
+        freeze=[glob.escape(p) for p in frozen],
+        lr_scale={data.name: new_lr_scale},
+        show_progress=show_progress,
+    )
+    return {"history": history, "new": new, "frozen": frozen, "model": cfg.to_dict()}
+
+
 def _saved_config(workdir: Path) -> dict[str, Any] | None:
     """The config of the latest checkpoint in ``workdir`` (None when there is none)."""
     folder = workdir / "checkpoints"
@@ -378,6 +461,7 @@ __all__ = [
     "EarthTask",
     "PretrainConfig",
     "StoreData",
+    "finetune",
     "load",
     "open_tasks",
     "pretrain",

@@ -6,19 +6,23 @@ task's loss, writes one checkpoint and resumes."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from flax import nnx
 
-from tellus.data import mock
+from tellus.data import mock, schema
 from tellus.kernels import earth_model as em
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
 from tellus.training import pretraining as pt
+from tellus.training import step as step_lib
 
 ATMOSPHERE = ("temperature", "2m_temperature")
 OCEAN = ("sea_water_potential_temperature", "sea_surface_height")
@@ -134,3 +138,60 @@ def test_pretraining_interleaves_the_tasks_and_writes_one_model(pretrained, stor
     # A second run finds the training done.
     again = pt.pretrain(tiny, _data(stores), workdir, train, show_progress=False)
     assert again["history"] == [] and again["by_task"] == {"atmos": [], "ocean": []}
+
+
+def _enso_like(path) -> str:
+    """Monthly SST anomalies on a 6 x 12 grid: a variable and a domain the pretraining never
+    saw."""
+    name = "sea_surface_temperature_anomaly"
+    var = schema.VARIABLES[name]
+    times = pd.date_range("1900-01-01", periods=16, freq="MS")
+    lat, lon = mock.regular_grid(6, 12)
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.standard_normal((16, 6, 12)), axis=0).astype(np.float32) * 0.3
+    ds = xr.Dataset(
+        {name: (var.dims, x, {"units": var.units})},
+        coords={"time": times, "latitude": lat, "longitude": lon},
+    )
+    ds.to_zarr(path, zarr_format=3, consolidated=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["heads"])
+def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained, tmp_path, mode):
+    workdir, _, _ = pretrained
+    store = _enso_like(tmp_path / "enso.zarr")
+    data = pt.StoreData("enso", "enso", store, ("sea_surface_temperature_anomaly",))
+    out = pt.finetune(
+        workdir,
+        data,
+        tmp_path / "ft",
+        train_config.warmup_cosine(2, 2, 1e-3),
+        mode="heads",
+        show_progress=False,
+    )
+    assert [s for s, _ in out["history"]] == [0, 1]
+    # Fresh: exactly the new variable's embedding and decoder head; the rest restored.
+    report = json.loads((tmp_path / "ft" / pt.RESTORE_REPORT).read_text())
+    new = "sea_surface_temperature_anomaly"
+    slash = lambda keys: ["/".join(re.findall(r"\['?([^'\]]+)'?\]", k)) for k in keys]  # noqa: E731
+    assert sorted(slash(report["initialized"])) == sorted(out["new"])
+    assert out["new"] and all(
+        p.startswith((f"encoder/embeddings/{new}/", f"decoder/heads/{new}/")) for p in out["new"]
+    )
+    assert any(p.startswith("trunk/") for p in slash(report["loaded"]))
+    # Heads only: every frozen parameter is the pretrained one bitwise; the new ones moved.
+    base, _ = pt.load(workdir)
+    tuned, _ = pt.load(tmp_path / "ft")
+    before = step_lib.flat_params(nnx.to_pure_dict(nnx.state(base, nnx.Param)))
+    after = step_lib.flat_params(nnx.to_pure_dict(nnx.state(tuned, nnx.Param)))
+    assert out["frozen"] and not any(p.startswith(f"decoder/heads/{new}/") for p in out["frozen"])
+    for p in out["frozen"]:
+        np.testing.assert_array_equal(after[p], before[p], err_msg=p)
+    fresh = em.make_earth_model(tuned.config)
+    init = step_lib.flat_params(nnx.to_pure_dict(nnx.state(fresh, nnx.Param)))
+    assert any(not np.array_equal(after[p], init[p]) for p in out["new"])
+    with pytest.raises(ValueError, match="mode"):
+        pt.finetune(
+            workdir, data, tmp_path / "x", train_config.warmup_cosine(2, 2, 1e-3), mode="lora"
+        )
