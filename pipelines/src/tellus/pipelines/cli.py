@@ -64,6 +64,7 @@ app.command("evaluate-enso", hidden=True, help="The older name of `tellus evalua
 )
 app.command("plan")(plan_cli.plan)
 app.command("pretrain")(pretrain_cli.pretrain)
+app.command("finetune")(pretrain_cli.finetune)
 
 
 @app.command()

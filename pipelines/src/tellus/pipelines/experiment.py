@@ -18,6 +18,10 @@ A file names the model, the training and every store the model pretrains on::
     levels = [500, 850]                  # default: every level of the store
     lead = 4                             # store steps
     weight = 1.0
+    [finetune]                           # tellus finetune: one task, from a pretrained model
+    pretrained = "runs/pretrain"
+    mode = "heads"                       # or "full"
+    new_lr_scale = 3.33                  # the new embeddings' and heads' learning-rate factor
 
 The whole file is checked before any work starts (:func:`load`): an unknown key, a value of
 the wrong type, a store that does not exist, or a mesh that does not divide the batch is one
@@ -29,12 +33,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
-
-PRESETS = ("tiny", "paper")
 
 
 class ExperimentError(ValueError):
@@ -46,15 +48,8 @@ class _Strict(BaseModel):
 
 
 class ModelSection(_Strict):
-    preset: str = "tiny"
+    preset: Literal["tiny", "paper"] = "tiny"  # tellus.kernels.earth_model.preset
     drop_path: float | None = Field(default=None, ge=0.0, lt=1.0)
-
-    @pydantic.field_validator("preset")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in PRESETS:
-            raise ValueError(f"unknown preset {v!r}; expected one of {', '.join(PRESETS)}")
-        return v
 
 
 class TrainSection(_Strict):
@@ -89,11 +84,29 @@ class TaskSection(_Strict):
         return str(path)
 
 
+class FinetuneSection(_Strict):
+    pretrained: str
+    mode: Literal["heads", "full"] = "full"  # tellus.training.pretraining.MODES
+    new_lr_scale: float = Field(default=1e-3 / 3e-4, gt=0.0)
+
+    @pydantic.field_validator("pretrained")
+    @classmethod
+    def _trained(cls, v: str, info: pydantic.ValidationInfo) -> str:
+        path = Path(os.path.expanduser(os.path.expandvars(v)))
+        if (info.context or {}).get("check_stores", True) and not (path / "checkpoints").is_dir():
+            raise ValueError(
+                f"no pretrained model at {str(path)!r} (no checkpoints/ in it); run tellus "
+                f"pretrain first"
+            )
+        return str(path)
+
+
 class Experiment(_Strict):
     workdir: str
     model: ModelSection = ModelSection()
     train: TrainSection
     tasks: list[TaskSection] = Field(min_length=1)
+    finetune: FinetuneSection | None = None
 
     @pydantic.field_validator("tasks")
     @classmethod

@@ -50,7 +50,10 @@ def test_a_good_file(tmp_path):
         (("steps = 3", "steps = 0"), "train.steps: Input should be greater than 0"),
         (('variables = ["temperature"]', "variables = []"), "tasks[0].variables"),
         (('domain = "atmosphere"', 'domain = "atmosphere"\nweight = -1'), "tasks[0].weight"),
-        (("[train]", '[model]\npreset = "huge"\n[train]'), "model.preset: unknown preset"),
+        (
+            ("[train]", '[model]\npreset = "huge"\n[train]'),
+            "model.preset: Input should be 'tiny' or 'paper'",
+        ),
         (("s.zarr", "missing.zarr"), "tasks[0].store: no store at"),
         (("batch = 2", "batch = 3\nmesh = 'data=2'"), "train.batch: 3 is not a multiple"),
         (("[[tasks]]", "[[taskz]]"), "unknown key 'taskz'"),
@@ -74,3 +77,41 @@ def test_a_bad_file_is_one_line_naming_the_key(tmp_path, edit, expected):
 def test_a_missing_file():
     result = CliRunner().invoke(app, ["pretrain", "--config", "nowhere.toml"])
     assert result.exit_code == 2 and "nowhere.toml: no such experiment file" in result.output
+
+
+FINETUNE = """
+[finetune]
+pretrained = "{pretrained}"
+mode = "heads"
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("", "no [finetune] section"),
+        (
+            FINETUNE.replace('"heads"', '"lora"'),
+            "finetune.mode: Input should be 'heads' or 'full', got 'lora'",
+        ),
+        (FINETUNE.replace("{pretrained}", "{missing}"), "finetune.pretrained: no pretrained model"),
+        (FINETUNE + GOOD[GOOD.index("[[tasks]]") :].replace('"a"', '"b"'), "takes one task, got 2"),
+    ],
+)
+def test_a_bad_finetune_file(tmp_path, extra, expected):
+    (tmp_path / "s.zarr").mkdir()
+    (tmp_path / "pre" / "checkpoints").mkdir(parents=True)
+    text = GOOD + extra
+    text = text.format(
+        workdir=tmp_path / "run",
+        store=tmp_path / "s.zarr",
+        pretrained=tmp_path / "pre",
+        missing=tmp_path / "nowhere",
+    )
+    bad = tmp_path / "ft.toml"
+    bad.write_text(text)
+    result = CliRunner().invoke(app, ["finetune", "--config", str(bad)])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert line.startswith("tellus: error: --config: ") and expected in line, line
+    assert not (tmp_path / "run").exists()

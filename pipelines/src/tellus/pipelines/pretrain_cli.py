@@ -1,6 +1,8 @@
 """``tellus pretrain --config FILE``: the Earth model pretrained on every store of an
 experiment file at once (:mod:`tellus.pipelines.experiment`,
-:func:`tellus.training.pretraining.pretrain`); resumes after a kill."""
+:func:`tellus.training.pretraining.pretrain`); ``tellus finetune --config FILE``: a
+pretrained model fine-tuned on the file's one task
+(:func:`tellus.training.pretraining.finetune`). Both resume after a kill."""
 
 from __future__ import annotations
 
@@ -20,27 +22,27 @@ def _mesh_error(e: errors.UserError) -> errors.UserError:
     return errors.UserError(text)
 
 
-def pretrain(
-    config: Annotated[
-        Path,
-        typer.Option(
-            help="Experiment file (TOML): model, training and the stores to pretrain on; see "
-            "pipelines/configs/pretrain-cpu.toml."
-        ),
-    ],
-) -> None:
-    """Pretrain one Earth model on several stores at once (resumes from the last checkpoint)."""
+def _setup(config: Path, *, finetune: bool = False):
+    """The checked experiment, its devices, model, training config and tasks."""
     try:
         exp = experiment.load(config)
     except experiment.ExperimentError as e:
         raise errors.UserError(str(e), param="--config") from None
+    if finetune and exp.finetune is None:
+        raise errors.UserError(
+            f"{config}: no [finetune] section (pretrained = the pretraining's workdir)",
+            param="--config",
+        )
+    if finetune and len(exp.tasks) != 1:
+        raise errors.UserError(
+            f"{config}: tasks: fine-tuning takes one task, got {len(exp.tasks)}", param="--config"
+        )
     try:
         run_on = devices.resolve(exp.train.mesh, exp.train.batch)
     except errors.UserError as e:
         raise errors.UserError(f"{config}: {_mesh_error(e)}", param="--config") from None
 
     from tellus.kernels import earth_model as em
-    from tellus.kernels import partitioning
     from tellus.training import config as train_config
     from tellus.training import pretraining
 
@@ -71,6 +73,29 @@ def pretrain(
     ]
     with errors.user_errors(ValueError, KeyError, what=f"{config}"):
         pretraining.open_tasks(data)  # each store has the task's variables and windows
+    return exp, run_on, model, train, data
+
+
+def _losses(by_task: dict[str, list[tuple[int, float]]]) -> None:
+    for name, hist in by_task.items():
+        if hist:
+            typer.echo(f"{name}: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} over {len(hist)} steps")
+        else:
+            typer.echo(f"{name}: already trained")
+
+
+CONFIG_HELP = (
+    "Experiment file (TOML): model, training and the stores to train on; see "
+    "pipelines/configs/pretrain-cpu.toml."
+)
+
+
+def pretrain(config: Annotated[Path, typer.Option(help=CONFIG_HELP)]) -> None:
+    """Pretrain one Earth model on several stores at once (resumes from the last checkpoint)."""
+    exp, run_on, model, train, data = _setup(config)
+    from tellus.kernels import partitioning
+    from tellus.training import pretraining
+
     typer.echo(run_on.describe(remat="off", bf16=False))
     t0 = time.perf_counter()
     out = pretraining.pretrain(
@@ -81,12 +106,36 @@ def pretrain(
         mesh=run_on.mesh(),
         rules=partitioning.RULES,
     )
-    for name, hist in out["by_task"].items():
-        if hist:
-            typer.echo(f"{name}: loss {hist[0][1]:.4f} -> {hist[-1][1]:.4f} over {len(hist)} steps")
-        else:
-            typer.echo(f"{name}: already trained")
+    _losses(out["by_task"])
     typer.echo(f"pretrain done in {time.perf_counter() - t0:.0f} s; model in {exp.workdir_path}")
 
 
-__all__ = ["pretrain"]
+def finetune(config: Annotated[Path, typer.Option(help=CONFIG_HELP)]) -> None:
+    """Fine-tune a pretrained Earth model on the one task of an experiment file with a
+    [finetune] section (new variables' embeddings and heads fresh; resumes)."""
+    exp, run_on, _, train, data = _setup(config, finetune=True)
+    from tellus.kernels import partitioning
+    from tellus.training import pretraining
+
+    typer.echo(run_on.describe(remat="off", bf16=False))
+    t0 = time.perf_counter()
+    out = pretraining.finetune(
+        exp.finetune.pretrained,
+        data[0],
+        exp.workdir_path,
+        train,
+        mode=exp.finetune.mode,
+        new_lr_scale=exp.finetune.new_lr_scale,
+        mesh=run_on.mesh(),
+        rules=partitioning.RULES,
+    )
+    typer.echo(
+        f"{len(out['new'])} parameter arrays new, {len(out['frozen'])} frozen "
+        f"(mode {exp.finetune.mode})"
+    )
+    hist = out["history"]
+    _losses({data[0].name: hist})
+    typer.echo(f"finetune done in {time.perf_counter() - t0:.0f} s; model in {exp.workdir_path}")
+
+
+__all__ = ["finetune", "pretrain"]
