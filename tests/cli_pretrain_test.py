@@ -18,6 +18,7 @@ PRETRAIN = """
 workdir = "{root}/pre"
 [model]
 drop_path = 0.0
+depths = [1, 0, 0, 1]
 [train]
 steps = 2
 batch = 2

@@ -5,6 +5,7 @@ A file names the model, the training and every store the model pretrains on::
     workdir = "runs/pretrain"            # relative paths: from the working directory;
     [model]                              # ${TELLUS_DATA} and ~ are expanded
     preset = "tiny"                      # tellus.kernels.earth_model presets
+    depths = [2, 0, 0, 2]                # optional: the trunk's blocks per stage
     [train]
     steps = 300
     batch = 2
@@ -19,6 +20,7 @@ A file names the model, the training and every store the model pretrains on::
     lead = 4                             # store steps
     weight = 1.0
     [finetune]                           # tellus finetune: one task, from a pretrained model
+                                         # (whose [model] it keeps: the file's is not read)
     pretrained = "runs/pretrain"
     mode = "heads"                       # or "full"
     new_lr_scale = 3.33                  # the new embeddings' and heads' learning-rate factor
@@ -50,6 +52,7 @@ class _Strict(BaseModel):
 class ModelSection(_Strict):
     preset: Literal["tiny", "paper"] = "tiny"  # tellus.kernels.earth_model.preset
     drop_path: float | None = Field(default=None, ge=0.0, lt=1.0)
+    depths: tuple[int, int, int, int] | None = None  # the trunk's blocks per stage
 
 
 class TrainSection(_Strict):

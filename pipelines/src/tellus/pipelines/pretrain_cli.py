@@ -47,9 +47,11 @@ def _setup(config: Path, *, finetune: bool = False):
     from tellus.training import pretraining
 
     model = em.preset(exp.model.preset)
-    if exp.model.drop_path is not None:
-        trunk = dataclasses.replace(model.trunk, drop_path=exp.model.drop_path)
-        model = dataclasses.replace(model, trunk=trunk)
+    trunk = {"drop_path": exp.model.drop_path, "depths": exp.model.depths}
+    trunk = {k: v for k, v in trunk.items() if v is not None}
+    if trunk:
+        with errors.user_errors(ValueError, what=f"{config}: model"):
+            model = dataclasses.replace(model, trunk=dataclasses.replace(model.trunk, **trunk))
     t = exp.train
     overrides = {} if t.checkpoint_every is None else {"checkpoint_every": t.checkpoint_every}
     train = train_config.warmup_cosine(t.steps, t.batch, t.learning_rate, seed=t.seed, **overrides)

@@ -157,8 +157,7 @@ def _enso_like(path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("mode", ["heads"])
-def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained, tmp_path, mode):
+def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained, tmp_path):
     workdir, _, _ = pretrained
     store = _enso_like(tmp_path / "enso.zarr")
     data = pt.StoreData("enso", "enso", store, ("sea_surface_temperature_anomaly",))
