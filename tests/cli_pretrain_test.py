@@ -78,6 +78,8 @@ def test_pretrain_then_finetune_from_files(tmp_path):
 
     out = _run("finetune", "--config", str(ft))
     assert "(mode heads)" in out and "enso: loss" in out and "over 2 steps" in out
+    assert f"trained arrays saved alone in {tmp_path / 'ft' / 'adapters.npz'}" in out
+    assert not (tmp_path / "ft" / "checkpoints").exists()
     restored = json.loads((tmp_path / "ft" / "restored.json").read_text())
     assert restored["source"] == str(tmp_path / "pre") and restored["initialized"]
     assert all(name in k for k in restored["initialized"])

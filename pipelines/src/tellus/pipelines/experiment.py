@@ -19,11 +19,14 @@ A file names the model, the training and every store the model pretrains on::
     levels = [500, 850]                  # default: every level of the store
     lead = 4                             # store steps
     weight = 1.0
+    index = "nino34"                     # optional: predict the index at leads 1..lead
     [finetune]                           # tellus finetune: one task, from a pretrained model
                                          # (whose [model] it keeps: the file's is not read)
     pretrained = "runs/pretrain"
-    mode = "heads"                       # or "full"
-    new_lr_scale = 3.33                  # the new embeddings' and heads' learning-rate factor
+    mode = "lora"                        # "heads", "lora" (low-rank adapters) or "full"
+    lora_rank = 8
+    new_lr_scale = 3.33                  # the new parameters' learning-rate factor
+    keep_checkpoints = false             # heads/lora: keep only the trained arrays at the end
 
 The whole file is checked before any work starts (:func:`load`): an unknown key, a value of
 the wrong type, a store that does not exist, or a mesh that does not divide the batch is one
@@ -75,6 +78,8 @@ class TaskSection(_Strict):
     start: str | None = None
     stop: str | None = None
     weight: float = Field(default=1.0, gt=0.0)
+    index: Literal["", "nino34"] = ""  # tellus.training.pretraining.INDICES
+    index_variable: str = ""
 
     @pydantic.field_validator("store")
     @classmethod
@@ -89,8 +94,10 @@ class TaskSection(_Strict):
 
 class FinetuneSection(_Strict):
     pretrained: str
-    mode: Literal["heads", "full"] = "full"  # tellus.training.pretraining.MODES
+    mode: Literal["heads", "lora", "full"] = "full"  # tellus.training.finetuning.MODES
     new_lr_scale: float = Field(default=1e-3 / 3e-4, gt=0.0)
+    lora_rank: int = Field(default=8, gt=0)
+    keep_checkpoints: bool = False
 
     @pydantic.field_validator("pretrained")
     @classmethod

@@ -91,8 +91,8 @@ mode = "heads"
     [
         ("", "no [finetune] section"),
         (
-            FINETUNE.replace('"heads"', '"lora"'),
-            "finetune.mode: Input should be 'heads' or 'full', got 'lora'",
+            FINETUNE.replace('"heads"', '"adapters"'),
+            "finetune.mode: Input should be 'heads', 'lora' or 'full', got 'adapters'",
         ),
         (FINETUNE.replace("{pretrained}", "{missing}"), "finetune.pretrained: no pretrained model"),
         (FINETUNE + GOOD[GOOD.index("[[tasks]]") :].replace('"a"', '"b"'), "takes one task, got 2"),

@@ -2,7 +2,7 @@
 experiment file at once (:mod:`tellus.pipelines.experiment`,
 :func:`tellus.training.pretraining.pretrain`); ``tellus finetune --config FILE``: a
 pretrained model fine-tuned on the file's one task
-(:func:`tellus.training.pretraining.finetune`). Both resume after a kill."""
+(:func:`tellus.training.finetuning.finetune`). Both resume after a kill."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def _setup(config: Path, *, finetune: bool = False):
             start=k.start,
             stop=k.stop,
             weight=k.weight,
+            index=k.index,
+            index_variable=k.index_variable,
         )
         for k in exp.tasks
     ]
@@ -117,24 +119,30 @@ def finetune(config: Annotated[Path, typer.Option(help=CONFIG_HELP)]) -> None:
     [finetune] section (new variables' embeddings and heads fresh; resumes)."""
     exp, run_on, _, train, data = _setup(config, finetune=True)
     from tellus.kernels import partitioning
-    from tellus.training import pretraining
+    from tellus.training import finetuning
 
     typer.echo(run_on.describe(remat="off", bf16=False))
     t0 = time.perf_counter()
-    out = pretraining.finetune(
-        exp.finetune.pretrained,
-        data[0],
-        exp.workdir_path,
-        train,
-        mode=exp.finetune.mode,
-        new_lr_scale=exp.finetune.new_lr_scale,
-        mesh=run_on.mesh(),
-        rules=partitioning.RULES,
-    )
+    f = exp.finetune
+    with errors.user_errors(ValueError, what=f"{config}"):
+        out = finetuning.finetune(
+            f.pretrained,
+            data[0],
+            exp.workdir_path,
+            train,
+            mode=f.mode,
+            new_lr_scale=f.new_lr_scale,
+            lora_rank=f.lora_rank,
+            keep_checkpoints=f.keep_checkpoints,
+            mesh=run_on.mesh(),
+            rules=partitioning.RULES,
+        )
     typer.echo(
-        f"{len(out['new'])} parameter arrays new, {len(out['frozen'])} frozen "
-        f"(mode {exp.finetune.mode})"
+        f"{len(out['new'])} parameter arrays new, {len(out['trainable'])} trained, "
+        f"{len(out['frozen'])} frozen (mode {f.mode})"
     )
+    if out["adapters"]:
+        typer.echo(f"trained arrays saved alone in {out['adapters']} (on {f.pretrained})")
     hist = out["history"]
     _losses({data[0].name: hist})
     typer.echo(f"finetune done in {time.perf_counter() - t0:.0f} s; model in {exp.workdir_path}")

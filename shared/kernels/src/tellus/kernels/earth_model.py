@@ -124,6 +124,21 @@ class EarthModelConfig:
         encoder = dataclasses.replace(e, variables=new_vars, domains=new_domains)
         return dataclasses.replace(self, encoder=encoder)
 
+    def with_index(self, name: str, outputs: int) -> EarthModelConfig:
+        """The config with an index head ``name`` of ``outputs`` numbers (replacing one of
+        that name with another count; the other heads unchanged)."""
+        old = {i.name: i for i in self.indices}
+        if name in old and old[name].outputs == outputs:
+            return self
+        hidden = old[name].hidden if name in old else self.trunk.dim * 4
+        head = IndexConfig(name, outputs, hidden=hidden)
+        kept = tuple(i if i.name != name else head for i in self.indices)
+        return dataclasses.replace(self, indices=kept if name in old else (*kept, head))
+
+    def with_lora(self, rank: int) -> EarthModelConfig:
+        """The config with low-rank adapters of ``rank`` on the trunk (0: none)."""
+        return dataclasses.replace(self, trunk=dataclasses.replace(self.trunk, lora_rank=rank))
+
 
 def _tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v

@@ -74,6 +74,8 @@ class BlockConfig:
       remat_blocks: rematerialize each block in the backward pass.
       experts: lead-routed experts in every MLP (:class:`LeadExperts`); 0: one plain MLP.
       shift_windows: every second block shifts its windows by half a window.
+      lora_rank: rank of the low-rank adapters (``flax.nnx.LoRA``) on every block's
+        attention projections and MLP layers; 0: none (see :func:`lora_paths`).
     """
 
     window: ZHW
@@ -83,6 +85,7 @@ class BlockConfig:
     remat_blocks: bool = False
     experts: int = 0
     shift_windows: bool = True
+    lora_rank: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window", tuple(int(v) for v in self.window))
@@ -90,6 +93,11 @@ class BlockConfig:
             raise ValueError(f"the window is (level, lat, lon): {self.window}")
         if isinstance(self.experts, bool) or not isinstance(self.experts, int) or self.experts < 0:
             raise ValueError(f"experts must be an int >= 0, got {self.experts!r}")
+        r = self.lora_rank
+        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+            raise ValueError(f"lora_rank must be an int >= 0, got {r!r}")
+        if r and self.experts:
+            raise ValueError("low-rank adapters on lead-routed experts are not supported")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +116,7 @@ class TrunkConfig:
       remat_blocks: rematerialize each block in the backward pass.
       experts: lead-routed experts in every MLP (0: one plain MLP, as Pangu).
       shift_windows: every second block shifts its windows (False: none does).
+      lora_rank: low-rank adapters on the blocks' attention and MLP weights (0: none).
     """
 
     dim: int
@@ -121,6 +130,7 @@ class TrunkConfig:
     remat_blocks: bool = False
     experts: int = 0
     shift_windows: bool = True
+    lora_rank: int = 0
 
     def __post_init__(self) -> None:
         for field in ("depths", "heads", "window"):
@@ -148,6 +158,7 @@ class TrunkConfig:
             remat_blocks=self.remat_blocks,
             experts=self.experts,
             shift_windows=self.shift_windows,
+            lora_rank=self.lora_rank,
         )
 
     @property
@@ -189,14 +200,28 @@ def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-def _dense(d_in: int, d_out: int, names: tuple[str | None, str | None], rngs: nnx.Rngs):
-    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init)
+def _dense(
+    d_in: int,
+    d_out: int,
+    names: tuple[str | None, str | None],
+    rngs: nnx.Rngs,
+    lora_rank: int = 0,
+):
+    return partitioning.dense(d_in, d_out, names, rngs, kernel_init=_init, lora_rank=lora_rank)
+
+
+LORA_PARAMS = ("lora_a", "lora_b")
+
+
+def lora_paths(paths: Sequence[str]) -> list[str]:
+    """The low-rank adapter parameters among ``paths`` (``.../lora_a``, ``.../lora_b``)."""
+    return [p for p in paths if p.rsplit("/", 1)[-1] in LORA_PARAMS]
 
 
 class Mlp(nnx.Module):
-    def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
-        self.fc1 = _dense(dim, hidden, ("embed", "mlp"), rngs)
-        self.fc2 = _dense(hidden, dim, ("mlp", "embed"), rngs)
+    def __init__(self, dim: int, hidden: int, *, lora_rank: int = 0, rngs: nnx.Rngs):
+        self.fc1 = _dense(dim, hidden, ("embed", "mlp"), rngs, lora_rank)
+        self.fc2 = _dense(hidden, dim, ("mlp", "embed"), rngs, lora_rank)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
@@ -260,6 +285,7 @@ class EarthSpecificBlock(nnx.Module):
             shift=shift,
             impl=cfg.attention_impl,
             partitioning=cfg.partitioning,
+            lora_rank=cfg.lora_rank,
             rngs=rngs,
         )
         self.norm2 = partitioning.layer_norm(dim, rngs)
@@ -267,7 +293,7 @@ class EarthSpecificBlock(nnx.Module):
         self.mlp = (
             LeadExperts(dim, hidden, cfg.experts, rngs=rngs)
             if cfg.experts
-            else Mlp(dim, hidden, rngs=rngs)
+            else Mlp(dim, hidden, lora_rank=cfg.lora_rank, rngs=rngs)
         )
 
     def __call__(
@@ -495,6 +521,7 @@ class EarthTrunk(nnx.Module):
 
 
 __all__ = [
+    "LORA_PARAMS",
     "BlockConfig",
     "DownSample",
     "EarthSpecificBlock",
@@ -506,5 +533,6 @@ __all__ = [
     "TrunkConfig",
     "UpSample",
     "drop_path",
+    "lora_paths",
     "merge_mask",
 ]

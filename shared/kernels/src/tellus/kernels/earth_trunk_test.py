@@ -100,3 +100,63 @@ def test_block_config_is_checked():
         earth_trunk.TrunkConfig(
             dim=8, depths=(1, 1, 1, 1), heads=(2, 2, 2, 2), window=(1, 2, 4), experts=-1
         )
+    with pytest.raises(ValueError, match="lora_rank must be an int"):
+        earth_trunk.BlockConfig(window=(1, 2, 4), lora_rank=-2)
+    with pytest.raises(ValueError, match="adapters on lead-routed experts"):
+        earth_trunk.BlockConfig(window=(1, 2, 4), lora_rank=2, experts=3)
+
+
+def _random_block(cfg: earth_trunk.BlockConfig, seed: int):
+    with nnx.use_eager_sharding(False):
+        abstract = nnx.eval_shape(
+            lambda: earth_trunk.EarthSpecificBlock(
+                cfg, 8, 2, shift=True, drop_rate=0.0, rngs=nnx.Rngs(0)
+            )
+        )
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(seed)  # host draws: no compile per shape
+    state = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), s.dtype), state)
+    return nnx.merge(graphdef, state)
+
+
+def test_low_rank_adapters_add_their_product_to_each_kernel():
+    plain = _random_block(earth_trunk.BlockConfig(window=(1, 2, 4)), 1)
+    adapted = _random_block(earth_trunk.BlockConfig(window=(1, 2, 4), lora_rank=2), 2)
+    plain_paths = {p for p, _ in nnx.to_flat_state(nnx.state(plain, nnx.Param))}
+    adapted_state = dict(nnx.to_flat_state(nnx.state(adapted, nnx.Param)))
+    lora = earth_trunk.lora_paths(["/".join(map(str, p)) for p in adapted_state])
+    # The adapted block's other parameters have the plain block's paths (a checkpoint
+    # without adapters restores into it) and 2 x 4 adapter matrices are added.
+    assert set(adapted_state) - {tuple(p.split("/")) for p in lora} == plain_paths
+    assert sorted(lora) == sorted(
+        f"{m}/{ab}"
+        for m in ("attn/qkv_lora", "attn/proj_lora", "mlp/fc1/lora", "mlp/fc2/lora")
+        for ab in ("lora_a", "lora_b")
+    )
+    # The plain block with every kernel merged, W + A B, computes what the adapted one does.
+    a, b = adapted.attn, adapted.mlp
+    merged = {
+        ("attn", "qkv_kernel"): a.qkv_kernel[...]
+        + (a.qkv_lora.lora_a[...] @ a.qkv_lora.lora_b[...]).reshape(8, 3, 2, 4),
+        ("attn", "proj_kernel"): a.proj_kernel[...]
+        + (a.proj_lora.lora_a[...] @ a.proj_lora.lora_b[...]).reshape(2, 4, 8),
+        ("mlp", "fc1", "kernel"): b.fc1.kernel[...]
+        + b.fc1.lora.lora_a[...] @ b.fc1.lora.lora_b[...],
+        ("mlp", "fc2", "kernel"): b.fc2.kernel[...]
+        + b.fc2.lora.lora_a[...] @ b.fc2.lora.lora_b[...],
+    }
+    nnx.update(
+        plain,
+        nnx.from_flat_state({p: merged.get(p, adapted_state[p][...]) for p in plain_paths}),
+    )
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 1, 4, 8, 8)), jnp.float32)
+    bias = jnp.asarray(np.random.default_rng(4).normal(size=(2, 2, 8, 8)), jnp.float32)
+
+    @jax.jit
+    def both(x, bias):
+        return plain(x, bias), adapted(x, bias)
+
+    y_plain, y_adapted = both(x, bias)
+    np.testing.assert_allclose(np.asarray(y_adapted), np.asarray(y_plain), rtol=1e-5, atol=1e-5)
+    for p, w in merged.items():  # the adapters changed every kernel they sit on
+        assert np.abs(np.asarray(w) - np.asarray(adapted_state[p][...])).max() > 0.05, p

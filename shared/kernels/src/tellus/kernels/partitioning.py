@@ -146,16 +146,23 @@ def dense(
     names: tuple[str | None, str | None],
     rngs: nnx.Rngs,
     kernel_init: nnx.Initializer | None = None,
+    lora_rank: int = 0,
 ) -> nnx.Linear:
     """An ``nnx.Linear`` whose kernel carries the logical names ``names`` (in, out) and whose
-    bias carries the output name; ``kernel_init`` defaults to LeCun normal (flax's)."""
-    return nnx.Linear(
-        d_in,
-        d_out,
+    bias carries the output name; ``kernel_init`` defaults to LeCun normal (flax's).
+
+    With ``lora_rank > 0`` an ``nnx.LoRALinear``: the same ``kernel`` and ``bias`` (same
+    paths, so a checkpoint without adapters restores into it) plus a low-rank adapter
+    ``lora/lora_a [d_in, r]``, ``lora/lora_b [r, d_out]`` (zero at the start) whose product
+    is added to the output."""
+    kwargs: dict[str, Any] = dict(
         kernel_init=nnx.with_partitioning(kernel_init or nnx.initializers.lecun_normal(), names),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (names[1],)),
         rngs=rngs,
     )
+    if lora_rank:
+        return nnx.LoRALinear(d_in, d_out, lora_rank=lora_rank, **kwargs)
+    return nnx.Linear(d_in, d_out, **kwargs)
 
 
 def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:

@@ -413,6 +413,11 @@ def shard_map_attention(
     return fn(q, k, v, bias, jnp.asarray(mask))
 
 
+def _lora_delta(lora: nnx.LoRA) -> jax.Array:
+    """``A B``: the ``[in, out]`` update a low-rank adapter adds to its kernel."""
+    return lora.lora_a[...] @ lora.lora_b[...]
+
+
 class EarthAttention3D(nnx.Module):
     """Pangu's 3D window attention with Earth-specific bias (the attention half of a block).
 
@@ -424,6 +429,11 @@ class EarthAttention3D(nnx.Module):
       bias: :class:`tellus.kernels.earth_bias.EarthSpecificBias`, or None when the bias
         comes from outside (a shared trunk whose grid-sized bias tables belong to each
         domain's adapter: ``__call__(x, bias)``).
+      qkv_lora, proj_lora: low-rank adapters (``flax.nnx.LoRA``, parameters ``lora_a``
+        ``[in, r]`` and ``lora_b`` ``[r, out]``, ``lora_b`` zero at the start) of the two
+        projections when ``lora_rank > 0``, else None. Their product is added to the
+        kernel, ``W + A B`` (merged once per call: the same output as adding ``x A B`` to
+        ``x W`` at the cost of one ``[in, out]`` matrix instead of one per token).
     """
 
     def __init__(
@@ -436,6 +446,7 @@ class EarthAttention3D(nnx.Module):
         shift: bool,
         impl: Impl = "fast",
         partitioning: Partitioning = "auto",
+        lora_rank: int = 0,
         rngs: nnx.Rngs,
     ):
         """Creates the layer.
@@ -451,6 +462,8 @@ class EarthAttention3D(nnx.Module):
           impl: see :func:`attention`.
           partitioning: ``"auto"``: sharding constraints only, the compiler partitions;
             ``"shard_map"``: the attention core runs in :func:`shard_map_attention`.
+          lora_rank: rank of the low-rank adapters of the qkv and output projections (0:
+            none).
           rngs: needs a ``params`` stream.
         """
         if dim % heads:
@@ -471,6 +484,8 @@ class EarthAttention3D(nnx.Module):
         self.qkv_bias = param(zeros, (3, heads, hd), (None, "heads", "head_dim"))
         self.proj_kernel = param(kernel, (heads, hd, dim), ("heads", "head_dim", "embed"))
         self.proj_bias = param(zeros, (dim,), ("embed",))
+        self.qkv_lora = nnx.LoRA(dim, lora_rank, 3 * dim, rngs=rngs) if lora_rank else None
+        self.proj_lora = nnx.LoRA(dim, lora_rank, dim, rngs=rngs) if lora_rank else None
         self.bias = (
             None
             if n_types is None
@@ -532,7 +547,11 @@ class EarthAttention3D(nnx.Module):
         windows = window_partition(x, self.window)  # [B, T, nW, N, C]
         windows = partitioning.constrain(windows, ("batch", "window", None, "token", "act_embed"))
 
-        qkv = jnp.einsum("btwnc,cshd->sbtwhnd", windows, self.qkv_kernel[...])
+        qkv_kernel, proj_kernel = self.qkv_kernel[...], self.proj_kernel[...]
+        if self.qkv_lora is not None:
+            qkv_kernel = qkv_kernel + _lora_delta(self.qkv_lora).reshape(qkv_kernel.shape)
+            proj_kernel = proj_kernel + _lora_delta(self.proj_lora).reshape(proj_kernel.shape)
+        qkv = jnp.einsum("btwnc,cshd->sbtwhnd", windows, qkv_kernel)
         q, k, v = qkv + self.qkv_bias[...][:, None, None, None, :, None, :]
         mask = attention_mask(zhw, self.window, self.shift, valid_zhw if valid_zhw != zhw else None)
         core = shard_map_attention if self.partitioning == "shard_map" else attention
@@ -540,7 +559,7 @@ class EarthAttention3D(nnx.Module):
             out = core(q, k, v, bias, mask, self.impl)  # [B, T, nW, heads, N, d]
         else:
             out = core(q, k, v, bias, mask, self.impl, key_mask)
-        y = jnp.einsum("btwhnd,hdc->btwnc", out, self.proj_kernel[...]) + self.proj_bias[...]
+        y = jnp.einsum("btwhnd,hdc->btwnc", out, proj_kernel) + self.proj_bias[...]
 
         y = window_reverse(y, self.window, zhw)
         if self.shift:

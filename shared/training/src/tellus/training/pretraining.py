@@ -22,7 +22,6 @@ gets an embedding for every variable and domain of the tasks (:meth:`EarthModelC
 from __future__ import annotations
 
 import dataclasses
-import glob
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from flax import nnx
 
 from tellus.data import grid as data_grid
 from tellus.data import schema, sources, tasks
@@ -39,14 +37,18 @@ from tellus.kernels import earth_model as em
 from tellus.kernels.earth_encoder import Grid, Levels
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import step as step_lib
 from tellus.training import streams, trainer
 
 # Units of each vertical dimension of the schema.
 LEVEL_UNITS = {"level": "hPa", "depth": "m"}
 HOURS_PER_MONTH = 730.5  # 365.25 days / 12: the lead encoding of a monthly store's step
 NORM_WINDOWS = 32  # training windows the per-channel mean and std are estimated from
-INPUTS, TARGETS = sources.INPUTS, sources.TARGETS
+INPUTS, TARGETS, DERIVED = sources.INPUTS, sources.TARGETS, sources.DERIVED
+# Index targets a task may predict, by name: the data layer's derived target of a variable.
+INDICES = {
+    "nino34": lambda variable: tasks.DerivedTarget.nino34_3month(None, variable=variable),
+}
+INDEX_VARIABLES = ("sea_surface_temperature_anomaly", "sea_surface_temperature")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,12 @@ class StoreData:
       lead: the lead in store time steps.
       start, stop: the training windows' dates (ISO; default: the whole store).
       weight: its sampling weight among the tasks.
+      index: a box index predicted instead of the fields (one of :data:`INDICES`, e.g.
+        ``nino34``: the centred 3-month mean of the Nino3.4 anomaly of ``index_variable``)
+        at every lead from 1 to ``lead`` store steps, by an index head named after the
+        task; empty: the task forecasts its variables at ``lead``.
+      index_variable: the 2D variable the index is computed from (default: the first of
+        :data:`INDEX_VARIABLES` among ``variables``).
     """
 
     name: str
@@ -73,6 +81,8 @@ class StoreData:
     start: str | None = None
     stop: str | None = None
     weight: float = 1.0
+    index: str = ""
+    index_variable: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variables", tuple(self.variables))
@@ -83,6 +93,24 @@ class StoreData:
             raise ValueError(f"task {self.name!r}: lead must be >= 1 store step, got {self.lead}")
         if self.weight <= 0:
             raise ValueError(f"task {self.name!r}: weight must be > 0, got {self.weight}")
+        if self.index:
+            if self.index not in INDICES:
+                raise ValueError(
+                    f"task {self.name!r}: unknown index {self.index!r}; known: {sorted(INDICES)}"
+                )
+            if not self.index_variable:
+                found = [v for v in INDEX_VARIABLES if v in self.variables]
+                if not found:
+                    raise ValueError(
+                        f"task {self.name!r}: the {self.index} index needs one of "
+                        f"{INDEX_VARIABLES} among its variables or an index_variable"
+                    )
+                object.__setattr__(self, "index_variable", found[0])
+
+    @property
+    def derived_target(self) -> tasks.DerivedTarget | None:
+        """The index as the data layer's derived target (None for a field task)."""
+        return INDICES[self.index](self.index_variable) if self.index else None
 
 
 def store_time_step(times: pd.DatetimeIndex) -> str:
@@ -129,12 +157,14 @@ class EarthTask:
             dims = {schema.VARIABLES[v].dims for v in data.variables if v in schema.VARIABLES}
             vertical = [d for dims_ in dims for d in dims_ if d in LEVEL_UNITS]
             levels = tuple(float(v) for v in meta[vertical[0]].values) if vertical else ()
+        derived = data.derived_target
         task = tasks.TaskConfig(
             input_variables=data.variables,
-            target_variables=data.variables,
+            target_variables=() if derived else data.variables,
             levels=levels,
             time_step=step,
-            lead_steps=(data.lead,),
+            lead_steps=tuple(range(1, data.lead + 1)) if derived else (data.lead,),
+            derived_targets=(derived,) if derived else (),
         )
         dates = None
         if data.start or data.stop:
@@ -167,6 +197,7 @@ class EarthTask:
             norm = self._estimate_norm()
         self.mean = np.asarray(norm["mean"], np.float32)
         self.std = np.asarray(norm["std"], np.float32)
+        self.index_std = float(norm.get("index_std", 1.0))
         if self.mean.shape != (self.layout.num_channels,):
             raise ValueError(
                 f"task {data.name!r}: normalization of {self.mean.shape} channels, the store "
@@ -178,15 +209,26 @@ class EarthTask:
         rng = np.random.default_rng(0)
         n = min(NORM_WINDOWS, len(self.source))
         idx = np.sort(rng.choice(len(self.source), n, replace=False))
-        x = np.stack([self.source[int(i)][INPUTS][0] for i in idx])  # [n, H, W, C]
+        samples = [self.source[int(i)] for i in idx]
+        x = np.stack([s[INPUTS][0] for s in samples])  # [n, H, W, C]
         mean = np.nanmean(x, axis=(0, 1, 2))
         std = np.nanstd(x, axis=(0, 1, 2))
         std = np.where(std > 0, std, 1.0)
-        return {"mean": mean.tolist(), "std": std.tolist()}
+        out: dict[str, Any] = {"mean": mean.tolist(), "std": std.tolist()}
+        if self.is_index:  # the index's own scale, every lead alike
+            out["index_std"] = float(np.std(np.stack([s[DERIVED] for s in samples])) or 1.0)
+        return out
 
     @property
-    def norm(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    def is_index(self) -> bool:
+        return bool(self.data.index)
+
+    @property
+    def norm(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.is_index:
+            out["index_std"] = self.index_std
+        return out
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -212,9 +254,25 @@ class EarthTask:
         return {name: v[None] for name, v in self.valid.items()}
 
     def __call__(self, model: em.EarthModel, batch: Mapping[str, jax.Array], key=None):
-        """``{name: [B, (L,) H, W]}`` normalized forecasts at the lead and their targets."""
+        """``{name: [B, (L,) H, W]}`` normalized forecasts at the lead and their targets;
+        for an index task ``{task name: [B, leads]}`` in units of :attr:`index_std`."""
         x = batch[INPUTS][:, -1]
         b = x.shape[0]
+        if self.is_index:  # the state now (lead 0) to every lead's index at once
+            pred = model(
+                self.fields(x),
+                self.grid,
+                levels=self.levels,
+                lead_hours=jnp.zeros((b,), jnp.float32),
+                domain=self.data.domain,
+                mask=self.mask,
+                cell_masks=self.cell_masks(),
+                targets={},
+                indices=(self.data.name,),
+                key=key,
+            )
+            name = self.data.name
+            return {name: pred[name]}, {name: batch[DERIVED][..., 0] / self.index_std}
         pred = model(
             self.fields(x),
             self.grid,
@@ -230,6 +288,9 @@ class EarthTask:
     def loss(self, model: em.EarthModel, batch: Mapping[str, jax.Array], rng=None) -> jax.Array:
         """Latitude-weighted MSE over the valid cells, every variable and level alike."""
         pred, target = self(model, batch, rng)
+        if self.is_index:
+            name = self.data.name
+            return jnp.mean((pred[name] - target[name]) ** 2)
         w_lat = jnp.asarray(self.latitude_weights)[:, None]
         total, count = 0.0, 0.0
         for name, p in pred.items():
@@ -240,7 +301,15 @@ class EarthTask:
         return total / count
 
     def batches(self, batch_size: int, seed: int) -> streams.LoaderStream:
-        return streams.LoaderStream(self.source, batch_size, seed, keys=(INPUTS, TARGETS))
+        keys = (INPUTS, DERIVED) if self.is_index else (INPUTS, TARGETS)
+        return streams.LoaderStream(self.source, batch_size, seed, keys=keys)
+
+    def model_config(self, cfg: em.EarthModelConfig) -> em.EarthModelConfig:
+        """``cfg`` with this task's inputs (and its index head)."""
+        cfg = cfg.with_inputs(self.data.variables, [self.data.domain])
+        if self.is_index:
+            cfg = cfg.with_index(self.data.name, self.data.lead)
+        return cfg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,11 +330,11 @@ class PretrainConfig:
         return {"model": self.model, "tasks": list(self.tasks), "norms": self.norms}
 
 
-def _model_factory(d: Mapping[str, Any]) -> em.EarthModel:
+def model_factory(d: Mapping[str, Any]) -> em.EarthModel:
     return em.make_earth_model(d["model"])
 
 
-KIND = ckpt_lib.Kind(name="earth.model", version=1, factory=_model_factory)
+KIND = ckpt_lib.Kind(name="earth.model", version=1, factory=model_factory)
 """A pretrained Earth model: its config is a :class:`PretrainConfig` dict."""
 
 
@@ -301,11 +370,11 @@ def pretrain(
       n_windows}, "model": config dict}`` (the steps run in this call).
     """
     workdir = Path(workdir)
-    saved = _saved_config(workdir)
+    saved = saved_config(workdir)
     tasks_ = open_tasks(data, saved["norms"] if saved else None)
-    cfg = model.with_inputs(
-        [v for t in tasks_ for v in t.data.variables], [t.data.domain for t in tasks_]
-    )
+    cfg = model
+    for t in tasks_:
+        cfg = t.model_config(cfg)
     run_cfg = PretrainConfig(
         cfg.to_dict(),
         tuple(dataclasses.asdict(d) for d in data),
@@ -323,7 +392,7 @@ def pretrain(
         by_task[info["domain"]].append((step, float(info["loss"])))
 
     history = trainer.fit(
-        _model_factory,
+        model_factory,
         run_cfg,
         train,
         [
@@ -350,87 +419,7 @@ def pretrain(
     }
 
 
-MODES = ("heads", "full")
-RESTORE_REPORT = "restored.json"
-
-
-def finetune(
-    pretrained: str | Path,
-    data: StoreData,
-    workdir: str | Path,
-    train: train_config.TrainConfig,
-    *,
-    mode: str = "full",
-    new_lr_scale: float = 1e-3 / 3e-4,
-    mesh=None,
-    rules=None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Fine-tunes a pretrained Earth model (``pretrained``: a :func:`pretrain` workdir) on one
-    task, which may bring variables and a domain the pretraining never saw (resumes).
-
-    The model is the pretrained config with an embedding and a decoder head for each new
-    variable (:meth:`EarthModelConfig.with_inputs`); every parameter the checkpoint has is
-    restored, the new ones start fresh (listed in ``workdir/restored.json``). ``mode``:
-    ``full`` trains everything, ``heads`` only the task's decoder heads and the new
-    embeddings (the rest frozen). The new parameters train at ``new_lr_scale`` times the
-    learning rate (Aurora: 1e-3 for new patch embeddings against 3e-4).
-
-    Returns:
-      ``{"history", "new": [paths initialized fresh], "frozen": [paths], "model"}``.
-
-    Raises:
-      ValueError: an unknown ``mode``.
-      FileNotFoundError: ``pretrained`` has no complete checkpoint.
-    """
-    if mode not in MODES:
-        raise ValueError(f"fine-tuning mode must be one of {MODES}, got {mode!r}")
-    pretrained, workdir = Path(pretrained), Path(workdir)
-    base = _saved_config(pretrained)
-    if base is None:
-        raise FileNotFoundError(f"no complete checkpoint in {pretrained}/checkpoints to start from")
-    saved = _saved_config(workdir)
-    (task,) = open_tasks([data], saved["norms"] if saved else None)
-    base_cfg = em.EarthModelConfig.from_dict(base["model"])
-    cfg = base_cfg.with_inputs(data.variables, [data.domain])
-    new_vars = [v for v in data.variables if v not in base_cfg.encoder.variables]
-    new_prefixes = [f"encoder/embeddings/{v}" for v in new_vars]
-    new_prefixes += [f"decoder/heads/{v}" for v in new_vars]
-    run_cfg = PretrainConfig(cfg.to_dict(), (dataclasses.asdict(data),), {data.name: task.norm})
-    abstract = nnx.eval_shape(lambda: _model_factory(run_cfg.to_dict()))
-    paths = list(step_lib.flat_params(nnx.to_pure_dict(nnx.state(abstract, nnx.Param))))
-    new = [p for p in paths if any(p.startswith(q + "/") for q in new_prefixes)]
-    frozen: list[str] = []
-    if mode == "heads":
-        trainable = [f"decoder/heads/{v}/" for v in data.variables] + [
-            q + "/" for q in new_prefixes
-        ]
-        frozen = [p for p in paths if not any(p.startswith(q) for q in trainable)]
-    factory = ckpt_lib.warm_start(
-        pretrained, _model_factory, source_kind=KIND, partial=True, report=workdir / RESTORE_REPORT
-    )
-    history = trainer.fit(
-        factory,
-        run_cfg,
-        train,
-        trainer.TrainDomain(
-            data.name,
-            task.loss,
-            task.batches(train.batch_size, train.seed),
-            owns=tuple(new_prefixes),
-        ),
-        workdir,
-        envelope=trainer.Envelope(kind=KIND.name, version=KIND.version),
-        mesh=mesh,
-        rules=rules,
-        freeze=[glob.escape(p) for p in frozen],
-        lr_scale={data.name: new_lr_scale},
-        show_progress=show_progress,
-    )
-    return {"history": history, "new": new, "frozen": frozen, "model": cfg.to_dict()}
-
-
-def _saved_config(workdir: Path) -> dict[str, Any] | None:
+def saved_config(workdir: Path) -> dict[str, Any] | None:
     """The config of the latest checkpoint in ``workdir`` (None when there is none)."""
     folder = workdir / "checkpoints"
     if not folder.is_dir():
@@ -444,8 +433,10 @@ def _saved_config(workdir: Path) -> dict[str, Any] | None:
 
 
 def load(workdir: str | Path) -> tuple[em.EarthModel, dict[str, Any]]:
-    """The pretrained model of ``workdir`` and its :class:`PretrainConfig` dict."""
-    saved = _saved_config(Path(workdir))
+    """The pretrained model of ``workdir`` (its latest checkpoint) and its
+    :class:`PretrainConfig` dict (a fine-tune that kept only its adapters:
+    :func:`tellus.training.finetuning.load`)."""
+    saved = saved_config(Path(workdir))
     if saved is None:
         raise FileNotFoundError(f"no complete checkpoint in {workdir}/checkpoints")
     ck = ckpt_lib.Checkpointer(Path(workdir) / "checkpoints", async_save=False)
@@ -461,9 +452,9 @@ __all__ = [
     "EarthTask",
     "PretrainConfig",
     "StoreData",
-    "finetune",
     "load",
     "open_tasks",
     "pretrain",
+    "saved_config",
     "store_time_step",
 ]

@@ -21,6 +21,7 @@ from tellus.data import mock, schema
 from tellus.kernels import earth_model as em
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
+from tellus.training import finetuning as ft
 from tellus.training import pretraining as pt
 from tellus.training import step as step_lib
 
@@ -141,14 +142,14 @@ def test_pretraining_interleaves_the_tasks_and_writes_one_model(pretrained, stor
 
 
 def _enso_like(path) -> str:
-    """Monthly SST anomalies on a 6 x 12 grid: a variable and a domain the pretraining never
-    saw."""
+    """Monthly SST anomalies on a 5 deg x 15 deg tropical grid (the Nino3.4 box holds 3 x 4
+    of its points): a variable and a domain the pretraining never saw."""
     name = "sea_surface_temperature_anomaly"
     var = schema.VARIABLES[name]
     times = pd.date_range("1900-01-01", periods=16, freq="MS")
-    lat, lon = mock.regular_grid(6, 12)
+    lat, lon = np.arange(-20.0, 21.0, 5.0), np.arange(0.0, 360.0, 15.0)
     rng = np.random.default_rng(4)
-    x = np.cumsum(rng.standard_normal((16, 6, 12)), axis=0).astype(np.float32) * 0.3
+    x = np.cumsum(rng.standard_normal((16, 9, 24)), axis=0).astype(np.float32) * 0.3
     ds = xr.Dataset(
         {name: (var.dims, x, {"units": var.units})},
         coords={"time": times, "latitude": lat, "longitude": lon},
@@ -161,7 +162,7 @@ def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained
     workdir, _, _ = pretrained
     store = _enso_like(tmp_path / "enso.zarr")
     data = pt.StoreData("enso", "enso", store, ("sea_surface_temperature_anomaly",))
-    out = pt.finetune(
+    out = ft.finetune(
         workdir,
         data,
         tmp_path / "ft",
@@ -171,7 +172,7 @@ def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained
     )
     assert [s for s, _ in out["history"]] == [0, 1]
     # Fresh: exactly the new variable's embedding and decoder head; the rest restored.
-    report = json.loads((tmp_path / "ft" / pt.RESTORE_REPORT).read_text())
+    report = json.loads((tmp_path / "ft" / ft.RESTORE_REPORT).read_text())
     new = "sea_surface_temperature_anomaly"
     slash = lambda keys: ["/".join(re.findall(r"\['?([^'\]]+)'?\]", k)) for k in keys]  # noqa: E731
     assert sorted(slash(report["initialized"])) == sorted(out["new"])
@@ -181,7 +182,7 @@ def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained
     assert any(p.startswith("trunk/") for p in slash(report["loaded"]))
     # Heads only: every frozen parameter is the pretrained one bitwise; the new ones moved.
     base, _ = pt.load(workdir)
-    tuned, _ = pt.load(tmp_path / "ft")
+    tuned, _ = ft.load(tmp_path / "ft")  # the base checkpoint and the saved heads
     before = step_lib.flat_params(nnx.to_pure_dict(nnx.state(base, nnx.Param)))
     after = step_lib.flat_params(nnx.to_pure_dict(nnx.state(tuned, nnx.Param)))
     assert out["frozen"] and not any(p.startswith(f"decoder/heads/{new}/") for p in out["frozen"])
@@ -191,6 +192,68 @@ def test_fine_tuning_on_a_third_domain_restores_all_but_the_new_heads(pretrained
     init = step_lib.flat_params(nnx.to_pure_dict(nnx.state(fresh, nnx.Param)))
     assert any(not np.array_equal(after[p], init[p]) for p in out["new"])
     with pytest.raises(ValueError, match="mode"):
-        pt.finetune(
-            workdir, data, tmp_path / "x", train_config.warmup_cosine(2, 2, 1e-3), mode="lora"
+        ft.finetune(
+            workdir, data, tmp_path / "x", train_config.warmup_cosine(2, 2, 1e-3), mode="all"
         )
+
+
+def test_low_rank_fine_tuning_of_an_index_saves_only_the_adapters(pretrained, tmp_path):
+    workdir, _, _ = pretrained
+    store = _enso_like(tmp_path / "enso.zarr")
+    name = "sea_surface_temperature_anomaly"
+    data = pt.StoreData("nino", "enso", store, (name,), lead=3, index="nino34")
+    assert data.index_variable == name
+    train = train_config.warmup_cosine(2, 2, 1e-3)
+    run = tmp_path / "lora"
+    out = ft.finetune(
+        workdir,
+        data,
+        run,
+        train,
+        mode="lora",
+        lora_rank=2,
+        keep_checkpoints=True,
+        show_progress=False,
+    )
+    assert [s for s, _ in out["history"]] == [0, 1]
+    lora = [p for p in out["new"] if p.rsplit("/", 1)[-1] in ("lora_a", "lora_b")]
+    # Four adapter pairs per block (qkv, proj, fc1, fc2), two blocks.
+    assert len(lora) == 2 * 4 * 2 and all(p.startswith("trunk/") for p in lora)
+    # Fresh: the adapters, the index head, the new variable's embedding and head.
+    assert {p for p in out["new"] if p not in lora} == {
+        p
+        for p in out["trainable"]
+        if p.startswith(("indices/nino/", f"encoder/embeddings/{name}/", f"decoder/heads/{name}/"))
+    }
+    assert any(p.startswith("indices/nino/") for p in out["new"])
+    # The adapter file holds the trained arrays only: no trunk kernel, nothing frozen.
+    with np.load(out["adapters"]) as f:
+        assert sorted(f.files) == sorted(out["trainable"])
+    assert not set(out["trainable"]) & set(out["frozen"])
+    assert "trunk/stage1/blocks/0/attn/qkv_kernel" in out["frozen"]
+    # The model rebuilt from the base checkpoint and the adapters is the trained one.
+    (run.parent / "full").mkdir()
+    (run / "checkpoints").rename(run.parent / "full" / "checkpoints")
+    full, _ = pt.load(run.parent / "full")
+    rebuilt, cfg = ft.load(run)
+    assert cfg["model"]["trunk"]["lora_rank"] == 2
+    a = step_lib.flat_params(nnx.to_pure_dict(nnx.state(full, nnx.Param)))
+    b = step_lib.flat_params(nnx.to_pure_dict(nnx.state(rebuilt, nnx.Param)))
+    assert a.keys() == b.keys()
+    for p in a:
+        np.testing.assert_array_equal(b[p], a[p], err_msg=p)
+    # Its Nino3.4 forecast: three leads, in units of the index's standard deviation.
+    (task,) = pt.open_tasks([data], cfg["norms"])
+    sample = task.source[0]
+    batch = {k: jnp.asarray(sample[k])[None] for k in (pt.INPUTS, pt.DERIVED)}
+    pred, target = nnx.jit(task)(rebuilt, batch)
+    assert pred["nino"].shape == target["nino"].shape == (1, 3)
+    np.testing.assert_allclose(
+        np.asarray(target["nino"])[0], sample[pt.DERIVED][:, 0] / task.index_std, rtol=1e-6
+    )
+    # Done: a second call trains nothing; adapters on another base are refused.
+    assert ft.finetune(workdir, data, run, train, mode="lora", lora_rank=2)["history"] == []
+    meta = json.loads((run / ft.ADAPTER_CONFIG).read_text())
+    (run / ft.ADAPTER_CONFIG).write_text(json.dumps({**meta, "base_fingerprint": "0" * 64}))
+    with pytest.raises(ValueError, match="not the base"):
+        ft.load(run)
