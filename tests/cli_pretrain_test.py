@@ -5,24 +5,30 @@ stores: the commands run the library (whose results are tested in
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from flax import nnx
 from typer.testing import CliRunner
 
 from tellus.data import mock, schema
 from tellus.pipelines.cli import app
+from tellus.training import pretraining, step
 
 PRETRAIN = """
-workdir = "{root}/pre"
+workdir = "{root}/{pre}"
 [model]
 drop_path = 0.0
 depths = [1, 0, 0, 1]
 [train]
 steps = 2
 batch = 2
-mesh = "data=1"
+mesh = "{mesh}"
 [[tasks]]
 name = "ocean"
 domain = "ocean"
@@ -68,7 +74,7 @@ def test_pretrain_then_finetune_from_files(tmp_path):
         },
     ).to_zarr(tmp_path / "enso.zarr", zarr_format=3, consolidated=False)
     pre, ft = tmp_path / "pre.toml", tmp_path / "ft.toml"
-    pre.write_text(PRETRAIN.format(root=tmp_path))
+    pre.write_text(PRETRAIN.format(root=tmp_path, pre="pre", mesh="data=1"))
     ft.write_text(FINETUNE.format(root=tmp_path))
 
     out = _run("pretrain", "--config", str(pre))
@@ -84,3 +90,91 @@ def test_pretrain_then_finetune_from_files(tmp_path):
     assert restored["source"] == str(tmp_path / "pre") and restored["initialized"]
     assert all(name in k for k in restored["initialized"])
     assert "enso: already trained" in _run("finetune", "--config", str(ft))
+
+
+def test_two_processes_pretrain_the_one_process_model(tmp_path):
+    """``tellus pretrain`` itself in 2 local processes (jax.distributed, one CPU device
+    each, a data=2 mesh): each reads its half of every global batch, and the losses and
+    the model are the one-process run's."""
+    ocean = mock.mock_ocean(times=pd.date_range("2000-01-01", periods=8, freq="MS"), n_lat=6)
+    ocean.to_zarr(tmp_path / "ocean.zarr", zarr_format=3, consolidated=False)
+    one, two = tmp_path / "one.toml", tmp_path / "two.toml"
+    one.write_text(PRETRAIN.format(root=tmp_path, pre="one", mesh="data=1"))
+    two.write_text(PRETRAIN.format(root=tmp_path, pre="two", mesh="data=2"))
+    launched = subprocess.Popen(  # tellus launch local: the TELLUS_* start-up, 2 processes
+        [str(Path(sys.executable).parent / "tellus"), "launch", "local", "--config", str(two)],
+        env={**os.environ, "TELLUS_DISTRIBUTED": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _run("pretrain", "--config", str(one))  # meanwhile, one process
+    output = launched.communicate(timeout=300)[0]
+    assert launched.returncode == 0, output
+    assert "2 processes done" in output
+    outs = [
+        "\n".join(x for x in output.splitlines() if x.startswith(f"[process {pid}]"))
+        for pid in range(2)
+    ]
+    for pid, out in enumerate(outs):
+        assert "mesh data=2 on 2 cpu device(s) in 2 processes" in out
+        assert (
+            f"process {pid} of 2 reads positions {pid}, {pid + 2}, ... of each global batch (1 of 2)"
+            in out
+        )
+
+    def losses(run: str) -> list[float]:
+        lines = (tmp_path / run / pretraining.LOSSES).read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines]
+
+    assert len(losses("two")) == 2
+    np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-5)
+    a, _ = pretraining.load(tmp_path / "one")
+    b, _ = pretraining.load(tmp_path / "two")
+    pa = step.flat_params(nnx.to_pure_dict(nnx.state(a, nnx.Param)))
+    pb = step.flat_params(nnx.to_pure_dict(nnx.state(b, nnx.Param)))
+    for p in pa:
+        np.testing.assert_allclose(pb[p], pa[p], atol=2e-4, err_msg=p)
+
+
+def test_launch_scripts_for_slurm_and_tpu(tmp_path):
+    ocean = tmp_path / "ocean.zarr"
+    ocean.mkdir()
+    cfg = tmp_path / "pod.toml"
+    text = PRETRAIN.format(root=tmp_path, pre="pod", mesh="data=-1,fsdp=2")
+    cfg.write_text(text.replace("batch = 2", "batch = 8"))
+    script = _run("launch", "slurm", "--config", str(cfg), "--nodes", "2", "--gpus-per-node", "4")
+    assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n#SBATCH --gpus-per-node=4" in script
+    assert f"srun --kill-on-bad-exit=1 uv run --frozen tellus pretrain --config {cfg}" in script
+    assert f"#SBATCH --output={tmp_path / 'pod'}/slurm-%j.out" in script
+    path = tmp_path / "job.sbatch"
+    _run(
+        "launch",
+        "slurm",
+        "--config",
+        str(cfg),
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+        "--out",
+        str(path),
+    )
+    assert path.read_text() == script
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    tpu = _run(
+        "launch", "tpu", "--config", str(cfg), "--name", "v5e", "--zone", "z1", "--chips", "8"
+    )
+    assert tpu.startswith(
+        "gcloud compute tpus tpu-vm ssh v5e --zone=z1 --worker=all '--command=cd ~/tellus && "
+    )
+    assert f"tellus pretrain --config {cfg}" in tpu
+    # 12 devices split the batch of 8 twelve ways; 3 chips cannot fill data=-1,fsdp=2.
+    for args, expected in (
+        (["slurm", "--nodes", "1", "--gpus-per-node", "12"], "train.batch 8 is not a multiple"),
+        (["tpu", "--name", "v", "--zone", "z", "--chips", "3"], "cannot fill 'data' on 3"),
+    ):
+        result = CliRunner().invoke(app, ["launch", *args, "--config", str(cfg)])
+        assert result.exit_code == 2, result.output
+        (line,) = [x for x in result.output.splitlines() if x.strip()]
+        assert line.startswith("tellus: error: --config: ") and expected in line, line

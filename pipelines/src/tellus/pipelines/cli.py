@@ -15,6 +15,7 @@ from tellus.pipelines import (
     domain_cli,
     enso_cli,
     errors,
+    launch_cli,
     ocean_cli,
     paths,
     plan_cli,
@@ -64,6 +65,7 @@ app.command("evaluate-enso", hidden=True, help="The older name of `tellus evalua
 )
 app.command("plan")(plan_cli.plan)
 app.command("pretrain")(pretrain_cli.pretrain)
+app.add_typer(launch_cli.app, name="launch")
 app.command("finetune")(pretrain_cli.finetune)
 
 

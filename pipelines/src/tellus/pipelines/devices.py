@@ -144,13 +144,18 @@ def resolve(spec: str | None, batch: int) -> Devices:
     from tellus.training import distributed
 
     compile_cache()
-    distributed.initialize_from_env()
+    try:
+        cluster = distributed.initialize_from_env()
+    except ValueError as e:
+        raise UserError(f"multi-process start-up: {e}") from None
     available, processes = jax.device_count(), jax.process_count()
     platform = jax.devices()[0].platform
     cpu_rng(platform)
     where = f"{available} {platform} device(s)" + (
         f" in {processes} processes" if processes > 1 else ""
     )
+    if cluster is not None and cluster.kind != "explicit":
+        where += f" ({cluster.kind})"
     if spec is None:
         sizes: dict[str, int] = {mesh.DATA: available}
         shown = f"{mesh.DATA}={available}"

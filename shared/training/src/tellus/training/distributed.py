@@ -1,36 +1,119 @@
-"""Multi-process start-up from environment variables.
+"""Multi-process start-up: the same command on one machine, a TPU pod slice or a cluster.
 
-Each process calls ``initialize_from_env()`` before touching devices. Variables:
-``TELLUS_COORDINATOR`` (``host:port``), ``TELLUS_NUM_PROCESSES``, ``TELLUS_PROCESS_ID``.
-Without them it is a no-op (single process), so the same entry point runs anywhere.
-On CPU, cross-process collectives use gloo.
+Every command that trains calls :func:`initialize_from_env` before it touches a device. It
+picks the first of these that the environment shows (:func:`detect`):
+
+* ``explicit``: ``TELLUS_COORDINATOR`` (``host:port``), ``TELLUS_NUM_PROCESSES`` and
+  ``TELLUS_PROCESS_ID``, for local processes and any launcher that sets them;
+* ``slurm``: a task of ``srun`` in a SLURM job with more than one task (``SLURM_JOB_ID``,
+  ``SLURM_NTASKS``, ``SLURM_PROCID``, ``SLURM_STEP_NODELIST``);
+* ``ompi``: a rank of Open MPI's ``mpirun`` with more than one rank
+  (``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_RANK``);
+* ``tpu``: a host of a multi-host TPU VM slice (``TPU_WORKER_HOSTNAMES`` lists more than one
+  host; ``TPU_WORKER_ID`` is this one).
+
+For the last three, ``jax.distributed.initialize()`` is called without arguments: JAX's own
+cluster detection finds the coordinator, the process count and this process's id (and, on
+GPUs, its local devices) from the same variables. Without any of them the call is a no-op
+(one process). ``TELLUS_DISTRIBUTED=off`` turns the detection off (a single-process command
+inside an allocation). On CPU, cross-process collectives use gloo.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
+OFF_ENV = "TELLUS_DISTRIBUTED"
 
-def initialize_from_env(env: dict[str, str] | None = None) -> bool:
-    """Calls ``jax.distributed.initialize`` when the TELLUS_* variables are set.
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """What the environment says about this process.
+
+    Attributes:
+      kind: ``explicit``, ``slurm``, ``ompi`` or ``tpu``.
+      processes: the number of processes.
+      process_id: this process's index.
+      coordinator: ``host:port`` when the environment names it (``explicit``), else None
+        (JAX derives it).
+    """
+
+    kind: str
+    processes: int
+    process_id: int
+    coordinator: str | None = None
+
+    def describe(self) -> str:
+        where = f", coordinator {self.coordinator}" if self.coordinator else ""
+        return f"{self.kind}: process {self.process_id} of {self.processes}{where}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int = 0) -> int:
+    try:
+        return int(env.get(name, default))
+    except ValueError:
+        raise ValueError(f"{name}={env[name]!r} is not an integer") from None
+
+
+def detect(env: Mapping[str, str] | None = None) -> Cluster | None:
+    """The multi-process environment this process runs in (None: a single process).
+
+    Raises:
+      ValueError: a variable that should be an integer is not, or ``TELLUS_COORDINATOR``
+        without ``TELLUS_NUM_PROCESSES`` / ``TELLUS_PROCESS_ID``.
+    """
+    env = os.environ if env is None else env
+    if env.get(OFF_ENV, "").lower() in ("off", "0", "false", "no"):
+        return None
+    if "TELLUS_COORDINATOR" in env:
+        missing = [v for v in ("TELLUS_NUM_PROCESSES", "TELLUS_PROCESS_ID") if v not in env]
+        if missing:
+            raise ValueError(f"TELLUS_COORDINATOR is set but {', '.join(missing)} is not")
+        return Cluster(
+            "explicit",
+            _int(env, "TELLUS_NUM_PROCESSES"),
+            _int(env, "TELLUS_PROCESS_ID"),
+            env["TELLUS_COORDINATOR"],
+        )
+    slurm = ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_STEP_NODELIST")
+    if all(v in env for v in slurm) and _int(env, "SLURM_NTASKS") > 1:
+        return Cluster("slurm", _int(env, "SLURM_NTASKS"), _int(env, "SLURM_PROCID"))
+    if _int(env, "OMPI_COMM_WORLD_SIZE", 1) > 1:
+        return Cluster("ompi", _int(env, "OMPI_COMM_WORLD_SIZE"), _int(env, "OMPI_COMM_WORLD_RANK"))
+    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
+    if len(hosts) > 1:
+        return Cluster("tpu", len(hosts), _int(env, "TPU_WORKER_ID"))
+    return None
+
+
+def initialize_from_env(env: Mapping[str, str] | None = None) -> Cluster | None:
+    """Starts JAX's multi-process runtime when :func:`detect` finds one (see the module
+    docstring); a no-op for a single process or when already started.
 
     Returns:
-      True if a multi-process runtime was initialized.
+      The cluster, or None for a single process.
     """
-    env = dict(os.environ if env is None else env)
-    if "TELLUS_COORDINATOR" not in env:
-        return False
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=env["TELLUS_COORDINATOR"],
-        num_processes=int(env["TELLUS_NUM_PROCESSES"]),
-        process_id=int(env["TELLUS_PROCESS_ID"]),
-    )
-    return True
+    cluster = detect(env)
+    if cluster is None:
+        return None
+    if jax.distributed.is_initialized():
+        return cluster
+    if cluster.kind == "explicit":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            coordinator_address=cluster.coordinator,
+            num_processes=cluster.processes,
+            process_id=cluster.process_id,
+        )
+    else:
+        jax.distributed.initialize()  # JAX reads the same variables and finds the rest
+    return cluster
 
 
 def global_batch(local: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -38,3 +121,6 @@ def global_batch(local: Any, sharding: jax.sharding.Sharding) -> Any:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local
     )
+
+
+__all__ = ["OFF_ENV", "Cluster", "detect", "global_batch", "initialize_from_env"]

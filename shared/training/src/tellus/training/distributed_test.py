@@ -1,88 +1,70 @@
-import dataclasses
-import json
-import os
-import socket
-import subprocess
-import sys
+"""The start-up's choice of multi-process runtime from the environment alone (the run
+itself in 2 local processes is ``tests/cli_pretrain_test.py``)."""
 
-import numpy as np
+import jax
+import pytest
 
-from tellus.training import config as config_lib
-from tellus.training import step as step_lib
-from tellus.training import toy_model
-
-SCRIPT = r"""
-import dataclasses, json, sys
 from tellus.training import distributed
-assert distributed.initialize_from_env()
-import jax, numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
-from tellus.kernels import mesh as mesh_lib
-from tellus.training import config as config_lib, step as step_lib, toy_model
-cfg = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
-mesh = mesh_lib.make_mesh({"data": 4, "fsdp": 1})
-model = toy_model.make_model(toy_model.ToyConfig())
-fns, state = step_lib.init_train_state(model, cfg)
-sh = step_lib.state_shardings(fns, state, model, mesh, toy_model.RULES)
-state = jax.device_put(state, sh)
-bsh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
-fn = step_lib.jit_train_step(step_lib.make_train_step(fns, toy_model.loss_fn), sh, bsh, mesh)
-pid = jax.process_index()
-out = []
-for i in range(3):
-    full = toy_model.synthetic_batch(0, i, 8)
-    local = jax.tree.map(lambda x: x[pid * 4:(pid + 1) * 4], full)
-    state, m = fn(state, distributed.global_batch(local, bsh))
-    out.append(float(m["loss"]))
-if pid == 0:
-    print("LOSSES", json.dumps(out))
-"""
+
+SLURM = {  # srun task 2 of 8 on two nodes
+    "SLURM_JOB_ID": "4242",
+    "SLURM_NTASKS": "8",
+    "SLURM_PROCID": "2",
+    "SLURM_LOCALID": "2",
+    "SLURM_STEP_NODELIST": "gpu[017-018]",
+    "SLURM_STEP_NUM_NODES": "2",
+}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({**SLURM, "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, None),  # one task: one process
+        (SLURM, distributed.Cluster("slurm", 8, 2)),
+        (
+            {"OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "3"},
+            distributed.Cluster("ompi", 4, 3),
+        ),
+        (
+            {"TPU_WORKER_HOSTNAMES": "t0,t1,t2,t3", "TPU_WORKER_ID": "1"},
+            distributed.Cluster("tpu", 4, 1),
+        ),
+        ({"TPU_WORKER_HOSTNAMES": "localhost", "TPU_WORKER_ID": "0"}, None),  # one host
+        (
+            {
+                **SLURM,
+                "TELLUS_COORDINATOR": "h:1",
+                "TELLUS_NUM_PROCESSES": "2",
+                "TELLUS_PROCESS_ID": "1",
+            },
+            distributed.Cluster("explicit", 2, 1, "h:1"),  # the explicit variables win
+        ),
+        ({**SLURM, "TELLUS_DISTRIBUTED": "off"}, None),
+    ],
+)
+def test_the_environment_picks_the_runtime(env, expected):
+    assert distributed.detect(env) == expected
 
 
-def test_two_process_cpu_matches_single_process():
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = dict(os.environ)
-        env.update(
-            XLA_FLAGS="--xla_force_host_platform_device_count=2",
-            JAX_PLATFORMS="cpu",
-            PYTHONWARNINGS="ignore",
-            TELLUS_COORDINATOR=f"127.0.0.1:{port}",
-            TELLUS_NUM_PROCESSES="2",
-            TELLUS_PROCESS_ID=str(pid),
-        )
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", SCRIPT],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    line = next(ln for ln in outs[0][0].splitlines() if ln.startswith("LOSSES"))
-    multi = json.loads(line.split(" ", 1)[1])
-
-    cfg = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
-    fns, state = step_lib.init_train_state(toy_model.make_model(toy_model.ToyConfig()), cfg)
-    fn = step_lib.jit_train_step(step_lib.make_train_step(fns, toy_model.loss_fn))
-    single = []
-    for i in range(3):
-        state, m = fn(state, toy_model.place_batch(toy_model.synthetic_batch(0, i, 8)))
-        single.append(float(m["loss"]))
-    np.testing.assert_allclose(multi, single, rtol=1e-5)
+def test_a_bad_environment_is_named():
+    with pytest.raises(ValueError, match="TELLUS_PROCESS_ID is not"):
+        distributed.detect({"TELLUS_COORDINATOR": "h:1", "TELLUS_NUM_PROCESSES": "2"})
+    with pytest.raises(ValueError, match="SLURM_PROCID='x' is not an integer"):
+        distributed.detect({**SLURM, "SLURM_PROCID": "x"})
 
 
-def test_no_env_is_noop():
-    from tellus.training import distributed
-
-    assert distributed.initialize_from_env({}) is False
+def test_slurm_start_up_leaves_the_rest_to_jax(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)  # no gloo in this process
+    cluster = distributed.initialize_from_env(SLURM)
+    assert cluster.describe() == "slurm: process 2 of 8"
+    assert calls == [((), {})]  # JAX's own SLURM detection finds coordinator and devices
+    calls.clear()
+    explicit = {"TELLUS_COORDINATOR": "h:7", "TELLUS_NUM_PROCESSES": "2", "TELLUS_PROCESS_ID": "0"}
+    distributed.initialize_from_env(explicit)
+    assert calls == [((), {"coordinator_address": "h:7", "num_processes": 2, "process_id": 0})]
+    calls.clear()
+    assert distributed.initialize_from_env({}) is None and calls == []

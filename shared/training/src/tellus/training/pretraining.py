@@ -42,6 +42,7 @@ from tellus.training import streams, trainer
 # Units of each vertical dimension of the schema.
 LEVEL_UNITS = {"level": "hPa", "depth": "m"}
 HOURS_PER_MONTH = 730.5  # 365.25 days / 12: the lead encoding of a monthly store's step
+LOSSES = "losses.jsonl"  # every step's task and loss, one JSON line each (process 0 writes)
 NORM_WINDOWS = 32  # training windows the per-channel mean and std are estimated from
 INPUTS, TARGETS, DERIVED = sources.INPUTS, sources.TARGETS, sources.DERIVED
 # Index targets a task may predict, by name: the data layer's derived target of a variable.
@@ -381,15 +382,27 @@ def pretrain(
         {t.data.name: t.norm for t in tasks_},
     )
     if show_progress:
+        n, i = jax.process_count(), jax.process_index()
         for t in tasks_:
+            shard = (
+                f"; process {i} of {n} reads positions {i}, {i + n}, ... of each global batch "
+                f"({train.batch_size // n} of {train.batch_size})"
+                if n > 1
+                else ""
+            )
             print(
                 f"{t.data.name}: {len(t.source)} windows of {t.data.store}, "
-                f"{len(t.data.variables)} variables, grid {t.grid.shape}"
+                f"{len(t.data.variables)} variables, grid {t.grid.shape}{shard}"
             )
     by_task: dict[str, list[tuple[int, float]]] = {t.data.name: [] for t in tasks_}
 
     def record(step: int, info: dict[str, Any]) -> None:
         by_task[info["domain"]].append((step, float(info["loss"])))
+        if jax.process_index() == 0:
+            trainer.append_jsonl(
+                workdir / LOSSES,
+                {"step": step, "task": info["domain"], "loss": float(info["loss"])},
+            )
 
     history = trainer.fit(
         model_factory,

@@ -183,7 +183,12 @@ def fit(
         groups=grouping.to_dict(),
     )
 
-    with locking.DirectoryLock(workdir, "training"):
+    # Several processes of one job share the workdir: each holds its own lock file (a second
+    # job is still refused), and process 0 alone writes the TensorBoard events.
+    lock_file = (
+        workdir / f"{locking.LOCK_NAME}.{jax.process_index()}" if jax.process_count() > 1 else None
+    )
+    with locking.DirectoryLock(workdir, "training", lock_file=lock_file):
         model = model_factory(cfg_json["model"])
         fns, state = step_lib.init_train_state(model, config, grouping)
         _report_groups(grouping, state.params, workdir)
@@ -217,14 +222,16 @@ def fit(
 
         start = int(state.step)
         history: list[tuple[int, float]] = []
-        writer = SummaryWriter(str(workdir / "tensorboard"))
+        writer = (
+            SummaryWriter(str(workdir / "tensorboard")) if jax.process_index() == 0 else _NoWriter()
+        )
         fields = [f"{n}_loss" for n in names] if len(domains) > 1 else ["loss"]
         display = progress_lib.Progress(
             f"training {'+'.join(names)}",
             config.num_steps,
             completed=start,
             fields=fields,
-            enabled=show_progress,
+            enabled=show_progress and jax.process_index() == 0,
             every=config.log_every,
         )
         compiled: dict[str, step_lib.CompiledStep] = {}
@@ -304,8 +311,20 @@ def fit(
     return history
 
 
+class _NoWriter:
+    """The TensorBoard writer of processes other than 0."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _report_groups(grouping: step_lib.Grouping, params: Any, workdir: Path) -> None:
     counts = grouping.counts(params)
+    if jax.process_index() != 0:
+        return
     if grouping.frozen or len(counts) > 1:
         log.info("parameters per group: %s", ", ".join(f"{g} {n:,}" for g, n in counts.items()))
     (workdir / "parameter_groups.json").write_text(json.dumps(counts, indent=1))
