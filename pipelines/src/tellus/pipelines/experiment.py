@@ -17,6 +17,7 @@ A file names the model, the training and every store the model pretrains on::
     store = "${TELLUS_DATA}/atmosphere.zarr"
     variables = ["temperature", "2m_temperature"]
     levels = [500, 850]                  # default: every level of the store
+    grid = [721, 1440]                   # optional: (n_lat, n_lon) for `tellus plan --config`
     lead = 4                             # store steps
     weight = 1.0
     index = "nino34"                     # optional: predict the index at leads 1..lead
@@ -80,14 +81,26 @@ class TaskSection(_Strict):
     weight: float = Field(default=1.0, gt=0.0)
     index: Literal["", "nino34"] = ""  # tellus.training.pretraining.INDICES
     index_variable: str = ""
+    # The store's (n_lat, n_lon), equiangular, for `tellus plan --config` when the store is
+    # not on this machine (a pod's data); otherwise read from the store.
+    grid: tuple[int, int] | None = None
+
+    @pydantic.field_validator("grid")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 2:
+            raise ValueError(f"grid must be two sizes >= 2 (n_lat, n_lon), got {list(v)}")
+        return v
 
     @pydantic.field_validator("store")
     @classmethod
     def _exists(cls, v: str, info: pydantic.ValidationInfo) -> str:
         path = Path(os.path.expanduser(os.path.expandvars(v)))
+        if not (info.context or {}).get("check_stores", True):
+            return str(path)  # planning: the stores are the pod's
         if "$" in str(path):
             raise ValueError(f"{v!r} names an unset environment variable")
-        if (info.context or {}).get("check_stores", True) and not path.exists():
+        if not path.exists():
             raise ValueError(f"no store at {str(path)!r}; build it first (tellus data build)")
         return str(path)
 

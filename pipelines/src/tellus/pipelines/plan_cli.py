@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,14 @@ class Dtype(StrEnum):
 
 
 def plan(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Plan an experiment file instead of a target: the Earth model's step on "
+            "each of its tasks, with the file's batch and mesh (the stores need not be here: "
+            "a task's grid = [n_lat, n_lon] stands in)."
+        ),
+    ] = None,
     target: Annotated[
         str,
         typer.Option(
@@ -67,6 +75,13 @@ def plan(
     from tellus.training import plan as plan_lib
     from tellus.training import targets
 
+    if config is not None:
+        code = plan_experiment(
+            config, accelerator=accelerator, remat=remat, dtype=dtype.value, headroom=headroom
+        )
+        if code:
+            raise typer.Exit(code)
+        return
     # Checked here, before the compile's subprocess starts, and named by option.
     checks.choice(target, targets.names(), "--target")
     sizes = checks.mesh_sizes(mesh, allow_rest=False)
@@ -93,3 +108,85 @@ def plan(
     )
     if code:
         raise typer.Exit(code)
+
+
+def _task_specs(config: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The experiment and the plan spec of each task (``tellus.training.targets.earth``)."""
+    import dataclasses
+
+    from tellus.kernels import earth_model as em
+    from tellus.pipelines import experiment
+
+    try:
+        exp = experiment.load(config, check_stores=False)
+    except experiment.ExperimentError as e:
+        raise errors.UserError(str(e), param="--config") from None
+    model = em.preset(exp.model.preset)
+    trunk = {"drop_path": exp.model.drop_path, "depths": exp.model.depths}
+    trunk = {k: v for k, v in trunk.items() if v is not None}
+    model = dataclasses.replace(model, trunk=dataclasses.replace(model.trunk, **trunk))
+    specs = []
+    for i, t in enumerate(exp.tasks):
+        task = t.model_dump(exclude={"grid"})
+        spec: dict[str, Any] = {"name": t.name, "model": model.to_dict(), "task": task}
+        if t.grid is not None:
+            spec["grid"] = list(t.grid)
+        elif Path(t.store).exists():
+            from tellus.data import sources
+
+            meta = sources.open_metadata(t.store)
+            spec["grid"] = [meta.sizes["latitude"], meta.sizes["longitude"]]
+        else:
+            raise errors.UserError(
+                f"{config}: tasks[{i}].grid: no store at {t.store!r} here; give the task's "
+                "grid = [n_lat, n_lon] to plan it",
+                param="--config",
+            )
+        spec["levels"] = {v: list(t.levels) for v in t.variables} if t.levels else {}
+        specs.append(spec)
+    return exp, specs
+
+
+def plan_experiment(
+    config: Path,
+    *,
+    accelerator: list[str] | None,
+    remat: bool,
+    dtype: str,
+    headroom: float,
+) -> int:
+    """Plans every task's step of an experiment file; the worst exit status."""
+    import json
+    import tempfile
+
+    from tellus.training import plan as plan_lib
+    from tellus.training import targets
+
+    exp, specs = _task_specs(config)
+    mesh = exp.train.mesh or "data=1"
+    sizes = checks.mesh_sizes(mesh, param="train.mesh", allow_rest=False)
+    split = sizes.get("data", 1) * sizes.get("fsdp", 1)
+    if exp.train.batch % split:
+        raise errors.UserError(
+            f"{config}: train.batch {exp.train.batch} is not a multiple of data x fsdp = {split}",
+            param="--config",
+        )
+    for name in accelerator or ():
+        checks.choice(name, sorted(plan_lib.ACCELERATORS), "--accelerator")
+    codes = []
+    with tempfile.TemporaryDirectory(prefix="tellus-plan-config-") as tmp:
+        for spec in specs:
+            path = Path(tmp) / f"{spec['name']}.json"
+            path.write_text(json.dumps(spec))
+            codes.append(
+                plan_lib.run_plan(
+                    targets.EARTH_PREFIX + str(path),
+                    exp.train.batch,
+                    mesh,
+                    accelerators=accelerator,
+                    remat=remat,
+                    dtype=dtype,
+                    headroom=headroom,
+                )
+            )
+    return max(codes)

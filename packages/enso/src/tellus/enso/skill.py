@@ -42,7 +42,7 @@ import xarray as xr
 from tellus.enso import indices, optimal_skill, world
 from tellus.enso import recharge_oscillator as ro
 from tellus.enso.train import N_LEADS, Series, gather
-from tellus.evaluation import index_skill
+from tellus.evaluation import bootstrap, index_skill
 from tellus.evaluation.index_skill import INIT, LEAD
 
 METHOD = "system"
@@ -117,32 +117,16 @@ def correlation_difference_interval(
       ``mean_diff``, ``mean_low``, ``mean_high``: the same for the mean over leads.
     """
 
-    def corr(f: np.ndarray, t: np.ndarray, w: np.ndarray) -> np.ndarray:
-        w = w[:, None] / w.sum()
-        fm, tm = (w * f).sum(0), (w * t).sum(0)
-        cov = (w * (f - fm) * (t - tm)).sum(0)
-        return cov / np.sqrt((w * (f - fm) ** 2).sum(0) * (w * (t - tm) ** 2).sum(0))
-
-    labels, inverse = np.unique(np.asarray(blocks), return_inverse=True)
-    ones = np.ones(len(truth))
-    diff = corr(forecast_a, truth, ones) - corr(forecast_b, truth, ones)
-    rng = np.random.default_rng(seed)
-    boot = np.empty((n_boot, truth.shape[1]))
-    for k in range(n_boot):
-        # a resample's weight per start: how many times its block was drawn
-        counts = np.bincount(rng.integers(0, len(labels), len(labels)), minlength=len(labels))
-        w = counts[inverse].astype(float)
-        boot[k] = corr(forecast_a, truth, w) - corr(forecast_b, truth, w)
-    q = ((1 - level) / 2, (1 + level) / 2)
-    low, high = np.quantile(boot, q, axis=0)
-    mean_low, mean_high = np.quantile(boot.mean(1), q)
+    out = bootstrap.correlation_difference(
+        forecast_a, forecast_b, truth, blocks, n_boot=n_boot, level=level, seed=seed
+    )
     return {
-        "diff": diff,
-        "low": low,
-        "high": high,
-        "mean_diff": float(diff.mean()),
-        "mean_low": float(mean_low),
-        "mean_high": float(mean_high),
+        "diff": out.diff,
+        "low": out.low,
+        "high": out.high,
+        "mean_diff": out.mean_diff,
+        "mean_low": out.mean_low,
+        "mean_high": out.mean_high,
     }
 
 

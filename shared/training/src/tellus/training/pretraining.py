@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tellus.data import grid as data_grid
-from tellus.data import schema, sources, tasks
+from tellus.data import schema, sources, stacking, tasks
 from tellus.kernels import earth_model as em
 from tellus.kernels.earth_encoder import Grid, Levels
 from tellus.training import checkpoint as ckpt_lib
@@ -205,6 +205,62 @@ class EarthTask:
                 f"gives {self.layout.num_channels}"
             )
         self.latitude_weights = data_grid.latitude_weights(np.asarray(self.source.latitude))
+
+    @classmethod
+    def from_shapes(
+        cls,
+        data: StoreData,
+        latitude: Sequence[float],
+        longitude: Sequence[float],
+        levels: Mapping[str, Sequence[float]],
+        *,
+        lead_hours: float,
+        land: np.ndarray | None = None,
+    ) -> EarthTask:
+        """A task from its geometry alone, without a store (planning a pod run whose data
+        are elsewhere): unit normalization, every cell valid except ``land`` ``[H, W]``.
+
+        Args:
+          data: the task (its ``store`` is not read).
+          latitude, longitude: the grid.
+          levels: ``{variable: levels}`` of its 3D variables (hPa or m, by the schema's
+            vertical dimension of the variable).
+
+        Raises:
+          ValueError: a variable the schema does not know, or a 3D one without levels.
+        """
+        self = cls.__new__(cls)
+        self.data, self.source = data, None
+        channels = []
+        for name in data.variables:
+            if name not in schema.VARIABLES:
+                raise ValueError(f"task {data.name!r}: unknown variable {name!r}")
+            vertical = [d for d in schema.VARIABLES[name].dims if d in LEVEL_UNITS]
+            if vertical and not levels.get(name):
+                raise ValueError(f"task {data.name!r}: 3D variable {name!r} needs its levels")
+            channels.append(
+                stacking.VariableChannels(name, vertical[0], tuple(levels[name]))
+                if vertical
+                else stacking.VariableChannels(name)
+            )
+        self.layout = stacking.ChannelLayout(tuple(channels))
+        self.grid = Grid(tuple(float(v) for v in latitude), tuple(float(v) for v in longitude))
+        self.levels = {
+            v.name: Levels(v.levels, LEVEL_UNITS[v.vertical_dim])
+            for v in self.layout.variables
+            if v.vertical_dim is not None
+        }
+        self.lead_hours = float(lead_hours)
+        ocean = np.ones(self.grid.shape, bool) if land is None else ~np.asarray(land, bool)
+        self.valid = {
+            v.name: np.broadcast_to(ocean, (len(v.levels), *ocean.shape)) if v.levels else ocean
+            for v in self.layout.variables
+        }
+        c = self.layout.num_channels
+        self.mean, self.std = np.zeros(c, np.float32), np.ones(c, np.float32)
+        self.index_std = 1.0
+        self.latitude_weights = data_grid.latitude_weights(np.asarray(latitude, np.float64))
+        return self
 
     def _estimate_norm(self) -> dict[str, list[float]]:
         rng = np.random.default_rng(0)
@@ -445,16 +501,25 @@ def saved_config(workdir: Path) -> dict[str, Any] | None:
         ck.close()
 
 
-def load(workdir: str | Path) -> tuple[em.EarthModel, dict[str, Any]]:
-    """The pretrained model of ``workdir`` (its latest checkpoint) and its
-    :class:`PretrainConfig` dict (a fine-tune that kept only its adapters:
-    :func:`tellus.training.finetuning.load`)."""
-    saved = saved_config(Path(workdir))
-    if saved is None:
-        raise FileNotFoundError(f"no complete checkpoint in {workdir}/checkpoints")
-    ck = ckpt_lib.Checkpointer(Path(workdir) / "checkpoints", async_save=False)
+def load(workdir: str | Path, step: int | None = None) -> tuple[em.EarthModel, dict[str, Any]]:
+    """The pretrained model of ``workdir`` (its checkpoint at ``step``, default the latest)
+    and its :class:`PretrainConfig` dict (a fine-tune that kept only its adapters:
+    :func:`tellus.training.finetuning.load`).
+
+    Raises:
+      FileNotFoundError: no checkpoint (at ``step``).
+    """
+    folder = Path(workdir) / "checkpoints"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no complete checkpoint in {folder}")
+    ck = ckpt_lib.Checkpointer(folder, async_save=False)
     try:
-        model = ckpt_lib.rebuild(ck, ck.latest_step(), KIND)[0]
+        steps = ck.all_steps()
+        step = ck.latest_step() if step is None else step
+        if step is None or step not in steps:
+            raise FileNotFoundError(f"no complete checkpoint at step {step} in {folder}: {steps}")
+        model = ckpt_lib.rebuild(ck, step, KIND)[0]
+        saved = ck.read_json(step)[0]["model"]
     finally:
         ck.close()
     return model, saved

@@ -10,6 +10,8 @@ training).
 Targets:
 
 * ``toy``: :mod:`tellus.training.toy_model` on a 32 x 64 grid.
+* ``earth:<spec.json>``: one task of an Earth-model experiment (:func:`earth`), written by
+  ``tellus plan --config FILE`` for each task of the file.
 * every target a domain package registers under the :data:`ENTRY_POINT_GROUP` entry point
   group: the entry names a function returning ``{target name: builder}``, each builder
   taking no arguments and returning a :class:`Target`. ``tellus-atmosphere`` registers
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -117,6 +121,64 @@ def _registered() -> dict[str, Callable[[], Target]]:
     return out
 
 
+EARTH_PREFIX = "earth:"
+
+
+def regular_latitudes(n: int) -> np.ndarray:
+    """``n`` equiangular latitudes: with the poles when ``n`` is odd (721 for 0.25 deg, as
+    WeatherBench2), cell centres otherwise (180 for 1 deg: -89.5 ... 89.5)."""
+    if n % 2:
+        return np.linspace(-90.0, 90.0, n)
+    step = 180.0 / n
+    return np.linspace(-90.0 + step / 2, 90.0 - step / 2, n)
+
+
+def earth(spec: Mapping[str, Any]) -> Target:
+    """The Earth model's training step on one task, from its shapes alone.
+
+    Args:
+      spec: ``{"name", "model": EarthModelConfig dict, "task": StoreData dict, "grid":
+        [n_lat, n_lon], "levels": {variable: [levels]}, "lead_hours"}`` (the grid is
+        equiangular, :func:`regular_latitudes`; longitudes from 0).
+    """
+    from tellus.kernels import earth_model as em
+    from tellus.training import pretraining as pt
+
+    data = pt.StoreData(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in spec["task"].items()}
+    )
+    n_lat, n_lon = (int(v) for v in spec["grid"])
+    lat, lon = regular_latitudes(n_lat), np.arange(n_lon) * 360.0 / n_lon
+    task = pt.EarthTask.from_shapes(
+        data, lat, lon, spec.get("levels", {}), lead_hours=float(spec.get("lead_hours", 6.0))
+    )
+    cfg = task.model_config(em.EarthModelConfig.from_dict(spec["model"]))
+    c = task.layout.num_channels
+
+    def make_model(remat: bool) -> nnx.Module:
+        trunk = dataclasses.replace(cfg.trunk, remat_blocks=remat)
+        return em.EarthModel(dataclasses.replace(cfg, trunk=trunk), rngs=nnx.Rngs(0))
+
+    def batch(b: int) -> dict[str, BatchLeaf]:
+        field = ("batch", None, "lat", "lon", "channels")
+        out: dict[str, BatchLeaf] = {pt.INPUTS: ((b, 1, n_lat, n_lon, c), np.float32, field)}
+        if task.is_index:
+            out[pt.DERIVED] = ((b, data.lead, 1), np.float32, ("batch", None, None))
+        else:
+            out[pt.TARGETS] = ((b, 1, n_lat, n_lon, c), np.float32, field)
+        return out
+
+    return Target(
+        name=spec.get("name", data.name),
+        description=f"Earth model, task {data.name!r} ({data.domain}): {c} channels on "
+        f"{n_lat} x {n_lon}, C={cfg.trunk.dim}, patch {cfg.encoder.patch}",
+        make_model=make_model,
+        loss_fn=task.loss,
+        batch=batch,
+        model_remat=True,
+    )
+
+
 def names() -> list[str]:
     """The target names: ``toy``, then those registered by installed packages."""
     return ["toy", *_registered()]
@@ -130,6 +192,8 @@ def get(name: str) -> Target:
     """
     if name == "toy":
         return _toy()
+    if name.startswith(EARTH_PREFIX):
+        return earth(json.loads(Path(name.removeprefix(EARTH_PREFIX)).read_text()))
     registered = _registered()
     if name not in registered:
         raise KeyError(f"unknown plan target {name!r}; choose from {names()}")
