@@ -60,6 +60,10 @@ def _run(*args: str) -> str:
 
 
 def test_pretrain_then_finetune_from_files(tmp_path):
+    """``tellus pretrain`` and ``tellus finetune`` in this process; meanwhile ``tellus launch
+    local`` runs the same pretraining in 2 processes (jax.distributed, one CPU device each, a
+    data=2 mesh), each reading its half of every global batch: the losses and the model are
+    the one-process run's."""
     ocean = mock.mock_ocean(times=pd.date_range("2000-01-01", periods=8, freq="MS"), n_lat=6)
     ocean.to_zarr(tmp_path / "ocean.zarr", zarr_format=3, consolidated=False)
     name = "sea_surface_temperature_anomaly"
@@ -73,9 +77,17 @@ def test_pretrain_then_finetune_from_files(tmp_path):
             "longitude": lon,
         },
     ).to_zarr(tmp_path / "enso.zarr", zarr_format=3, consolidated=False)
-    pre, ft = tmp_path / "pre.toml", tmp_path / "ft.toml"
+    pre, ft, two = tmp_path / "pre.toml", tmp_path / "ft.toml", tmp_path / "two.toml"
     pre.write_text(PRETRAIN.format(root=tmp_path, pre="pre", mesh="data=1"))
     ft.write_text(FINETUNE.format(root=tmp_path))
+    two.write_text(PRETRAIN.format(root=tmp_path, pre="two", mesh="data=2"))
+    launched = subprocess.Popen(  # tellus launch local: the TELLUS_* start-up, 2 processes
+        [str(Path(sys.executable).parent / "tellus"), "launch", "local", "--config", str(two)],
+        env={**os.environ, "TELLUS_DISTRIBUTED": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
     out = _run("pretrain", "--config", str(pre))
     assert "mesh data=1 on 1 of 8 cpu device(s)" in out and "ocean: loss" in out
@@ -91,24 +103,6 @@ def test_pretrain_then_finetune_from_files(tmp_path):
     assert all(name in k for k in restored["initialized"])
     assert "enso: already trained" in _run("finetune", "--config", str(ft))
 
-
-def test_two_processes_pretrain_the_one_process_model(tmp_path):
-    """``tellus pretrain`` itself in 2 local processes (jax.distributed, one CPU device
-    each, a data=2 mesh): each reads its half of every global batch, and the losses and
-    the model are the one-process run's."""
-    ocean = mock.mock_ocean(times=pd.date_range("2000-01-01", periods=8, freq="MS"), n_lat=6)
-    ocean.to_zarr(tmp_path / "ocean.zarr", zarr_format=3, consolidated=False)
-    one, two = tmp_path / "one.toml", tmp_path / "two.toml"
-    one.write_text(PRETRAIN.format(root=tmp_path, pre="one", mesh="data=1"))
-    two.write_text(PRETRAIN.format(root=tmp_path, pre="two", mesh="data=2"))
-    launched = subprocess.Popen(  # tellus launch local: the TELLUS_* start-up, 2 processes
-        [str(Path(sys.executable).parent / "tellus"), "launch", "local", "--config", str(two)],
-        env={**os.environ, "TELLUS_DISTRIBUTED": ""},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    _run("pretrain", "--config", str(one))  # meanwhile, one process
     output = launched.communicate(timeout=300)[0]
     assert launched.returncode == 0, output
     assert "2 processes done" in output
@@ -128,8 +122,8 @@ def test_two_processes_pretrain_the_one_process_model(tmp_path):
         return [json.loads(x)["loss"] for x in lines]
 
     assert len(losses("two")) == 2
-    np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-5)
-    a, _ = pretraining.load(tmp_path / "one")
+    np.testing.assert_allclose(losses("two"), losses("pre"), rtol=1e-5)
+    a, _ = pretraining.load(tmp_path / "pre")
     b, _ = pretraining.load(tmp_path / "two")
     pa = step.flat_params(nnx.to_pure_dict(nnx.state(a, nnx.Param)))
     pb = step.flat_params(nnx.to_pure_dict(nnx.state(b, nnx.Param)))
