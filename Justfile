@@ -102,5 +102,10 @@ bench-loader *ARGS:
 bench-ocean *ARGS:
     uv run python -m tellus.ocean.bench {{ARGS}}
 
+# Pretrains the Earth model on the three worlds (and each alone), fine-tunes it to three
+# unseen tasks at 10/30/100 % of their data, compares with from scratch (resumable).
+fm-study *ARGS:
+    uv run tellus study fm {{ARGS}}
+
 # Every benchmark.
 bench: bench-data bench-loader bench-ocean

@@ -15,6 +15,7 @@ from tellus.pipelines import (
     domain_cli,
     enso_cli,
     errors,
+    fm_study,
     launch_cli,
     ocean_cli,
     paths,
@@ -66,6 +67,9 @@ app.command("evaluate-enso", hidden=True, help="The older name of `tellus evalua
 app.command("plan")(plan_cli.plan)
 app.command("pretrain")(pretrain_cli.pretrain)
 app.add_typer(launch_cli.app, name="launch")
+study_app = typer.Typer(help="Studies that train and compare many models.", no_args_is_help=True)
+study_app.command("fm")(fm_study.study)
+app.add_typer(study_app, name="study")
 app.command("finetune")(pretrain_cli.finetune)
 
 
