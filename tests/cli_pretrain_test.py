@@ -141,6 +141,7 @@ def test_launch_scripts_for_slurm_and_tpu(tmp_path):
     assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n#SBATCH --gpus-per-node=4" in script
     assert f"srun --kill-on-bad-exit=1 uv run --frozen tellus pretrain --config {cfg}" in script
     assert f"#SBATCH --output={tmp_path / 'pod'}/slurm-%j.out" in script
+    assert (tmp_path / "pod").is_dir()  # SLURM opens its log there before the script runs
     path = tmp_path / "job.sbatch"
     _run(
         "launch",
@@ -162,7 +163,7 @@ def test_launch_scripts_for_slurm_and_tpu(tmp_path):
     assert tpu.startswith(
         "gcloud compute tpus tpu-vm ssh v5e --zone=z1 --worker=all '--command=cd ~/tellus && "
     )
-    assert f"tellus pretrain --config {cfg}" in tpu
+    assert f"TELLUS_DISTRIBUTED=on uv run --frozen tellus pretrain --config {cfg}" in tpu
     # 12 devices split the batch of 8 twelve ways; 3 chips cannot fill data=-1,fsdp=2.
     for args, expected in (
         (["slurm", "--nodes", "1", "--gpus-per-node", "12"], "train.batch 8 is not a multiple"),

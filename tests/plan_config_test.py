@@ -21,7 +21,9 @@ from tellus.training import targets
 CONFIGS = Path(__file__).parents[1] / "pipelines" / "configs"
 
 
-@pytest.mark.parametrize(("name", "devices"), [("pretrain-pod-64.toml", 64), ("pretrain-pod-256.toml", 256)])
+@pytest.mark.parametrize(
+    ("name", "devices"), [("pretrain-pod-64.toml", 64), ("pretrain-pod-256.toml", 256)]
+)
 def test_pod_recipes_are_planned_task_by_task(name, devices, tmp_path):
     exp, specs = plan_cli._task_specs(CONFIGS / name)
     sizes = dict(part.split("=") for part in exp.train.mesh.split(","))
@@ -50,7 +52,13 @@ def test_the_earth_target_differentiates_on_a_small_grid(tmp_path):
     spec = {
         "name": "t",
         "model": em.preset("tiny").to_dict(),
-        "task": {"name": "t", "domain": "ocean", "store": "x", "variables": ["sea_water_salinity", "sea_surface_height"], "lead": 1},
+        "task": {
+            "name": "t",
+            "domain": "ocean",
+            "store": "x",
+            "variables": ["sea_water_salinity", "sea_surface_height"],
+            "lead": 1,
+        },
         "grid": [12, 24],
         "levels": {"sea_water_salinity": [5.0, 50.0]},
     }

@@ -115,7 +115,7 @@ def prepare_stores(stores: dict[str, str], cfg: StudyConfig) -> None:
     long independent ENSO draw (each once)."""
     import xarray as xr
 
-    from tellus.data import validation
+    from tellus.data import validation, writing
 
     coarse = Path(stores["atmosphere_coarse"])
     if not coarse.exists():
@@ -128,7 +128,7 @@ def prepare_stores(stores: dict[str, str], cfg: StudyConfig) -> None:
         tmp.rename(coarse)
         typer.echo(f"wrote {coarse}: {dict(ds.sizes)}")
     long = Path(stores["enso_long"])
-    if not long.exists() or not (long / "zarr.json").exists():
+    if not (long.exists() and writing.is_complete(long)):  # a killed build resumes
         from tellus.enso import skill, world
 
         world.build_world(
@@ -262,7 +262,7 @@ def enso_forecasts(model, norms, stores, cfg: StudyConfig, years: int | None = N
     data = dataclasses.replace(
         task_data("enso", stores), store=stores["enso_long"], start=None, stop=None
     )
-    (task,) = pt.open_tasks([data], {"enso": norms})
+    task = _open_task(data, norms)  # once per run: its checkpoints share one program
     inits = task.source.init_times
     idx = np.arange(len(task.source))
     if years is not None:
@@ -311,7 +311,8 @@ def field_errors(model, norms, data, inits: tuple[str, str], leads: int):
     @jax_jit
     def mse(p, t):
         total, count, channels = 0.0, 0.0, []
-        for k in p:  # the layout's order: variables, then their levels
+        # The layout's order, as task.std's (a dict through jit comes back with sorted keys).
+        for k in task.layout.slices():
             w = jnp.asarray(task.valid[k], jnp.float32) * w_lat
             sq = w * (p[k] - t[k]) ** 2
             total = total + jnp.sum(sq, axis=tuple(range(1, p[k].ndim)))
@@ -451,7 +452,11 @@ def score(
     from tellus.training import finetuning as ft
     from tellus.training import pretraining as pt
 
-    tag = f"scores{'' if step is None else f'-{step}'}{'' if years is None else f'-{years}y'}.npz"
+    # Named by what made it: a longer study rescores.
+    tag = (
+        f"scores-{cfg.pretrain_steps}-{cfg.finetune_steps}"
+        f"{'' if step is None else f'-step{step}'}{'' if years is None else f'-{years}y'}.npz"
+    )
     cache = Path(run["dir"]) / tag
     if cache.exists():
         with np.load(cache) as f:
@@ -479,7 +484,9 @@ def score(
         sd = np.asarray(scoring_norms(task, stores)["std"], np.float64)
         sq = (channels / sd**2).mean(-1)
         out = {"sq_err": sq, "channel_sq_err": channels, "blocks": np.asarray(blocks)}
-    np.savez(cache, **out)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(cache)  # whole or absent
     return out
 
 
@@ -600,21 +607,24 @@ def run_study(root: Path, data: Path, cfg: StudyConfig) -> dict[str, Any]:
             }
         results["tasks"][task] = entry
         typer.echo(f"{task}: {len(runs)} runs scored in {entry['seconds']:.0f} s")
-    low = {
-        t: [r for r in e["rows"] if r["share"] == SHARES[0] and r["run"] in MODES]
-        for t, e in results["tasks"].items()
-    }
-    results["bar"] = {
-        "tasks_better_at_10pct": sorted(
-            t for t, rows in low.items() if any(r["better"] for r in rows)
-        ),
-    }
-    results["bar"]["met"] = len(results["bar"]["tasks_better_at_10pct"]) >= 2
+    results["bar"] = bar(results)
     results["seconds"] = time.perf_counter() - t_start
     (root / "results.json").write_text(json.dumps(results, indent=1, default=float))
     (root / "results.md").write_text(report(results))
     plots(results, root)
     return results
+
+
+def bar(results: dict[str, Any]) -> dict[str, Any]:
+    """The claim, decided on one comparison per task chosen before the runs (no pick of the
+    best of several): the full fine-tune at 10 % against from scratch, beyond the 90 %
+    interval, on at least two of the three tasks."""
+    won = sorted(
+        t
+        for t, e in results["tasks"].items()
+        if any(r["better"] for r in e["rows"] if r["share"] == SHARES[0] and r["run"] == "full")
+    )
+    return {"tasks_better_at_10pct": won, "met": len(won) >= 2}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -639,7 +649,8 @@ def report(results: dict[str, Any]) -> str:
         lines.append("")
     bar = results["bar"]
     lines.append(
-        f"Bar (fine-tuned beats from scratch at 10 % beyond the interval on >= 2 of 3 tasks): "
+        f"Bar (the full fine-tune beats from scratch at 10 % beyond the interval on >= 2 of 3 "
+        f"tasks): "
         f"{'met' if bar['met'] else 'not met'} ({', '.join(bar['tasks_better_at_10pct']) or 'none'})."
     )
     return "\n".join(lines) + "\n"

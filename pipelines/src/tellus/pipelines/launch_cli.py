@@ -114,7 +114,7 @@ def slurm_script(
         "# coordinator and each process takes the GPU of its local rank. The training resumes",
         "# from its last checkpoint when the job is requeued or resubmitted.",
         "set -euo pipefail",
-        f"mkdir -p {shlex.quote(str(workdir))}",
+        'cd "${SLURM_SUBMIT_DIR:-.}"  # where sbatch ran: the checkout',
         f"srun --kill-on-bad-exit=1 uv run --frozen tellus {command} --config "
         f"{shlex.quote(str(config))}",
         "",
@@ -126,7 +126,10 @@ def tpu_command(
     config: Path, command: str, name: str, zone: str, project: str | None, repo: str
 ) -> str:
     """The ``gcloud`` command that runs a training on every host of a TPU VM slice."""
-    inner = f"cd {repo} && uv run --frozen tellus {command} --config {shlex.quote(str(config))}"
+    inner = (  # JAX finds the slice's hosts from the TPU metadata
+        f"cd {repo} && TELLUS_DISTRIBUTED=on uv run --frozen tellus {command} "
+        f"--config {shlex.quote(str(config))}"
+    )
     parts = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", name, f"--zone={zone}"]
     if project:
         parts.append(f"--project={project}")
@@ -160,6 +163,7 @@ def launch_slurm(
         account=account,
         workdir=exp.workdir_path,
     )
+    exp.workdir_path.mkdir(parents=True, exist_ok=True)  # SLURM opens its log there first
     if out is None:
         typer.echo(script, nl=False)
         return

@@ -124,7 +124,7 @@ def finetune(config: Annotated[Path, typer.Option(help=CONFIG_HELP)]) -> None:
     typer.echo(run_on.describe(remat="off", bf16=False))
     t0 = time.perf_counter()
     f = exp.finetune
-    with errors.user_errors(ValueError, what=f"{config}"):
+    with errors.user_errors(finetuning.FinishedError, what=f"{config}"):
         out = finetuning.finetune(
             f.pretrained,
             data[0],

@@ -550,7 +550,12 @@ def warm_start(
                 Path(report).parent.mkdir(parents=True, exist_ok=True)
                 Path(report).write_text(
                     json.dumps(
-                        {"source": str(source), "loaded": out.loaded, "initialized": out.skipped},
+                        {
+                            "source": str(source),
+                            "step": step,
+                            "loaded": out.loaded,
+                            "initialized": out.skipped,
+                        },
                         indent=1,
                     )
                 )

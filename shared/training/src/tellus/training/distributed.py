@@ -15,8 +15,11 @@ picks the first of these that the environment shows (:func:`detect`):
 For the last three, ``jax.distributed.initialize()`` is called without arguments: JAX's own
 cluster detection finds the coordinator, the process count and this process's id (and, on
 GPUs, its local devices) from the same variables. Without any of them the call is a no-op
-(one process). ``TELLUS_DISTRIBUTED=off`` turns the detection off (a single-process command
-inside an allocation). On CPU, cross-process collectives use gloo.
+(one process). ``TELLUS_DISTRIBUTED=on`` calls it whatever the variables say (``jax``: a
+TPU VM slice whose hosts JAX finds from its metadata server, which ``tellus launch tpu``
+sets; Open MPI 5 needs ``mpi4py`` for JAX's detection); ``TELLUS_DISTRIBUTED=off`` turns the
+detection off (a single-process command inside an allocation). On CPU, cross-process
+collectives use gloo.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ class Cluster:
     """What the environment says about this process.
 
     Attributes:
-      kind: ``explicit``, ``slurm``, ``ompi`` or ``tpu``.
-      processes: the number of processes.
+      kind: ``explicit``, ``slurm``, ``ompi``, ``tpu`` or ``jax`` (forced on: JAX finds
+        everything).
+      processes: the number of processes (0: not known before the start-up).
       process_id: this process's index.
       coordinator: ``host:port`` when the environment names it (``explicit``), else None
         (JAX derives it).
@@ -50,6 +54,8 @@ class Cluster:
     coordinator: str | None = None
 
     def describe(self) -> str:
+        if not self.processes:
+            return f"{self.kind}: the cluster as JAX detects it"
         where = f", coordinator {self.coordinator}" if self.coordinator else ""
         return f"{self.kind}: process {self.process_id} of {self.processes}{where}"
 
@@ -69,7 +75,8 @@ def detect(env: Mapping[str, str] | None = None) -> Cluster | None:
         without ``TELLUS_NUM_PROCESSES`` / ``TELLUS_PROCESS_ID``.
     """
     env = os.environ if env is None else env
-    if env.get(OFF_ENV, "").lower() in ("off", "0", "false", "no"):
+    switch = env.get(OFF_ENV, "").lower()
+    if switch in ("off", "0", "false", "no"):
         return None
     if "TELLUS_COORDINATOR" in env:
         missing = [v for v in ("TELLUS_NUM_PROCESSES", "TELLUS_PROCESS_ID") if v not in env]
@@ -89,6 +96,8 @@ def detect(env: Mapping[str, str] | None = None) -> Cluster | None:
     hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
     if len(hosts) > 1:
         return Cluster("tpu", len(hosts), _int(env, "TPU_WORKER_ID"))
+    if switch in ("on", "1", "true", "yes"):
+        return Cluster("jax", 0, 0)  # JAX detects the rest (counts known after start-up)
     return None
 
 

@@ -41,6 +41,7 @@ SLURM = {  # srun task 2 of 8 on two nodes
             distributed.Cluster("explicit", 2, 1, "h:1"),  # the explicit variables win
         ),
         ({**SLURM, "TELLUS_DISTRIBUTED": "off"}, None),
+        ({"TELLUS_DISTRIBUTED": "on"}, distributed.Cluster("jax", 0, 0)),  # a TPU VM slice
     ],
 )
 def test_the_environment_picks_the_runtime(env, expected):

@@ -185,9 +185,25 @@ def finetune(
     }
     if split.frozen:
         out["adapters"] = str(_export(pretrained, workdir, mode, out))
+        _barrier("tellus-finetune-export")  # every process has read the checkpoint
         if not keep_checkpoints and jax.process_index() == 0:
-            shutil.rmtree(workdir / "checkpoints")
+            # Renamed first: a kill while deleting leaves no partial checkpoints/ behind.
+            gone = workdir / "checkpoints.removing"
+            (workdir / "checkpoints").rename(gone)
+            shutil.rmtree(gone)
+        _barrier("tellus-finetune-removed")
     return out
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+class FinishedError(ValueError):
+    """A fine-tune that kept only its adapters was asked for more steps."""
 
 
 def _finished(workdir: Path, steps: int) -> dict[str, Any] | None:
@@ -196,7 +212,7 @@ def _finished(workdir: Path, steps: int) -> dict[str, Any] | None:
         return None
     meta = json.loads(meta_path.read_text())
     if meta["step"] < steps and not (workdir / "checkpoints").is_dir():
-        raise ValueError(
+        raise FinishedError(
             f"the fine-tune in {workdir} finished at step {meta['step']} and kept only its "
             f"adapters; train {steps} steps in a new workdir"
         )
@@ -211,15 +227,13 @@ def _finished(workdir: Path, steps: int) -> dict[str, Any] | None:
 
 
 def fingerprint(params: dict[str, Any], paths: list[str] | tuple[str, ...]) -> str:
-    """A digest of the arrays at ``paths`` (shape, dtype and the float64 sums of each array
-    and of its squares, reduced where the arrays live): equal for equal weights."""
+    """A digest of the arrays at ``paths`` (path, shape, dtype and bytes): equal only for
+    bitwise-equal weights, whatever device computed them."""
     h = hashlib.sha256()
     for p in sorted(paths):
-        x = params[p]
-        s = jnp.asarray(x, jnp.float32)
-        sums = np.asarray([jnp.sum(s), jnp.sum(s * s)], np.float64)
-        h.update(f"{p}|{tuple(x.shape)}|{x.dtype}|".encode())
-        h.update(np.round(sums, 6).tobytes())
+        x = np.asarray(jax.device_get(params[p]))
+        h.update(f"{p}|{x.shape}|{x.dtype}|".encode())
+        h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()
 
 
@@ -231,11 +245,7 @@ def _export(pretrained: Path, workdir: Path, mode: str, out: dict[str, Any]) -> 
         model = ckpt_lib.rebuild(ck, step, pt.KIND)[0]
     finally:
         ck.close()
-    base_ck = ckpt_lib.Checkpointer(pretrained / "checkpoints", async_save=False)
-    try:
-        base_step = base_ck.latest_step()
-    finally:
-        base_ck.close()
+    base_step = json.loads((workdir / RESTORE_REPORT).read_text())["step"]  # warm start's
     params = step_lib.flat_params(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     meta = {
         "base": str(pretrained.resolve()),
@@ -252,7 +262,9 @@ def _export(pretrained: Path, workdir: Path, mode: str, out: dict[str, Any]) -> 
         tmp = workdir / (ADAPTERS + ".tmp.npz")
         np.savez(tmp, **arrays)
         tmp.replace(path)  # the file is whole or absent
-        (workdir / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=1))
+        meta_tmp = workdir / (ADAPTER_CONFIG + ".tmp")
+        meta_tmp.write_text(json.dumps(meta, indent=1))
+        meta_tmp.replace(workdir / ADAPTER_CONFIG)
     n = sum(int(np.prod(params[p].shape)) for p in out["trainable"])
     log.info("saved %d trained arrays (%d values) to %s", len(out["trainable"]), n, path)
     return path
@@ -261,8 +273,8 @@ def _export(pretrained: Path, workdir: Path, mode: str, out: dict[str, Any]) -> 
 def load(workdir: str | Path) -> tuple[em.EarthModel, dict[str, Any]]:
     """The model of a fine-tune (or of a pretraining) and its config dict.
 
-    A fine-tune that kept only its adapters is rebuilt from its base checkpoint (the step it
-    was trained on) and ``adapters.npz``; others load from their own latest checkpoint.
+    A fine-tune that saved its adapters is rebuilt from its base checkpoint (the step it was
+    trained on) and ``adapters.npz``; others load from their own latest checkpoint.
 
     Raises:
       FileNotFoundError: no checkpoint, or the base checkpoint's step is gone.
@@ -270,7 +282,7 @@ def load(workdir: str | Path) -> tuple[em.EarthModel, dict[str, Any]]:
     """
     workdir = Path(workdir)
     meta_path = workdir / ADAPTER_CONFIG
-    if not meta_path.exists() or (workdir / "checkpoints").is_dir():
+    if not meta_path.exists():
         return pt.load(workdir)
     meta = json.loads(meta_path.read_text())
     base = Path(meta["base"])
@@ -312,6 +324,7 @@ __all__ = [
     "ADAPTER_CONFIG",
     "MODES",
     "RESTORE_REPORT",
+    "FinishedError",
     "Plan",
     "finetune",
     "fingerprint",

@@ -183,10 +183,11 @@ def fit(
         groups=grouping.to_dict(),
     )
 
-    # Several processes of one job share the workdir: each holds its own lock file (a second
-    # job is still refused), and process 0 alone writes the TensorBoard events.
+    # Several processes of one job share the workdir: process 0 holds the lock every job
+    # takes (so a second job, of one process or many, is refused), the others one of their
+    # own; process 0 alone writes the TensorBoard events.
     lock_file = (
-        workdir / f"{locking.LOCK_NAME}.{jax.process_index()}" if jax.process_count() > 1 else None
+        workdir / f"{locking.LOCK_NAME}.{jax.process_index()}" if jax.process_index() > 0 else None
     )
     with locking.DirectoryLock(workdir, "training", lock_file=lock_file):
         model = model_factory(cfg_json["model"])
