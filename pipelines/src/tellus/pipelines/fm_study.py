@@ -113,8 +113,6 @@ def _stores(data: Path, long_years: int) -> dict[str, str]:
 def prepare_stores(stores: dict[str, str], cfg: StudyConfig) -> None:
     """Builds what the study adds to the embedded data: the coarsened atmosphere and the
     long independent ENSO draw (each once)."""
-    import xarray as xr
-
     from tellus.data import validation, writing
 
     coarse = Path(stores["atmosphere_coarse"])
@@ -134,7 +132,6 @@ def prepare_stores(stores: dict[str, str], cfg: StudyConfig) -> None:
         world.build_world(
             "observed", cfg.long_test_years, seed=skill.LONG_TEST_SEED, path=long, progress=True
         )
-    del xr
 
 
 def _share_stop(start: str, stop: str, share: float, freq: str) -> str:
