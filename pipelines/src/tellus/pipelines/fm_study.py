@@ -632,7 +632,7 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             f"### {task} ({e['metric']}, {better} is better)",
             "",
-            "| share | run | score | from scratch | difference | 90 % interval | beyond it |",
+            "| share | run | score | from scratch | difference | 90 % interval | better beyond it |",
             "|---|---|---|---|---|---|---|",
         ]
         for r in sorted(e["rows"], key=lambda r: (r["share"], r["run"])):
