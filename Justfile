@@ -2,11 +2,23 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The main job: build the embedded data if missing, train the CPU preset, evaluate it
-# against persistence and climatology, write the report (runs/report), print a summary;
-# then the ENSO part (worlds, ResoNet ensemble, skill plot in runs/enso_report).
-demo:
-    uv run tellus demo
+# Builds the missing embedded data (atmosphere, ENSO worlds, a short veros ocean), pretrains one
+# Earth model on the three domains, fine-tunes it to Nino3.4 at 1-24 months (every phase
+# resumes; about 30 min from a fresh clone, see the README).
+# The main job: the foundation-model story, scored against baselines and from scratch (runs/demo/report).
+demo *ARGS:
+    uv run tellus demo {{ARGS}}
+
+# The atmosphere's story: the Pangu CPU preset against persistence and climatology (runs/report).
+demo-atmosphere:
+    uv run tellus demo atmosphere
+
+# ENSO's story: the worlds, the ResoNet ensemble, its skill and explanations (runs/enso_report).
+demo-enso:
+    uv run tellus demo enso
+
+# The ocean's story: the veros ocean (spin-up included), the ORCA-DL-style forecaster, its scores.
+demo-ocean: build-ocean train-ocean evaluate-ocean
 
 # Train the lead models of the CPU atmosphere preset on the embedded dataset (resumable).
 train-atmosphere *ARGS:

@@ -405,8 +405,11 @@ def test_plan(places, tmp_path):
 
 def test_demo(places):
     for option in ("--store", "--workdir", "--report"):
-        refused(["demo", option, places["file"]], option, "is a file")
-        refused(["demo", option, places["file"] / "sub"], option, "is a file")
+        refused(["demo", "atmosphere", option, places["file"]], option, "is a file")
+        refused(["demo", "atmosphere", option, places["file"] / "sub"], option, "is a file")
+    refused(["demo", "--out", places["file"]], "--out", "is a file")
+    refused(["demo", "earth", "--test-years", "500"], "--test-years", "less than or equal to 400")
+    refused(["demo", "moon"], "DOMAIN: 'moon'", "serves earth, atmosphere, enso")
 
 
 def test_only_the_users_mistakes_become_one_line(places, monkeypatch):

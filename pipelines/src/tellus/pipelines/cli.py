@@ -12,6 +12,7 @@ from tellus.pipelines import (
     atmosphere_cli,
     checks,
     data_cli,
+    demo,
     domain_cli,
     enso_cli,
     errors,
@@ -73,8 +74,15 @@ app.add_typer(study_app, name="study")
 app.command("finetune")(pretrain_cli.finetune)
 
 
-@app.command()
-def demo(
+demo_app = domain_cli.app(
+    "The stories of `just demo`: the foundation model (no DOMAIN), or one domain's.",
+    default="earth",
+)
+demo_app.command("earth")(demo.demo)
+
+
+@demo_app.command("atmosphere")
+def demo_atmosphere(
     store: Annotated[
         Path | None,
         typer.Option(
@@ -88,18 +96,16 @@ def demo(
     report: Annotated[
         Path, typer.Option(help="Report folder.", callback=checks.writable_dir_option)
     ] = Path("runs/report"),
-    enso: Annotated[bool, typer.Option(help="Also run the ENSO part.")] = True,
 ) -> None:
-    """The main job: build the embedded data if missing, train the CPU preset, evaluate it
-    against persistence and climatology, and write the scorecard and plots; then the same
-    for ENSO (world, ResoNet ensemble, skill against the baselines and the optimum)."""
+    """The atmosphere: build the embedded data if missing, train the CPU Pangu preset,
+    evaluate it against persistence and climatology, and write the scorecard and plots."""
     from tellus.data import describe
 
     store = store or paths.default_store("atmosphere")
-    typer.echo("== 1/5 the embedded Held-Suarez atmosphere dataset")
+    typer.echo("== 1/3 the embedded Held-Suarez atmosphere dataset")
     data_cli.build_atmosphere(store)
     describe.render(describe.summarize(store))
-    typer.echo("== 2/5 training the lead-time models (cpu preset; resumes after a kill)")
+    typer.echo("== 2/3 training the lead-time models (cpu preset; resumes after a kill)")
     atmosphere_cli.train_atmosphere(
         store=store,
         workdir=workdir,
@@ -112,7 +118,7 @@ def demo(
         rollout=atmosphere_cli.CPU_ROLLOUT,
         finetune=atmosphere_cli.CPU_FINETUNE,
     )
-    typer.echo("== 3/5 evaluating against persistence and climatology")
+    typer.echo("== 3/3 evaluating against persistence and climatology")
     atmosphere_cli.evaluate(
         store=store,
         workdir=workdir,
@@ -123,12 +129,19 @@ def demo(
         max_inits=None,
         naive=True,
     )
-    if not enso:
-        return
-    typer.echo("== 4/5 ENSO: the embedded worlds and the ResoNet ensemble (resumes after a kill)")
+
+
+@demo_app.command("enso")
+def demo_enso() -> None:
+    """ENSO: the embedded worlds, the ResoNet ensemble (resumes after a kill), its skill by
+    lead and season against the baselines and the optimum, and explanations."""
+    typer.echo("== 1/2 the embedded worlds and the ResoNet ensemble (resumes after a kill)")
     enso_cli.train_enso()
-    typer.echo("== 5/5 ENSO: skill by lead and season, explanations")
+    typer.echo("== 2/2 skill by lead and season, explanations")
     enso_cli.evaluate_enso()
+
+
+app.add_typer(demo_app, name="demo")
 
 
 # Library warnings that tell a user of the command nothing they can act on.

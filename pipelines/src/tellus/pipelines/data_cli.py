@@ -106,7 +106,9 @@ def build(
             callback=checks.writable_dir_option,
         ),
     ] = None,
-    preset: Annotated[str, typer.Option(help="Size preset: 'default' or 'tiny'.")] = "default",
+    preset: Annotated[
+        str, typer.Option(help="Size preset: 'default', 'demo' (the ocean) or 'tiny'.")
+    ] = "default",
     stats: Annotated[
         bool, typer.Option(help="Also write normalization statistics (atmosphere).")
     ] = True,

@@ -33,7 +33,8 @@ with the restarts of the chunk boundaries in ``DIR/<run>.veros/`` so that a kill
 resumes from its last written chunk and writes the same store. Builds hold
 :func:`tellus.data.locking.store_lock` on what they write, report progress through
 :mod:`tellus.data.progress` and keep veros's log in ``DIR/veros.log``. ``DEFAULT`` is the
-4 deg ocean (30 spun-up years, 12 + 8 years of output); ``TINY`` an 8 deg one of a few
+4 deg ocean (30 spun-up years, 12 + 8 years of output); ``DEMO`` the same ocean after 10
+years of spin-up, 6 + 1 years of output (``tellus demo``'s); ``TINY`` an 8 deg one of a few
 months, built in seconds for the tests. The measured times are in the README.
 """
 
@@ -147,6 +148,9 @@ class OceanConfig:
 
 
 DEFAULT = OceanConfig()
+# The default ocean, shorter: what `tellus demo` builds when the default one is missing (10
+# spun-up years: the deep ocean still drifts, so `just check-ocean` is for the default one).
+DEMO = OceanConfig(name="demo", spinup_months=10 * 12, model_months=6 * 12, observed_months=12)
 # 8 deg, 7 levels, 6-day tracer steps, numpy backend: a month of spin-up and two months of
 # each run, built in seconds (for the tests: the gyres and the circumpolar current start to
 # form, nothing is in equilibrium).
@@ -164,7 +168,7 @@ TINY = OceanConfig(
     chunk_months=1,
     backend="numpy",
 )
-PRESETS: Mapping[str, OceanConfig] = {c.name: c for c in (DEFAULT, TINY)}
+PRESETS: Mapping[str, OceanConfig] = {c.name: c for c in (DEFAULT, DEMO, TINY)}
 
 
 # --- Where things go ---------------------------------------------------------------------

@@ -174,6 +174,7 @@ def finetune(
         freeze=[glob.escape(p) for p in split.frozen],
         lr_scale={data.name: new_lr_scale},
         show_progress=show_progress,
+        on_step=lambda step, info: pt.record_loss(workdir, step, info),
     )
     out = {
         "history": history,

@@ -22,6 +22,7 @@ gets an embedding for every variable and domain of the tasks (:meth:`EarthModelC
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -454,11 +455,7 @@ def pretrain(
 
     def record(step: int, info: dict[str, Any]) -> None:
         by_task[info["domain"]].append((step, float(info["loss"])))
-        if jax.process_index() == 0:
-            trainer.append_jsonl(
-                workdir / LOSSES,
-                {"step": step, "task": info["domain"], "loss": float(info["loss"])},
-            )
+        record_loss(workdir, step, info)
 
     history = trainer.fit(
         model_factory,
@@ -486,6 +483,28 @@ def pretrain(
         "tasks": {t.data.name: len(t.source) for t in tasks_},
         "model": cfg.to_dict(),
     }
+
+
+def record_loss(workdir: Path, step: int, info: dict[str, Any]) -> None:
+    """Appends a step's task and loss to ``workdir``'s :data:`LOSSES` (process 0 writes)."""
+    if jax.process_index() == 0:
+        trainer.append_jsonl(
+            Path(workdir) / LOSSES,
+            {"step": step, "task": info["domain"], "loss": float(info["loss"])},
+        )
+
+
+def read_losses(workdir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """``{task: [(step, loss)]}`` from ``workdir``'s :data:`LOSSES`, each step once (a step
+    run again after a resume keeps its last record), in step order."""
+    path = Path(workdir) / LOSSES
+    by_task: dict[str, dict[int, float]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                by_task.setdefault(r["task"], {})[int(r["step"])] = float(r["loss"])
+    return {t: sorted(d.items()) for t, d in by_task.items()}
 
 
 def saved_config(workdir: Path) -> dict[str, Any] | None:

@@ -216,6 +216,8 @@ def test_low_rank_fine_tuning_of_an_index_saves_only_the_adapters(pretrained, tm
         show_progress=False,
     )
     assert [s for s, _ in out["history"]] == [0, 1]
+    # Every step's loss is on disk too, under the task's name, as the fit returned it.
+    assert pt.read_losses(run) == {"nino": [(s, pytest.approx(v)) for s, v in out["history"]]}
     lora = [p for p in out["new"] if p.rsplit("/", 1)[-1] in ("lora_a", "lora_b")]
     # Four adapter pairs per block (qkv, proj, fc1, fc2), two blocks.
     assert len(lora) == 2 * 4 * 2 and all(p.startswith("trunk/") for p in lora)
@@ -257,3 +259,15 @@ def test_low_rank_fine_tuning_of_an_index_saves_only_the_adapters(pretrained, tm
     (run / ft.ADAPTER_CONFIG).write_text(json.dumps({**meta, "base_fingerprint": "0" * 64}))
     with pytest.raises(ValueError, match="not the base"):
         ft.load(run)
+
+
+def test_read_losses_keeps_the_last_record_of_a_step_run_again(tmp_path):
+    lines = [
+        {"step": 0, "task": "a", "loss": 3.0},
+        {"step": 1, "task": "b", "loss": 2.0},
+        {"step": 1, "task": "b", "loss": 1.5},  # after a resume from step 1
+        {"step": 2, "task": "a", "loss": 1.0},
+    ]
+    (tmp_path / pt.LOSSES).write_text("".join(json.dumps(r) + "\n" for r in lines) + "\n")
+    assert pt.read_losses(tmp_path) == {"a": [(0, 3.0), (2, 1.0)], "b": [(1, 1.5)]}
+    assert pt.read_losses(tmp_path / "none") == {}
