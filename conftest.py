@@ -23,6 +23,10 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 # six times slower on a CPU.
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "false")
 
+# `tellus data stats|ingest` compute on dask's threads in the tests (their default starts a
+# LocalCluster); tellus/data/cluster_test.py runs them on a 2-worker cluster.
+os.environ.setdefault("TELLUS_SCHEDULER", "threads")
+
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="tellus-jax-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 

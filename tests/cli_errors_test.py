@@ -88,6 +88,11 @@ def test_data_commands(places):
         "--start 2000-02-01 is after --stop 2000-01-01",
     )
     refused(["data", "stats", p["mock"], "--step", "5h"], "--step 5h", "multiple of the store")
+    for cmd in (
+        ["data", "stats", p["mock"]],
+        ["data", "ingest", p["source"], "--to", p["root"] / "n.zarr"],
+    ):
+        refused([*cmd, "--scheduler", "nowhere"], "--scheduler", "'nowhere' is not 'local'")
     refused(["data", "build", "atmosphere", "--preset", "huge"], "--preset", "'huge'", "tiny")
     refused(["data", "build", "atmosphere", "--out", p["file"]], "--out", "is a file")
     refused(["data", "build", "atmosphere", "--out", p["file"] / "a.zarr"], "--out", "is a file")

@@ -39,6 +39,42 @@ def _exit_on_data_error(what: str, code: int = errors.USAGE) -> Iterator[None]:
         raise typer.Exit(1) from e
 
 
+def _scheduler_option(value: str) -> str:
+    from tellus.data import cluster
+
+    try:
+        return cluster.check(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+# `--scheduler` of the commands that run dask work (stats, ingest); TELLUS_SCHEDULER sets its
+# default (the tests' conftest sets "threads").
+Scheduler = Annotated[
+    str,
+    typer.Option(
+        envvar="TELLUS_SCHEDULER",
+        help="Where the dask work runs: local (a LocalCluster of worker processes, one per "
+        "core), threads (this process), a scheduler address (tcp://host:8786) or a scheduler "
+        "file; see docs/data.md for SLURM and Kubernetes clusters.",
+        callback=_scheduler_option,
+    ),
+]
+
+
+@contextlib.contextmanager
+def _on_cluster(scheduler: str):
+    """:func:`tellus.data.cluster.connect`, a cluster that cannot be opened refused in one
+    line naming ``--scheduler``."""
+    from tellus.data import cluster
+
+    try:
+        with cluster.connect(scheduler) as client:
+            yield client
+    except cluster.ClusterError as e:
+        raise errors.UserError(str(e), param="--scheduler") from e
+
+
 class Embedded(StrEnum):
     atmosphere = "atmosphere"
     ocean = "ocean"
@@ -225,6 +261,7 @@ def ingest(
             callback=_radius_option,
         ),
     ] = None,
+    scheduler: Scheduler = "local",
 ) -> None:
     """Convert real files into the schema (out of core, all-or-nothing).
 
@@ -247,7 +284,7 @@ def ingest(
         from tellus.data import regrid
 
         regridding = regrid.Regridding(**{k: v for k, v in options.items() if v is not None})
-    with _exit_on_data_error("ingest failed, nothing written"):
+    with _on_cluster(scheduler), _exit_on_data_error("ingest failed, nothing written"):
         ds = ingest_.ingest(
             sources, to, time_chunk=time_chunk, overwrite=overwrite, regridding=regridding
         )
@@ -296,6 +333,7 @@ def stats(
         typer.Option(help="Last date used (training split).", callback=checks.timestamp_option),
     ] = None,
     climatology: Annotated[bool, typer.Option(help="Also compute the climatology.")] = True,
+    scheduler: Scheduler = "local",
 ) -> None:
     """Compute normalization statistics (and climatology) next to the store."""
     from tellus.data import statistics, validation
@@ -311,7 +349,10 @@ def stats(
     if stop and checks.timestamp(stop, "--stop") < t0:
         raise errors.UserError(f"{stop} is before the store's first time {t0}", param="--stop")
     time_range = (start or first, stop or last)
-    with _exit_on_data_error(f"cannot compute statistics with --step {step}"):
+    with (
+        _on_cluster(scheduler),
+        _exit_on_data_error(f"cannot compute statistics with --step {step}"),
+    ):
         out = statistics.write_statistics(
             ds, store, step=step, time_range=time_range, climatology=climatology
         )

@@ -197,13 +197,17 @@ def is_complete(path: str | os.PathLike) -> bool:
     return bool(np.all(_done_array(path)[:]))
 
 
-def write_chunk(path: str | os.PathLike, index: int, ds: xr.Dataset) -> None:
+def write_chunk(
+    path: str | os.PathLike, index: int, ds: xr.Dataset, *, consolidate: bool = True
+) -> None:
     """Writes time chunk ``index`` and then marks it complete.
 
     Args:
       path: a store made by :func:`create_store`.
       index: which time chunk (0-based).
       ds: exactly the time steps of that chunk, with every time-dependent variable of the store.
+      consolidate: consolidate the metadata when this chunk is the last one missing (off
+        where several processes write chunks at once: their caller does it once).
 
     Raises:
       SchemaError: ``ds`` has other times or variables than chunk ``index`` of the store.
@@ -245,7 +249,7 @@ def write_chunk(path: str | os.PathLike, index: int, ds: xr.Dataset) -> None:
     )
     done = _done_array(path, mode="r+")
     done[index] = 1
-    if np.all(done[:]):
+    if consolidate and np.all(done[:]):
         # Consolidated metadata lets readers on object stores open the store in one request.
         zarr.consolidate_metadata(str(path))
 
@@ -277,13 +281,32 @@ def write_dataset(
     Raises:
       LockedError: another process is writing ``path``.
     """
+    from tellus.data import cluster
+
     with contextlib.nullcontext() if is_complete(path) else store_lock(path, description):
         create_store(path, ds, time_chunk=time_chunk, attrs=attrs)
         done = completed_chunks(path)
         todo = [i for i in range(n_chunks(ds.sizes[schema.TIME], time_chunk)) if i not in done]
-        for i in track(todo, description=description, enabled=progress):
-            part = ds.isel({schema.TIME: slice(i * time_chunk, (i + 1) * time_chunk)})
-            write_chunk(path, i, part.compute())
+        parts = {
+            i: ds.isel({schema.TIME: slice(i * time_chunk, (i + 1) * time_chunk)}) for i in todo
+        }
+        client = cluster.active_client()
+        if client is None:
+            for i in track(todo, description=description, enabled=progress):
+                write_chunk(path, i, parts[i].compute())
+            return
+        # On a cluster each worker computes a chunk and writes it itself (every chunk is its
+        # own Zarr chunk and its own mark); the metadata is consolidated here, once, at the end.
+        import dask
+        import distributed
+
+        tasks = [dask.delayed(write_chunk)(str(path), i, parts[i], consolidate=False) for i in todo]
+        futures = client.compute(tasks)
+        finished = distributed.as_completed(futures)
+        for future in track(finished, description=description, enabled=progress, total=len(todo)):
+            future.result()  # a worker's error is raised here
+        if is_complete(path):
+            zarr.consolidate_metadata(str(path))
 
 
 def track(
