@@ -439,7 +439,7 @@ class EarthEncoder(nnx.Module):
         if lead.shape != (b, cfg.dim):
             raise ValueError(f"lead_hours must be [batch = {b}]; got {jnp.shape(lead_hours)}")
         tokens = tokens + lead[:, None, None, None] + self.domain[domain][...]
-        tokens = constrain(tokens, ("batch", "level", "lat", "lon", "act_embed"))
+        tokens = constrain(tokens, ("batch", "act_level", "lat", "lon", "act_embed"))
         key_mask = None
         if valid is not None:
             key_mask = token_mask(valid, cfg.patch)[:, None]

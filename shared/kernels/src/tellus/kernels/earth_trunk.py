@@ -52,7 +52,7 @@ from flax import nnx
 from tellus.kernels import earth_bias, partitioning, window_attention
 from tellus.kernels.partitioning import constrain
 
-TOKENS = ("batch", "level", "lat", "lon", "act_embed")
+TOKENS = ("batch", "act_level", "lat", "lon", "act_embed")
 _init = nnx.initializers.truncated_normal(stddev=0.02)
 ZHW = tuple[int, int, int]
 

@@ -13,8 +13,9 @@ name              what it indexes                                      mesh axis
 ``batch``         samples of a batch                                   data x fsdp
 ``ensemble``      ensemble members run as a batch                      data x fsdp
 ``level``         pressure levels / depth / patch-levels               (replicated)
+``act_level``     token levels of the trunk's activations              spatial
 ``lat``           latitude rows (activations)                          spatial
-``lon``           longitude columns (activations)                      (replicated)
+``lon``           longitude columns (activations)                      spatial
 ``window``        windows of window attention (batch x lat x lon)      spatial
 ``token``         tokens inside one window                             (replicated)
 ``embed``         model width C of parameters                          fsdp
@@ -31,7 +32,14 @@ name              what it indexes                                      mesh axis
 
 A mesh axis is used at most once per array: when two dimensions map to the same mesh axis
 (e.g. ``batch`` and ``window`` both reaching ``fsdp`` through a custom table), the later
-dimension is left unsharded.
+dimension is left unsharded. An activation constraint (:func:`constrain`) gives a mesh axis
+to the first dimension it divides: the trunk's tokens ``(batch, act_level, lat, lon,
+act_embed)`` are split along their levels where ``spatial`` divides them (Pangu's 8 token
+levels on 2, 4 or 8 devices: every token-wise layer, the MLP and the projections, divides
+exactly, whatever the grid's 181 latitude rows), else along latitude, else longitude; the
+fields a patch embedding reads and a recovery writes (721 x 1440 at 0.25 deg) along
+latitude where it divides, else along longitude (1440 columns of 4-wide patches on 2, 4
+or 8 devices).
 """
 
 from __future__ import annotations
@@ -55,8 +63,9 @@ RULES: Rules = (
     ("batch", (DATA, FSDP)),
     ("ensemble", (DATA, FSDP)),
     ("level", None),
+    ("act_level", SPATIAL),
     ("lat", SPATIAL),
-    ("lon", None),
+    ("lon", SPATIAL),
     ("window", SPATIAL),
     ("token", None),
     ("embed", FSDP),
@@ -116,7 +125,9 @@ def logical_sharding(
     return NamedSharding(mesh, logical_to_spec(names, rules))
 
 
-def constrain(x: jax.Array, names: Sequence[str | None], rules: Rules = RULES) -> jax.Array:
+def constrain(
+    x: jax.Array, names: Sequence[str | None], rules: Rules = RULES, *, free_unfit: bool = False
+) -> jax.Array:
     """Sharding constraint by logical names on an activation, under the context mesh.
 
     Outside a mesh context (``jax.set_mesh``) this is the identity, so model code runs
@@ -132,12 +143,54 @@ def constrain(x: jax.Array, names: Sequence[str | None], rules: Rules = RULES) -
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
-    spec = logical_to_spec(names, rules)
-    # Drop mesh axes that do not divide the dimension (small CPU grids on big meshes).
-    spec = PartitionSpec(
-        *(_fitting(axes, dim, dict(mesh.shape)) for axes, dim in zip(spec, x.shape, strict=True))
-    )
+    spec = fitting_spec(names, x.shape, mesh.shape, rules)
+    if free_unfit:
+        # A dimension whose rule names a mesh axis that fits nowhere is left to the compiler
+        # (it may split the axis over several dimensions) rather than kept whole.
+        named = {n for n in names if n is not None and dict(rules).get(n) is not None}
+        if any(n in named for n, a in zip(names, spec, strict=True) if a is None):
+            spec = PartitionSpec(
+                *(
+                    PartitionSpec.UNCONSTRAINED if a is None and n in named else a
+                    for n, a in zip(names, spec, strict=True)
+                )
+            )
     return jax.lax.with_sharding_constraint(x, spec)
+
+
+def fitting_spec(
+    names: Sequence[str | None],
+    shape: Sequence[int],
+    sizes: Mapping[str, int],
+    rules: Rules = RULES,
+) -> PartitionSpec:
+    """The PartitionSpec of an activation of ``shape`` with logical ``names`` on a mesh of
+    ``sizes``: each dimension takes its rule's mesh axes that divide it and that no earlier
+    dimension took, so an axis a dimension cannot use (8 devices, 181 latitude rows) passes
+    to the next dimension that names it.
+
+    Raises:
+      ShardingError: a name is not in ``rules``.
+    """
+    table = dict(rules)
+    used: set[str] = set()
+    out: list[MeshAxes] = []
+    for name, dim in zip(names, shape, strict=True):
+        if name is None:
+            out.append(None)
+            continue
+        if name not in table:
+            raise ShardingError(
+                f"logical axis name {name!r} is not in the rules table; known names: "
+                f"{sorted(table)}"
+            )
+        axes = table[name]
+        axes_t = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        kept = _fitting(tuple(a for a in axes_t if a not in used), dim, sizes)
+        kept_t = () if kept is None else (kept,) if isinstance(kept, str) else kept
+        used.update(kept_t)
+        out.append(kept)
+    return PartitionSpec(*out)
 
 
 def dense(
@@ -176,7 +229,7 @@ def layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
 
 
 def _fitting(axes: MeshAxes, dim: int, sizes: Mapping[str, int]) -> MeshAxes:
-    if axes is None:
+    if not axes:
         return None
     axes_t = (axes,) if isinstance(axes, str) else tuple(axes)
     kept: list[str] = []

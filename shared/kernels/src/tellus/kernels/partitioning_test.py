@@ -87,6 +87,29 @@ def test_constrain_shards_activations_under_a_mesh():
     assert tuple(z.sharding.spec[:1]) == ("data",) and all(a is None for a in z.sharding.spec[1:])
 
 
+def test_a_mesh_axis_a_dimension_cannot_use_passes_to_the_next_that_names_it():
+    sizes = {"data": 2, "fsdp": 1, "tensor": 1, "spatial": 4}
+    tokens, fields = partitioning_tokens(), ("batch", "level", "lat", "lon", "channels")
+    b = ("data", "fsdp")
+    spec = partitioning.fitting_spec
+    # Pangu's 8 token levels take spatial, whatever the 181 latitude rows.
+    assert spec(tokens, (2, 8, 181, 360, 192), sizes) == P(b, "spatial", None, None, None)
+    # 7 levels: latitude where it divides, else longitude, else nothing.
+    assert spec(tokens, (2, 7, 48, 360, 192), sizes) == P(b, None, "spatial", None, None)
+    assert spec(tokens, (2, 7, 181, 360, 192), sizes) == P(b, None, None, "spatial", None)
+    assert spec(tokens, (2, 7, 181, 90, 192), sizes) == P(b, None, None, None, None)
+    # The 0.25 deg fields: 13 levels (never split), 721 rows, 1440 columns.
+    assert spec(fields, (2, 13, 721, 1440, 69), sizes) == P(b, None, None, "spatial", None)
+    with pytest.raises(partitioning.ShardingError, match="'moon' is not in the rules"):
+        spec(("moon",), (4,), sizes)
+
+
+def partitioning_tokens():
+    from tellus.kernels import earth_trunk
+
+    return earth_trunk.TOKENS
+
+
 def test_check_sharded_fails_loudly_on_replicated_params():
     model = _model()
     mesh = mesh_lib.make_mesh({"fsdp": 4, "tensor": 2})

@@ -186,6 +186,8 @@ def _param(rngs: nnx.Rngs, init, shape: tuple[int, ...], names: tuple[str | None
 
 
 _SPATIAL_NAMES = {2: ("lat", "lon"), 3: ("level", "lat", "lon")}
+# The embedding's output is tokens: their levels are the trunk's (partitioning.TOKENS).
+_TOKEN_NAMES = {2: ("lat", "lon"), 3: ("act_level", "lat", "lon")}
 _AXIS_LETTERS = {2: "H, W", 3: "Z, H, W"}
 
 
@@ -224,8 +226,9 @@ class _PatchEmbed(nnx.Module):
                 f"C={self.in_channels}] (rank {n + 2}), got shape {tuple(x.shape)}"
             )
         fn = embed_conv if self.impl == "conv" else embed_matmul
+        x = constrain(x, ("batch", *_SPATIAL_NAMES[n], "channels"))  # split as the tokens are
         y = fn(x, self.kernel[...], self.bias[...])
-        return constrain(y, ("batch", *_SPATIAL_NAMES[n], "act_embed"))
+        return constrain(y, ("batch", *_TOKEN_NAMES[n], "act_embed"))
 
 
 class PatchEmbed3D(_PatchEmbed):

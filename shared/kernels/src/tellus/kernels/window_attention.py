@@ -545,7 +545,9 @@ class EarthAttention3D(nnx.Module):
                 key_mask = jnp.roll(key_mask, tuple(-s for s in shifts), axis=(1, 2, 3))
             key_mask = window_partition(key_mask[..., None], self.window)[..., 0]
         windows = window_partition(x, self.window)  # [B, T, nW, N, C]
-        windows = partitioning.constrain(windows, ("batch", "window", None, "token", "act_embed"))
+        windows = partitioning.constrain(
+            windows, ("batch", "window", "window", "token", "act_embed"), free_unfit=True
+        )
 
         qkv_kernel, proj_kernel = self.qkv_kernel[...], self.proj_kernel[...]
         if self.qkv_lora is not None:
@@ -565,4 +567,4 @@ class EarthAttention3D(nnx.Module):
         if self.shift:
             y = jnp.roll(y, shifts, axis=(1, 2, 3))
         y = crop(y, pads)
-        return partitioning.constrain(y, ("batch", "level", "lat", "lon", "act_embed"))
+        return partitioning.constrain(y, ("batch", "act_level", "lat", "lon", "act_embed"))

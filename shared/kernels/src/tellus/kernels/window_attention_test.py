@@ -224,7 +224,24 @@ def test_sharded_matches_single_device():
             partitioning.shard_model(layer, mesh)
             y = _apply(layer, x)
         np.testing.assert_allclose(np.asarray(y), expected, atol=1e-5, err_msg=mode)
-        assert y.sharding.spec[2] == "spatial"  # lat, by the output constraint
+        # Split along its 4 levels, the first token dimension spatial divides.
+        assert tuple(y.sharding.spec)[:2] == ("data", "spatial")
+
+
+@pytest.mark.parametrize("spatial", [2, 4])
+def test_windows_split_where_no_single_window_dimension_divides(spatial):
+    """3 window types and 6 window columns: on 2 devices the columns take the axis, on 4
+    neither dimension divides and the compiler splits the windows as it can (not kept
+    whole); either way the result is the single device's."""
+    zhw, window = (2, 9, 24), (2, 3, 4)
+    x = _x(4, zhw)
+    expected = np.asarray(_apply(_layer(zhw, window, shift=True), x))
+    mesh = mesh_lib.make_mesh({"data": 8 // spatial, "spatial": spatial})
+    layer = _layer(zhw, window, shift=True)
+    with partitioning.use_mesh(mesh):
+        partitioning.shard_model(layer, mesh)
+        y = _apply(layer, x)
+    np.testing.assert_allclose(np.asarray(y), expected, atol=1e-5)
 
 
 def test_shard_map_core_needs_no_communication():

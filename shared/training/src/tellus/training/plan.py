@@ -475,17 +475,10 @@ def _batch_shardings(target: Any, batch: int, mesh: Any) -> dict[str, Any]:
     _check_batch(batch, sizes)
     out = {}
     for name, (shape, _, names) in target.batch(batch).items():
-        spec = partitioning.logical_to_spec(names)
-        kept = []
-        for axes, dim in zip(spec, shape, strict=True):
-            # Mesh axes that do not divide a grid dimension (721 rows) leave it (partly)
-            # whole, as partitioning.constrain does for activations.
-            keep: list[str] = []
-            for a in () if axes is None else (axes,) if isinstance(axes, str) else axes:
-                if dim % (math.prod(sizes[b] for b in keep) * sizes[a]) == 0:
-                    keep.append(a)
-            kept.append(tuple(keep) or None)
-        out[name] = NamedSharding(mesh, PartitionSpec(*kept))
+        # Mesh axes that do not divide a grid dimension (721 rows) pass to the next one that
+        # names them (1440 columns), as partitioning.constrain does for activations.
+        spec = partitioning.fitting_spec(names, shape, sizes)
+        out[name] = NamedSharding(mesh, PartitionSpec(*spec))
     return out
 
 
