@@ -119,5 +119,6 @@ bench-ocean *ARGS:
 fm-study *ARGS:
     uv run tellus study fm {{ARGS}}
 
-# Every benchmark.
-bench: bench-data bench-loader bench-ocean
+# Every model against this machine's matmul rate, in one run: runs/bench/bench.json, compared with the last.
+bench *ARGS:
+    uv run tellus bench {{ARGS}}

@@ -408,6 +408,10 @@ def test_plan(places, tmp_path):
     refused([*plan, *mesh, "--json", places["folder"]], "--json", "is a folder")
 
 
+def test_bench():
+    refused(["bench", "--parts", "atmosphere,moon"], "--parts", "'moon'", "ocean, loader")
+
+
 def test_demo(places):
     for option in ("--store", "--workdir", "--report"):
         refused(["demo", "atmosphere", option, places["file"]], option, "is a file")

@@ -10,6 +10,7 @@ import typer
 
 from tellus.pipelines import (
     atmosphere_cli,
+    bench,
     checks,
     data_cli,
     demo,
@@ -66,6 +67,7 @@ app.command("evaluate-enso", hidden=True, help="The older name of `tellus evalua
     enso_cli.evaluate_enso
 )
 app.command("plan")(plan_cli.plan)
+app.command("bench")(bench.bench)
 app.command("pretrain")(pretrain_cli.pretrain)
 app.add_typer(launch_cli.app, name="launch")
 study_app = typer.Typer(help="Studies that train and compare many models.", no_args_is_help=True)

@@ -1,0 +1,140 @@
+"""The atmosphere model against the machine's own limits (the atmosphere part of ``just
+bench``).
+
+Every figure is measured in one process, beside the machine's own rates, so that ratios
+hold on a noisy shared machine:
+
+* ``matmul``: the FLOP/s of a jitted 2048 x 2048 float32 matmul, and of the GEMMs of the
+  model's own shapes (its MLP's ``[tokens, C] x [C, 4C]`` and ``[tokens, 4C] x [4C, C]`` and
+  its qkv projection ``[tokens, C] x [C, 3C]`` at the fine stage of the reference shape);
+* ``reference_train``: one AdamW step, batch 1, of the Pangu model at the issue's reference
+  shape (64 x 128, C = 96, 2/6/6/2 blocks, heads 3/6/6/3, window (2, 6, 12)), with XLA's
+  FLOPs; ``target_step_s`` is :data:`REFERENCE_FLOPS` over 0.8 times the matmul rate
+  measured here, the step time the issue asks for (today's FLOP count held fixed);
+* ``cpu_train`` / ``cpu_infer``: the CPU preset's training step (batch 4) and forward pass;
+* ``forecast_10d``: ten 24 h steps of the CPU preset for one member and for 8 members as one
+  batch: wall time, the compiled step's temporaries, and the process's peak resident memory
+  so far (``ru_maxrss``; it only grows, so it bounds what each phase needed).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tellus.atmosphere import config as pangu_config
+from tellus.atmosphere import forecaster as fc
+from tellus.atmosphere import plan_target
+from tellus.training import benchmarking
+
+# XLA's FLOPs of the reference step when the issue was written (jax 0.12, 2 CPU cores).
+REFERENCE_FLOPS = 75.5e9
+REFERENCE = pangu_config.preset(
+    "paper", lat=64, lon=128, dim=96, heads=(3, 6, 6, 3), window=(2, 6, 12)
+)
+FORECAST_DAYS = 10
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def random_batch(model_cfg: pangu_config.PanguConfig, b: int, seed: int = 0) -> dict:
+    """A training batch of ``b`` samples of standard normal fields."""
+    rng = np.random.default_rng(seed)
+    return {
+        k: rng.standard_normal(shape).astype(dtype)
+        for k, (shape, dtype, _) in plan_target.batch_leaves(model_cfg, b).items()
+    }
+
+
+def gemm_rates(cfg: pangu_config.PanguConfig, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of the fine stage's GEMMs (float32): ``{"mlp_up", "mlp_down", "qkv"}``."""
+    z = -(-cfg.levels // cfg.patch[0]) + 1
+    tokens = z * -(-cfg.lat // cfg.patch[1]) * -(-cfg.lon // cfg.patch[2])
+    c = cfg.dim
+    out = {}
+    for name, (k, n) in {"mlp_up": (c, 4 * c), "mlp_down": (4 * c, c), "qkv": (c, 3 * c)}.items():
+        a = jax.random.normal(jax.random.key(0), (tokens, k))
+        b = jax.random.normal(jax.random.key(1), (k, n))
+        f = jax.jit(jnp.matmul)
+        t = benchmarking.time_calls(lambda f=f, a=a, b=b: f(a, b), repeats=repeats)["best_s"]
+        out[name] = 2.0 * tokens * k * n / t
+    out["tokens"] = tokens
+    return out
+
+
+def forecast_figures(cfg: pangu_config.PanguConfig, members: int, days: int) -> dict[str, Any]:
+    """Wall time and memory of ``days`` 24 h steps of ``members`` states as one batch."""
+    model = plan_target.placeholder_forecaster(cfg)
+    batch = random_batch(cfg, members)
+    x, static = jnp.asarray(batch["inputs"][:, 0]), jnp.asarray(batch["statics"])
+    graphdef, state = nnx.split(model)
+
+    def step(state, x, static):
+        return nnx.merge(graphdef, state)(x, static)
+
+    figures = benchmarking.compiled_figures(step, state, x, static)
+    compiled = figures["compiled"]
+    jax.block_until_ready(compiled(state, x, static))  # the first call's allocations
+
+    def rollout():
+        y = x
+        for _ in range(days):
+            y = compiled(state, y, static)
+        return y
+
+    timing = benchmarking.time_calls(rollout, repeats=2, warmup=0)
+    return {
+        "members": members,
+        "days": days,
+        "wall_s": timing["median_s"],
+        "member_days_per_s": members * days / timing["median_s"],
+        "step_temp_bytes": figures["temp_bytes"],
+        "step_flops": figures["flops"],
+        "peak_rss_bytes_so_far": peak_rss_bytes(),
+    }
+
+
+def run(repeats: int = 3) -> dict[str, Any]:
+    """Every figure of the module docstring (``seconds``: the whole run)."""
+    t0 = time.perf_counter()
+    peak = benchmarking.matmul_rate()
+    out: dict[str, Any] = {"device": str(jax.devices()[0]), "matmul_flops_per_s": peak}
+    out["gemm_at_model_shapes"] = gemm_rates(REFERENCE)
+    ref = benchmarking.train_step_figures(
+        plan_target.placeholder_forecaster(REFERENCE),
+        fc.loss_fn,
+        random_batch(REFERENCE, 1),
+        1,
+        peak=peak,
+        repeats=repeats,
+    )
+    ref["target_step_s"] = REFERENCE_FLOPS / (0.8 * peak)
+    ref["step_over_target"] = ref["best_step_s"] / ref["target_step_s"]
+    ref["peak_rss_bytes_so_far"] = peak_rss_bytes()
+    out["reference_train"] = ref
+    cpu = pangu_config.preset("cpu")
+    out["cpu_train"] = benchmarking.train_step_figures(
+        plan_target.placeholder_forecaster(cpu), fc.loss_fn, random_batch(cpu, 4), 4, peak=peak
+    )
+    out["cpu_train"]["peak_rss_bytes_so_far"] = peak_rss_bytes()
+    infer = forecast_figures(cpu, 4, 1)
+    out["cpu_infer"] = {
+        "samples_per_s": infer["member_days_per_s"],
+        "flops": infer["step_flops"],
+        "fraction_of_peak": (infer["step_flops"] or 0) * infer["member_days_per_s"] / 4 / peak,
+    }
+    out["forecast_10d"] = [forecast_figures(cpu, m, FORECAST_DAYS) for m in (1, 8)]
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+__all__ = ["REFERENCE", "REFERENCE_FLOPS", "forecast_figures", "gemm_rates", "run"]
