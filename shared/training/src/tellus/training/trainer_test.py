@@ -315,3 +315,41 @@ def test_a_corrupt_latest_checkpoint_is_moved_aside_and_training_resumes_before_
     ck.close()
     lines = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0]
+
+
+def test_the_training_loop_compiles_nothing_after_each_domain_first_step(tmp_path):
+    """XLA compiles each domain's step once: no step after the first of every domain (nor
+    a checkpoint save, an on-step callback or a batch) triggers a compilation, whose count
+    comes from JAX's own compile events."""
+    import dataclasses
+
+    from jax import monitoring
+
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    seen, after_first = set(), []
+
+    def on_step(step, info):
+        seen.add(info["domain"])
+        if seen == {"a", "b"}:  # every domain has compiled its step
+            after_first.append(len(compiles))
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        trainer.fit(
+            toy_model.multi_model_from_dict,
+            toy_model.ToyMultiConfig(),
+            dataclasses.replace(CFG, num_steps=12, checkpoint_every=4),
+            _domains(),
+            tmp_path,
+            show_progress=False,
+            on_step=on_step,
+        )
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert len(after_first) >= 8 and len(set(after_first)) == 1, after_first
+    assert compiles  # the listener hears compiles at all
