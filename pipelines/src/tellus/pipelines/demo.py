@@ -162,7 +162,7 @@ def pretrain(cfg: DemoConfig, stores: dict[str, str], root: Path) -> Path:
         em.preset("tiny"),
         fm_study.pretraining_data(stores),
         work,
-        fm_study._train(cfg.pretrain_steps, cfg.batch, lr),
+        fm_study.schedule(cfg.pretrain_steps, cfg.batch, lr),
     )
     return work
 
@@ -185,7 +185,7 @@ def enso_runs(cfg: DemoConfig, stores: dict[str, str], root: Path, pre: Path) ->
             pre,
             data,
             work,
-            fm_study._train(cfg.finetune_steps, cfg.batch, study.finetune_lr, every=every),
+            fm_study.schedule(cfg.finetune_steps, cfg.batch, study.finetune_lr, every=every),
             mode=mode,
             lora_rank=study.lora_rank,
             new_lr_scale=study.new_lr_scale,
@@ -199,7 +199,7 @@ def enso_runs(cfg: DemoConfig, stores: dict[str, str], root: Path, pre: Path) ->
         base,
         [data],
         work,
-        fm_study._train(cfg.finetune_steps, cfg.batch, study.scratch_lr, every=every),
+        fm_study.schedule(cfg.finetune_steps, cfg.batch, study.scratch_lr, every=every),
     )
     runs["scratch"] = work
     return runs
@@ -226,18 +226,18 @@ class IndexWindows:
         from tellus.training import pretraining as pt
 
         self.data = data
-        task = fm_study._open_task(data, norms)
+        task = fm_study.open_task(data, norms)
         self.n = len(task.source)
         idx = np.arange(self.n)
-        self.batches = list(fm_study._windows(task, idx, batch, (pt.INPUTS, pt.DERIVED)))
+        self.batches = list(fm_study.window_batches(task, idx, batch, (pt.INPUTS, pt.DERIVED)))
         self.truth = np.concatenate([np.asarray(b[pt.DERIVED])[..., 0] for b in self.batches])
         self.truth = self.truth[: self.n].astype(np.float64)
         self.times = pd.DatetimeIndex(task.source.init_times)
 
     def forecast(self, model, norms: dict[str, Any]) -> np.ndarray:
         """``model``'s index forecasts [N, leads] (K), read with the run's own normalization."""
-        task = fm_study._open_task(self.data, norms)
-        out = fm_study._predict(model, task, self.batches)
+        task = fm_study.open_task(self.data, norms)
+        out = fm_study.predict_task(model, task, self.batches)
         fc = np.concatenate([p[self.data.name] for p, _ in out])[: self.n]
         return fc.astype(np.float64) * task.index_std
 
@@ -398,8 +398,8 @@ def domain_maps(pre: Path, stores: dict[str, str]) -> list[dict[str, Any]]:
             stop=None,
         )
         (task,) = pt.open_tasks([d], {d.name: saved["norms"][data.name]})
-        batch = next(fm_study._windows(task, np.array([0]), 1, (pt.INPUTS, pt.TARGETS)))
-        ((pred, target),) = fm_study._predict(model, task, [batch])
+        batch = next(fm_study.window_batches(task, np.array([0]), 1, (pt.INPUTS, pt.TARGETS)))
+        ((pred, target),) = fm_study.predict_task(model, task, [batch])
         now = {k: np.asarray(v) for k, v in task.fields(batch[pt.INPUTS][:, -1]).items()}
         var, level = MAP_FIELDS[data.name]
         sl = task.layout.slices()[var]

@@ -209,7 +209,7 @@ def pretraining_data(stores: dict[str, str], only: str | None = None):
 _JITTED: dict[int, Callable] = {}
 
 
-def _predict(model, task, batches) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+def predict_task(model, task, batches) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """The task's (normalized) predictions and targets of every batch, on the host (one
     compiled program per task object: every checkpoint of a run reuses it)."""
     from flax import nnx
@@ -230,7 +230,7 @@ def _predict(model, task, batches) -> list[tuple[dict[str, np.ndarray], dict[str
 _TASKS: dict[str, Any] = {}
 
 
-def _open_task(data, norms):
+def open_task(data, norms):
     """The EarthTask of ``data`` with ``norms``, opened once per study process."""
     from tellus.training import pretraining as pt
 
@@ -240,7 +240,7 @@ def _open_task(data, norms):
     return _TASKS[key]
 
 
-def _windows(task, indices: np.ndarray, batch: int, keys: tuple[str, ...]):
+def window_batches(task, indices: np.ndarray, batch: int, keys: tuple[str, ...]):
     """Batches of the task's windows ``indices`` (the last one padded by repetition; the
     caller drops the padding)."""
     import jax.numpy as jnp
@@ -259,12 +259,12 @@ def enso_forecasts(model, norms, stores, cfg: StudyConfig, years: int | None = N
     data = dataclasses.replace(
         task_data("enso", stores), store=stores["enso_long"], start=None, stop=None
     )
-    task = _open_task(data, norms)  # once per run: its checkpoints share one program
+    task = open_task(data, norms)  # once per run: its checkpoints share one program
     inits = task.source.init_times
     idx = np.arange(len(task.source))
     if years is not None:
         idx = idx[inits.year < inits.year[0] + years]
-    out = _predict(model, task, _windows(task, idx, 64, (pt.INPUTS, pt.DERIVED)))
+    out = predict_task(model, task, window_batches(task, idx, 64, (pt.INPUTS, pt.DERIVED)))
     fc = np.concatenate([p["enso"] for p, _ in out])[: len(idx)] * task.index_std
     truth = np.concatenate([t["enso"] for _, t in out])[: len(idx)] * task.index_std
     return fc, truth, np.asarray(inits.year)[idx]
@@ -354,7 +354,7 @@ Scorer = Callable[..., dict[str, Any]]
 CONTROL = {"enso": "enso", "ocean": "ocean", "atmosphere_coarse": "atmosphere"}
 
 
-def _train(steps: int, batch: int, lr: float, *, every: int | None = None):
+def schedule(steps: int, batch: int, lr: float, *, every: int | None = None):
     from tellus.training import config as train_config
 
     extra = {"checkpoint_every": every, "keep_checkpoints": 100} if every else {}
@@ -383,7 +383,7 @@ def pretrainings(root: Path, stores: dict[str, str], cfg: StudyConfig) -> dict[s
             em.preset("tiny"),
             pretraining_data(stores, only),
             work,
-            _train(cfg.pretrain_steps, cfg.batch, cfg.pretrain_lr),
+            schedule(cfg.pretrain_steps, cfg.batch, cfg.pretrain_lr),
         )
         if res["history"]:
             typer.echo(
@@ -407,7 +407,7 @@ def task_runs(task: str, root: Path, pre: dict[str, Path], stores, cfg: StudyCon
     for share in shares:
         data = task_data(task, stores, share)
         batch = TASK_BATCH.get(task, cfg.batch)
-        tune = _train(cfg.finetune_steps, batch, cfg.finetune_lr, every=every)
+        tune = schedule(cfg.finetune_steps, batch, cfg.finetune_lr, every=every)
         for mode in MODES:
             work = root / task / f"{mode}-{_pct(share)}"
             ft.finetune(
@@ -423,7 +423,7 @@ def task_runs(task: str, root: Path, pre: dict[str, Path], stores, cfg: StudyCon
             runs.append({"task": task, "share": share, "run": mode, "dir": str(work)})
         work = root / task / f"scratch-{_pct(share)}"
         pt.pretrain(
-            base, [data], work, _train(cfg.finetune_steps, batch, cfg.scratch_lr, every=every)
+            base, [data], work, schedule(cfg.finetune_steps, batch, cfg.scratch_lr, every=every)
         )
         runs.append({"task": task, "share": share, "run": "scratch", "dir": str(work)})
         if share in (SHARES[0], SHARES[-1]):
