@@ -409,7 +409,7 @@ def test_plan(places, tmp_path):
 
 
 def test_bench():
-    refused(["bench", "--parts", "atmosphere,moon"], "--parts", "'moon'", "ocean, loader")
+    refused(["bench", "--parts", "atmosphere,moon"], "--parts", "'moon'", "earth, loader")
 
 
 def test_demo(places):

@@ -10,6 +10,9 @@ matmul rate measured the same minute):
 * ``enso``: the ResoNet forecaster's training step and forward pass at its CPU preset;
 * ``ocean``: :mod:`tellus.ocean.bench` (the ORCA-DL-style forecaster and the diffusion
   denoiser);
+* ``earth``: the tiny Earth foundation model's training step on the demo's atmosphere task
+  (32 x 64, 6 variables, 3 levels, a day ahead) and its ENSO index task (24 x 72, Nino3.4
+  at 24 leads), built from their shapes (:func:`tellus.training.targets.earth`);
 * ``loader``: :mod:`tellus.data.bench` (the grain loader's samples/s against raw Zarr read
   and decode of the same store, and against the atmosphere CPU step's consumption).
 
@@ -29,7 +32,7 @@ import typer
 
 from tellus.pipelines import checks
 
-PARTS = ("atmosphere", "enso", "ocean", "loader")
+PARTS = ("atmosphere", "enso", "ocean", "earth", "loader")
 
 
 def enso_figures(peak: float, repeats: int = 3) -> dict[str, Any]:
@@ -68,6 +71,46 @@ def enso_figures(peak: float, repeats: int = 3) -> dict[str, Any]:
     jax.block_until_ready(f(m, x, month))
     t = benchmarking.time_calls(lambda: f(m, x, month), repeats=repeats, warmup=0)
     out["infer"] = {"samples_per_s": b / t["median_s"], "batch": b}
+    return out
+
+
+def earth_figures(peak: float, batch: int = 4, repeats: int = 3) -> dict[str, Any]:
+    """The tiny Earth model's training step on two of the demo's tasks, from their shapes."""
+    import dataclasses
+
+    import numpy as np
+    from flax import nnx
+
+    from tellus.kernels import earth_model as em
+    from tellus.pipelines import fm_study
+    from tellus.training import benchmarking, targets
+
+    stores = fm_study.study_stores(Path("data"), 300)
+    tasks = {
+        "atmosphere": (fm_study.pretraining_data(stores, "atmosphere")[0], (32, 64), 24.0),
+        "enso": (fm_study.task_data("enso", stores), (24, 72), 0.0),
+    }
+    out = {}
+    for name, (data, grid, lead_hours) in tasks.items():
+        spec = {
+            "name": name,
+            "model": em.preset("tiny").to_dict(),
+            "task": dataclasses.asdict(data),
+            "grid": list(grid),
+            "levels": {v: list(data.levels) for v in data.variables if data.levels},
+            "lead_hours": lead_hours,
+        }
+        target = targets.earth(spec)
+        with nnx.use_eager_sharding(False):
+            model = target.make_model(False)
+        rng = np.random.default_rng(0)
+        sample = {
+            k: rng.standard_normal(shape).astype(dtype)
+            for k, (shape, dtype, _) in target.batch(batch).items()
+        }
+        out[name] = benchmarking.train_step_figures(
+            model, target.loss_fn, sample, batch, peak=peak, repeats=repeats
+        )
     return out
 
 
@@ -117,6 +160,8 @@ def headline(res: dict[str, Any]) -> dict[str, float]:
         out["ocean forecaster train samples/s"] = o["forecaster_train"]["samples_per_s"]
         if "denoiser_train" in o:
             out["ocean denoiser train samples/s"] = o["denoiser_train"]["samples_per_s"]
+    for name, f in res.get("earth", {}).items():
+        out[f"earth {name} train samples/s"] = f["samples_per_s"]
     if res.get("loader"):
         out["loader samples/s"] = res["loader"]["loader_samples_per_s"]
     return out
@@ -149,6 +194,9 @@ def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
         from tellus.ocean import bench as ocean_bench
 
         res["ocean"] = ocean_bench.run()
+    if "earth" in parts:
+        typer.echo("-- the Earth model (tiny: atmosphere and ENSO index tasks)")
+        res["earth"] = earth_figures(peak)
     if "loader" in parts:
         typer.echo("-- loader against raw Zarr")
         consumed = res.get("atmosphere", {}).get("cpu_train", {}).get("samples_per_s")

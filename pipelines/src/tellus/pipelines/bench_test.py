@@ -16,6 +16,7 @@ def result(scale: float = 1.0) -> dict:
         "seconds": 60.0,
         "matmul_flops_per_s": 100e9 * scale,
         "enso": {"train": {"samples_per_s": 50.0 * scale}, "infer": {"samples_per_s": 900.0}},
+        "earth": {"atmosphere": {"samples_per_s": 47.0}},
         "loader": {"loader_samples_per_s": 30.0},
     }
 
@@ -26,6 +27,7 @@ def test_the_headline_names_each_part_and_the_previous_run_is_kept(tmp_path, mon
         "matmul GFLOP/s": pytest.approx(100.0),
         "enso train samples/s": 50.0,
         "enso infer samples/s": 900.0,
+        "earth atmosphere train samples/s": 47.0,
         "loader samples/s": 30.0,
     }
     runs = iter([result(1.0), result(2.0)])

@@ -121,7 +121,7 @@ def ocean_folder(preset: str) -> tuple[Path, str]:
 
 
 def build_data(cfg: DemoConfig, data: Path) -> dict[str, str]:
-    """Builds what is missing; the stores, named as :func:`fm_study._stores` names them."""
+    """Builds what is missing; the stores, named as :func:`fm_study.study_stores` names them."""
     from tellus.data import writing
     from tellus.enso import skill, world
     from tellus.pipelines import data_cli, enso_cli

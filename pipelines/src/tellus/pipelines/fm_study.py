@@ -98,7 +98,7 @@ class StudyConfig:
     boot: int = 1000
 
 
-def _stores(data: Path, long_years: int) -> dict[str, str]:
+def study_stores(data: Path, long_years: int) -> dict[str, str]:
     return {
         "atmosphere": str(data / "atmosphere.zarr"),
         "atmosphere_coarse": str(data / "fm_study" / "atmosphere_coarse.zarr"),
@@ -555,7 +555,7 @@ def run_study(root: Path, data: Path, cfg: StudyConfig) -> dict[str, Any]:
     """The whole study (see the module docstring); returns and writes ``results.json``."""
     t_start = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    stores = _stores(data, cfg.long_test_years)
+    stores = study_stores(data, cfg.long_test_years)
     prepare_stores(stores, cfg)
     pre = pretrainings(root, stores, cfg)
     results: dict[str, Any] = {"config": dataclasses.asdict(cfg), "tasks": {}}

@@ -6,7 +6,7 @@ import pytest
 
 from tellus.pipelines import fm_study
 
-STORES = fm_study._stores(fm_study.Path("/d"), 1200)
+STORES = fm_study.study_stores(fm_study.Path("/d"), 1200)
 
 
 def test_shares_take_the_first_part_of_the_training_period():
