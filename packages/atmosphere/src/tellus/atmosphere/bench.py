@@ -15,11 +15,22 @@ hold on a noisy shared machine:
 * ``forecast_10d``: ten 24 h steps of the CPU preset for one member and for 8 members as one
   batch: wall time, the compiled step's temporaries, and the process's peak resident memory
   so far (``ru_maxrss``; it only grows, so it bounds what each phase needed).
+
+``python -m tellus.atmosphere.bench --profile`` traces two reference steps with the JAX
+profiler and prints the time of each kind of XLA operation (matmul fusions, copies,
+gathers...): where the step's time goes.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
 import resource
+import tempfile
 import time
 from typing import Any
 
@@ -137,4 +148,64 @@ def run(repeats: int = 3) -> dict[str, Any]:
     return out
 
 
-__all__ = ["REFERENCE", "REFERENCE_FLOPS", "forecast_figures", "gemm_rates", "run"]
+def profile_step(
+    cfg: pangu_config.PanguConfig = REFERENCE, steps: int = 2
+) -> list[tuple[str, float, int]]:
+    """``(op kind, ms per step, ops per step)`` of a traced training step (batch 1), the
+    most expensive first; an op kind is an XLA operation's name without its number."""
+    from tellus.training import config as config_lib
+    from tellus.training import step as step_lib
+
+    model = plan_target.placeholder_forecaster(cfg)
+    batch = random_batch(cfg, 1)
+    fns, state = step_lib.init_train_state(model, config_lib.warmup_cosine(10, 1, 1e-4))
+    jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, fc.loss_fn), None, None, None)
+    compiled = step_lib.compile_train_step(jitted, state, batch)
+    for _ in range(2):
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+    with tempfile.TemporaryDirectory() as out:
+        with jax.profiler.trace(out, create_perfetto_trace=True):
+            for _ in range(steps):
+                state, metrics = compiled(state, batch)
+                jax.block_until_ready(metrics)
+        (path,) = glob.glob(f"{out}/**/*.trace.json.gz", recursive=True)
+        with gzip.open(path) as f:
+            events = json.load(f)["traceEvents"]
+    host = ("ThunkExecutor", "$", "SlinkyThreadPool", "PjitFunction", "CommonPjRt")
+    time_us, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and "dur" in e and not e["name"].startswith(host):
+            kind = re.sub(r"\.\d+$", "", e["name"])
+            time_us[kind] += e["dur"]
+            count[kind] += 1
+    return [(k, v / 1e3 / steps, count[k] // steps) for k, v in time_us.most_common()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--profile", action="store_true", help="time each kind of XLA op")
+    args = p.parse_args(argv)
+    if not args.profile:
+        print(json.dumps(run(), indent=1, default=str))
+        return
+    rows = profile_step()
+    total = sum(ms for _, ms, _ in rows)
+    print(f"reference step, {total:.0f} ms of XLA ops per step")
+    for kind, ms, n in rows[:20]:
+        print(f"{ms:8.1f} ms {100 * ms / total:5.1f} %  {n:5d} ops  {kind}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "REFERENCE",
+    "REFERENCE_FLOPS",
+    "forecast_figures",
+    "gemm_rates",
+    "main",
+    "profile_step",
+    "run",
+]
