@@ -262,6 +262,14 @@ class LeadExperts(nnx.Module):
         return jnp.einsum("b...d,bdc->b...c", jax.nn.gelu(h, approximate=False), k2) + b2
 
 
+def feature_moments(x: jax.Array) -> jax.Array:
+    """``[3, C]`` float32: the count, sum and sum of squares of each feature (the last axis)
+    of ``x`` over all its other axes, to be summed over batches."""
+    f = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
+    count = jnp.full((f.shape[-1],), f.shape[0], jnp.float32)
+    return jnp.stack([count, f.sum(0), (f * f).sum(0)])
+
+
 class EarthSpecificBlock(nnx.Module):
     """One transformer block over a ``[B, Z, H, W, C]`` token grid; the bias comes in."""
 
@@ -289,6 +297,9 @@ class EarthSpecificBlock(nnx.Module):
             rngs=rngs,
         )
         self.norm2 = partitioning.layer_norm(dim, rngs)
+        # Set by tellus.training.entropy while it measures: the block then sows the feature
+        # moments of its input and of its input plus attention (nnx.Intermediate).
+        self.record_moments = False
         hidden = int(dim * cfg.mlp_ratio)
         self.mlp = (
             LeadExperts(dim, hidden, cfg.experts, rngs=rngs)
@@ -315,7 +326,11 @@ class EarthSpecificBlock(nnx.Module):
             a = self.attn(self.norm1(x), bias)
         else:
             a = self.attn(self.norm1(x), bias, key_mask)
+        if self.record_moments:
+            self.sow(nnx.Intermediate, "moments_in", feature_moments(x))
         x = x + drop_path(a, self.drop_rate, k1)
+        if self.record_moments:
+            self.sow(nnx.Intermediate, "moments_attn", feature_moments(x))
         if isinstance(self.mlp, LeadExperts):
             if expert is None:
                 raise ValueError(
@@ -533,6 +548,7 @@ __all__ = [
     "TrunkConfig",
     "UpSample",
     "drop_path",
+    "feature_moments",
     "lora_paths",
     "merge_mask",
 ]
