@@ -300,6 +300,10 @@ class EarthSpecificBlock(nnx.Module):
         # Set by tellus.training.entropy while it measures: the block then sows the feature
         # moments of its input and of its input plus attention (nnx.Intermediate).
         self.record_moments = False
+        # Entropy-guided pruning (Lin et al. 2024): the attention's residual becomes
+        # x = (2 - lambda) x + lambda Attn(LN(x)); at lambda = 0 the attention can be removed
+        # (attn None), leaving x = 2x before the MLP. 1: the plain block.
+        self.attn_lambda = 1.0
         hidden = int(dim * cfg.mlp_ratio)
         self.mlp = (
             LeadExperts(dim, hidden, cfg.experts, rngs=rngs)
@@ -322,15 +326,20 @@ class EarthSpecificBlock(nnx.Module):
         k1 = k2 = None
         if key is not None:
             k1, k2 = jax.random.split(key)
-        if key_mask is None:
-            a = self.attn(self.norm1(x), bias)
+        if self.attn is None:  # removed (tellus.training.entropy): the lambda = 0 block
+            x = 2.0 * x
         else:
-            a = self.attn(self.norm1(x), bias, key_mask)
-        if self.record_moments:
-            self.sow(nnx.Intermediate, "moments_in", feature_moments(x))
-        x = x + drop_path(a, self.drop_rate, k1)
-        if self.record_moments:
-            self.sow(nnx.Intermediate, "moments_attn", feature_moments(x))
+            if key_mask is None:
+                a = self.attn(self.norm1(x), bias)
+            else:
+                a = self.attn(self.norm1(x), bias, key_mask)
+            if self.record_moments:
+                self.sow(nnx.Intermediate, "moments_in", feature_moments(x))
+            a = drop_path(a, self.drop_rate, k1)
+            lam = self.attn_lambda
+            x = x + a if lam == 1.0 else (2.0 - lam) * x + lam * a
+            if self.record_moments:
+                self.sow(nnx.Intermediate, "moments_attn", feature_moments(x))
         if isinstance(self.mlp, LeadExperts):
             if expert is None:
                 raise ValueError(

@@ -92,7 +92,7 @@ def measure(
     Raises:
       ValueError: the model has no Earth-specific block, or ``batches`` is empty.
     """
-    found = blocks(model)
+    found = {p: b for p, b in blocks(model).items() if b.attn is not None}
     if not found:
         raise ValueError("the model has no Earth-specific blocks to measure")
     stages = [m for _, m in nnx.iter_graph(model) if isinstance(m, earth_trunk.Stage)]
@@ -135,4 +135,36 @@ def measure(
     return sorted(out, key=lambda e: e.added)
 
 
-__all__ = ["BlockEntropy", "blocks", "gaussian_entropy", "measure"]
+def degenerate(model: nnx.Module, paths: Iterable[str], lam: float) -> None:
+    """Sets the attention residual of the blocks at ``paths`` to ``x = (2 - lam) x + lam
+    Attn(LN(x))`` (``lam`` from 1, the plain block, to 0, the identity times 2).
+
+    Raises:
+      KeyError: a path that is no Earth-specific block of ``model``.
+      ValueError: ``lam`` outside [0, 1].
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    found = blocks(model)
+    for path in paths:
+        if path not in found:
+            raise KeyError(f"{path!r} is not an Earth-specific block; blocks: {sorted(found)}")
+        found[path].attn_lambda = float(lam)
+
+
+def remove(model: nnx.Module, paths: Iterable[str]) -> None:
+    """Removes the attention of the blocks at ``paths`` (their parameters go): each becomes
+    ``x = 2x`` followed by its MLP, the ``lambda = 0`` block of :func:`degenerate`.
+
+    Raises:
+      KeyError: a path that is no Earth-specific block of ``model``.
+    """
+    found = blocks(model)
+    for path in paths:
+        if path not in found:
+            raise KeyError(f"{path!r} is not an Earth-specific block; blocks: {sorted(found)}")
+        found[path].attn = None
+        found[path].attn_lambda = 0.0
+
+
+__all__ = ["BlockEntropy", "blocks", "degenerate", "gaussian_entropy", "measure", "remove"]

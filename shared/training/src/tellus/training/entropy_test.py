@@ -60,3 +60,39 @@ def test_an_attention_layer_that_adds_nothing_adds_exactly_zero():
 def test_a_model_without_blocks_is_refused():
     with pytest.raises(ValueError, match="no Earth-specific blocks"):
         entropy.measure(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), lambda m, x: m(x), [jnp.ones((1, 2))])
+
+
+def test_a_removed_attention_is_the_lambda_zero_block_and_lambda_one_the_plain_one():
+    cfg = earth_trunk.TrunkConfig(
+        dim=8, depths=(2, 2, 2, 2), heads=(2, 2, 2, 2), window=(1, 2, 4), drop_path=0.0
+    )
+    grid = (2, 4, 8)
+    with nnx.use_eager_sharding(False):
+        trunk = earth_trunk.EarthTrunk(cfg, rngs=nnx.Rngs(0))
+        biases = earth_trunk.TrunkBias(cfg, grid, rngs=nnx.Rngs(1))()
+    x = jax.random.normal(jax.random.key(5), (2, *grid, 8))
+    run = nnx.jit(lambda m, x: m(x, biases))
+    plain = np.asarray(run(trunk, x))
+    chosen = ["stage2/blocks/1", "stage3/blocks/0"]
+    entropy.degenerate(trunk, chosen, 1.0)
+    np.testing.assert_array_equal(np.asarray(run(trunk, x)), plain)
+    entropy.degenerate(trunk, chosen, 0.5)
+    half = np.asarray(run(trunk, x))
+    assert np.abs(half - plain).max() > 1e-3  # the residual changed
+    entropy.degenerate(trunk, chosen, 0.0)
+    degenerate = np.asarray(run(trunk, x))
+    n_params = sum(v.size for v in jax.tree.leaves(nnx.state(trunk, nnx.Param)))
+    entropy.remove(trunk, chosen)
+    np.testing.assert_array_equal(np.asarray(run(trunk, x)), degenerate)
+    removed = sum(v.size for v in jax.tree.leaves(nnx.state(trunk, nnx.Param)))
+    # Each removed attention had qkv (16 x 3 x 2 x 8 + 3 x 2 x 8) and proj (2 x 8 x 16 + 16).
+    assert n_params - removed == 2 * (16 * 48 + 48 + 16 * 16 + 16)
+    # The removed blocks are no longer measured; the others still are.
+    ranking = entropy.measure(trunk, lambda m, x: m(x, biases), [x])
+    assert {e.path for e in ranking} == {
+        f"stage{s}/blocks/{i}" for s in (1, 2, 3, 4) for i in (0, 1)
+    } - set(chosen)
+    with pytest.raises(KeyError, match="'stage9/blocks/0' is not an Earth-specific block"):
+        entropy.remove(trunk, ["stage9/blocks/0"])
+    with pytest.raises(ValueError, match="lambda must be in"):
+        entropy.degenerate(trunk, [], 1.5)
