@@ -213,6 +213,35 @@ def test_enso_commands(places, tmp_path):
     refused([*evaluate, "--report", p["file"]], "--report", "is a file")
 
 
+def test_prune_commands(places, tmp_path):
+    p = places
+    atm = ["prune", "atmosphere", "--store", p["mock"], "--out", tmp_path / "out"]
+    refused([*atm, "--source", p["missing"]], "--source", "does not exist", "tellus train")
+    refused([*atm, "--source", p["folder"]], "--source", "not a lead-model folder")
+    refused(
+        [*atm, "--source", p["folder"], "--fraction", "1.5"],
+        "--fraction",
+        "less than or equal to 1",
+    )
+    refused([*atm, "--source", p["folder"], "--layers", "1,x"], "--layers", "'1,x'")
+    refused([*atm, "--source", p["folder"], "--layers", "2,2"], "--layers", "distinct")
+    refused([*atm, "--source", p["folder"], "--steps", "0"], "--steps")
+    refused([*atm, "--source", p["folder"], "--anneal", "0"], "--anneal")
+    refused(["prune", "atmosphere", "--out", p["file"]], "--out", "is a file")
+    enso = ["prune", "enso", "--out", tmp_path / "enso"]
+    refused([*enso, "--source", p["missing"]], "--source", "does not exist")
+    refused([*enso, "--source", p["folder"]], "--source", "ensemble.json missing")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ensemble.json").write_text("{}")
+    refused([*enso, "--source", tmp_path / "run", "--worlds", p["folder"]], "--worlds")
+    study = ["study", "prune", "--out", tmp_path / "study"]
+    refused([*study, "--fractions", "0,2"], "--fractions", "[0, 1]")
+    refused([*study, "--fractions", "a"], "--fractions", "'a'")
+    refused([*study, "--atmosphere-source", p["missing"]], "--atmosphere-source", "does not exist")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "enso").exists()
+    assert not (tmp_path / "study").exists()
+
+
 def test_enso_forecast(places, tmp_path):
     import numpy as np
     import pandas as pd

@@ -23,6 +23,8 @@ from tellus.pipelines import (
     paths,
     plan_cli,
     pretrain_cli,
+    prune_cli,
+    prune_study,
     recon_cli,
 )
 
@@ -72,8 +74,15 @@ app.command("pretrain")(pretrain_cli.pretrain)
 app.add_typer(launch_cli.app, name="launch")
 study_app = typer.Typer(help="Studies that train and compare many models.", no_args_is_help=True)
 study_app.command("fm")(fm_study.study)
+study_app.command("prune")(prune_study.study)
 app.add_typer(study_app, name="study")
 app.command("finetune")(pretrain_cli.finetune)
+prune_app = domain_cli.app(
+    "Remove a trained model's attention layers that add the least entropy (Lin et al. 2024)."
+)
+prune_app.command("atmosphere")(prune_cli.prune_atmosphere)
+prune_app.command("enso")(prune_cli.prune_enso)
+app.add_typer(prune_app, name="prune")
 
 
 demo_app = domain_cli.app(

@@ -48,6 +48,8 @@ class PanguConfig:
       partitioning: ``"auto"`` (compiler) or ``"shard_map"`` for the window attention core.
       remat_blocks: rematerialize each transformer block in the backward pass.
       seed: parameter initialisation seed.
+      pruned: the blocks built without attention (indices over the four stages, from 0;
+        entropy-guided pruning, ``tellus prune``).
     """
 
     levels: int = 13
@@ -67,9 +69,10 @@ class PanguConfig:
     partitioning: str = "auto"
     remat_blocks: bool = False
     seed: int = 0
+    pruned: tuple[int, ...] = ()
 
     def __post_init__(self):
-        for field in ("patch", "depths", "heads", "window"):
+        for field in ("patch", "depths", "heads", "window", "pruned"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         if len(self.patch) != 3 or len(self.window) != 3:
             raise ValueError(f"patch and window are (level, lat, lon): {self.patch}, {self.window}")
@@ -87,6 +90,7 @@ class PanguConfig:
             raise ValueError(f"partitioning must be 'auto' or 'shard_map': {self.partitioning!r}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path must be in [0, 1): {self.drop_path}")
+        object.__setattr__(self, "pruned", self.trunk.pruned)  # validated and sorted
 
     @property
     def stage_dims(self) -> tuple[int, int, int, int]:
@@ -117,6 +121,7 @@ class PanguConfig:
             attention_impl=self.attention_impl,
             partitioning=self.partitioning,
             remat_blocks=self.remat_blocks,
+            pruned=self.pruned,
         )
 
     @property

@@ -410,3 +410,51 @@ def test_per_lead_steps_scale_the_schedule(pangu_store):
     assert six.optimizer.warmup_steps == 10 and six.batch_size == 2
     with pytest.raises(ValueError, match=r"\[3\] h models"):
         dataclasses.replace(plan, steps_by_lead=((3, 100),))
+
+
+def test_pruning_removes_the_attention_that_adds_least_and_the_result_loads(
+    pangu_store, trained, tmp_path
+):
+    from tellus.atmosphere import prune
+    from tellus.training import entropy, pruning
+
+    plan, _, models = trained
+    source = train.lead_dir(plan.workdir, 6)
+    pp = prune.PrunePlan(
+        source=source,
+        out=tmp_path / "pruned",
+        store=pangu_store,
+        spec=pruning.PruneSpec(fraction=0.5, anneal=0.5),
+        steps=4,
+        batch_size=2,
+        measure_batches=2,
+    )
+    record = prune.prune_lead(pp, show_progress=False)
+    # Two blocks (one per stage); the one whose attention adds the least entropy goes.
+    ranking = record["ranking"]
+    assert [r["index"] for r in sorted(ranking, key=lambda r: r["index"])] == [0, 1]
+    assert ranking[0]["added"] <= ranking[1]["added"]
+    assert record["removed"] == [ranking[0]["path"]] and record["pruned"] == [ranking[0]["index"]]
+    assert record["anneal_steps"] == 2 and [s for s, _ in record["losses"]] == [0, 1, 2, 3]
+    # Step 0 runs at lambda = 1: its loss is the trained model's on the same batch.
+    task = fc.task_for(6, "6h")
+    src = sources.WindowSource(pangu_store, task, plan.splits.train)
+    batch = next(train.batches(src, 2, seed=0))
+    want = float(nnx.jit(fc.loss_fn)(models[6], {k: jnp.asarray(v) for k, v in batch.items()}))
+    np.testing.assert_allclose(record["losses"][0][1], want, rtol=1e-5)
+    # The pruned model computes the lambda = 0 one's forecasts exactly, loads as a lead model
+    # of its run folder, and has lost that attention's parameters and bias table only.
+    assert record["max_difference_from_lambda_zero"] == 0.0
+    (lead,) = train.load_models(pp.out).values()
+    assert lead.config.model.pruned == tuple(record["pruned"])
+    attention = [b.attn is not None for b in entropy.blocks(lead).values()]
+    assert attention == [i not in record["pruned"] for i in range(2)]
+    removed = record["removed"][0]
+    stage, block = int(removed.split("/")[2][-1]) - 1, removed.split("/")[4]
+    assert {d.rsplit("/", 1)[0] for d in record["dropped_parameters"]} == {
+        f"{removed}/attn",
+        f"net/adapter/bias/stages/{stage}/{block}",
+    }
+    x = jnp.asarray(batch["inputs"][:, -1])
+    out = np.asarray(nnx.jit(lambda m, x, s: m(x, s))(lead, x, jnp.asarray(batch["statics"])))
+    assert np.isfinite(out).all()

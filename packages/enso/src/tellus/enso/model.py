@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tellus.kernels import partitioning
+from tellus.kernels import partitioning, prunable
 from tellus.kernels.partitioning import constrain
 from tellus.training import checkpoint
 
@@ -66,6 +66,8 @@ class ResoNetConfig:
       lead_rank: the number of features every lead is read from (a rank-``lead_rank``
         head); ``None`` for a full-rank head (one independent output per lead).
       seed: parameter initialization seed.
+      pruned: the Transformer blocks built without attention (entropy-guided pruning,
+        :mod:`tellus.training.entropy`; indices from 0).
       input_std: per-variable scale (K) the inputs are divided by.
       target_std: scale (K) of the outputs.
     """
@@ -85,6 +87,7 @@ class ResoNetConfig:
     seed: int = 0
     input_std: tuple[float, ...] = (1.0, 1.0)
     target_std: float = 1.0
+    pruned: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         f = 2 ** len(self.conv_channels)
@@ -100,6 +103,12 @@ class ResoNetConfig:
             )
         if len(self.input_std) != self.n_vars:
             raise ValueError(f"input_std needs {self.n_vars} values, got {self.input_std}")
+        pruned = tuple(sorted(int(i) for i in self.pruned))
+        if any(not 0 <= i < self.depth for i in pruned) or len(set(pruned)) != len(pruned):
+            raise ValueError(
+                f"pruned must name distinct blocks 0..{self.depth - 1}, got {self.pruned}"
+            )
+        object.__setattr__(self, "pruned", pruned)
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -112,7 +121,7 @@ class ResoNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResoNetConfig:
         d = dict(d)
-        for k in ("conv_channels", "input_std"):
+        for k in ("conv_channels", "input_std", "pruned"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -200,18 +209,23 @@ class Attention(nnx.Module):
         return self.out(y.reshape(b, n, d))
 
 
-class Block(nnx.Module):
-    """Pre-LayerNorm Transformer block."""
+class Block(nnx.Module, prunable.PrunableAttention):
+    """Pre-LayerNorm Transformer block; ``attention=False`` builds it pruned (``x = 2x``,
+    then the MLP: :mod:`tellus.kernels.prunable`)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, *, rngs: nnx.Rngs):
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: int, *, rngs: nnx.Rngs, attention: bool = True
+    ):
         self.norm1 = _norm(dim, rngs)
-        self.attn = Attention(dim, heads, rngs=rngs)
+        self.attn = Attention(dim, heads, rngs=rngs) if attention else None
+        self.init_pruning()
         self.norm2 = _norm(dim, rngs)
         self.fc1 = _dense(dim, dim * mlp_ratio, ("embed", "mlp"), rngs)
         self.fc2 = _dense(dim * mlp_ratio, dim, ("mlp", "embed"), rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.attn(self.norm1(x))
+        attn = self.attn
+        x = self.attention_residual(x, lambda: attn(self.norm1(x)))
         x = x + self.fc2(jax.nn.gelu(self.fc1(self.norm2(x))))
         return constrain(x, TOKENS)
 
@@ -237,7 +251,10 @@ class ResoNet(nnx.Module):
         self.pos = nnx.Param(init(rngs.params(), (n_tokens, cfg.embed), jnp.float32))
         self.month = _dense(4, cfg.embed, (None, "embed"), rngs)
         self.blocks = nnx.List(
-            [Block(cfg.embed, cfg.heads, cfg.mlp_ratio, rngs=rngs) for _ in range(cfg.depth)]
+            [
+                Block(cfg.embed, cfg.heads, cfg.mlp_ratio, rngs=rngs, attention=i not in cfg.pruned)
+                for i in range(cfg.depth)
+            ]
         )
         self.norm = _norm(cfg.embed, rngs)
         self.head1 = _dense(

@@ -184,3 +184,47 @@ def test_predict_is_the_ensemble_mean(stores):
     np.testing.assert_allclose(pred, np.mean(single, axis=0), atol=1e-5)
     short = dataclasses.replace(models[0].config, n_leads=12)
     assert train.predict([model_lib.make_model(short)], b["x"], b["month"]).shape == (5, 12)
+
+
+def test_pruning_the_ensemble_removes_a_block_and_the_result_is_an_ensemble(stores, tmp_path):
+    from tellus.enso import prune
+    from tellus.training import entropy, pruning
+
+    (model_path, _), (obs_path, obs) = stores["model"], stores["observed"]
+    train.train_enso(
+        tmp_path / "run",
+        model_path,
+        obs,
+        preset="tiny",
+        model_overrides={"depth": 2},
+        seeds=(0,),
+        budget=train.Budget(4, 2, 8),
+        split=train.ObservedSplit(30, 20),
+        show_progress=False,
+    )
+    plan = prune.PrunePlan(
+        source=tmp_path / "run",
+        out=tmp_path / "pruned",
+        model_store=model_path,
+        observed_store=obs_path,
+        spec=pruning.PruneSpec(fraction=0.5),
+        steps=4,
+        measure_samples=64,
+    )
+    result = prune.prune_ensemble(plan, show_progress=False)
+    (record,) = result["members"]
+    ranking = record["ranking"]
+    assert sorted(r["path"] for r in ranking) == ["net/blocks/0", "net/blocks/1"]
+    assert ranking[0]["added"] <= ranking[1]["added"]
+    assert record["removed"] == [ranking[0]["path"]] and result["pruned"] == [ranking[0]["index"]]
+    assert record["max_difference_from_lambda_zero"] == 0.0
+    # lambda ran 1 -> 0 over the first 3 of 4 steps (the paper's share), then held
+    assert record["anneal_steps"] == 3 and len(record["losses"]) == 4
+    # An ensemble folder like any other: both phases load, the pruned block has no attention
+    for phase in ("pretrain", "finetune"):
+        (member,) = train.load_ensemble(plan.out, phase=phase)
+        assert member.config.pruned == tuple(result["pruned"])
+        att = [b.attn is not None for b in entropy.blocks(member).values()]
+        assert att == [i not in result["pruned"] for i in range(2)]
+    corr = prune.correlation(plan.out, obs)
+    assert set(corr) == {6, 12, 24} and all(-1.0 <= v <= 1.0 for v in corr.values())

@@ -49,8 +49,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tellus.kernels import earth_bias, partitioning, window_attention
+from tellus.kernels import earth_bias, partitioning, prunable, window_attention
 from tellus.kernels.partitioning import constrain
+from tellus.kernels.prunable import feature_moments
 
 TOKENS = ("batch", "act_level", "lat", "lon", "act_embed")
 _init = nnx.initializers.truncated_normal(stddev=0.02)
@@ -117,6 +118,9 @@ class TrunkConfig:
       experts: lead-routed experts in every MLP (0: one plain MLP, as Pangu).
       shift_windows: every second block shifts its windows (False: none does).
       lora_rank: low-rank adapters on the blocks' attention and MLP weights (0: none).
+      pruned: the blocks built without attention (indices over the four stages in order,
+        from 0; entropy-guided pruning, :mod:`tellus.training.entropy`): each is ``x = 2x``
+        then its MLP, and has no bias table.
     """
 
     dim: int
@@ -131,9 +135,10 @@ class TrunkConfig:
     experts: int = 0
     shift_windows: bool = True
     lora_rank: int = 0
+    pruned: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for field in ("depths", "heads", "window"):
+        for field in ("depths", "heads", "window", "pruned"):
             object.__setattr__(self, field, tuple(int(v) for v in getattr(self, field)))
         if len(self.depths) != 4 or len(self.heads) != 4 or len(self.window) != 3:
             raise ValueError(
@@ -146,6 +151,20 @@ class TrunkConfig:
                     f"stage {stage}: width {self.stage_dims[stage]} is not divisible by {h} heads"
                 )
         _ = self.blocks  # validates the block options
+        n = sum(self.depths)
+        if any(not 0 <= i < n for i in self.pruned) or len(set(self.pruned)) != len(self.pruned):
+            raise ValueError(
+                f"pruned must name distinct blocks 0..{n - 1} of the trunk, got {self.pruned}"
+            )
+        object.__setattr__(self, "pruned", tuple(sorted(self.pruned)))
+
+    def stage_attention(self) -> tuple[tuple[bool, ...], ...]:
+        """Per stage, per block: whether the block has attention (not :attr:`pruned`)."""
+        out, first = [], 0
+        for depth in self.depths:
+            out.append(tuple(first + i not in self.pruned for i in range(depth)))
+            first += depth
+        return tuple(out)
 
     @property
     def blocks(self) -> BlockConfig:
@@ -262,16 +281,11 @@ class LeadExperts(nnx.Module):
         return jnp.einsum("b...d,bdc->b...c", jax.nn.gelu(h, approximate=False), k2) + b2
 
 
-def feature_moments(x: jax.Array) -> jax.Array:
-    """``[3, C]`` float32: the count, sum and sum of squares of each feature (the last axis)
-    of ``x`` over all its other axes, to be summed over batches."""
-    f = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
-    count = jnp.full((f.shape[-1],), f.shape[0], jnp.float32)
-    return jnp.stack([count, f.sum(0), (f * f).sum(0)])
+class EarthSpecificBlock(nnx.Module, prunable.PrunableAttention):
+    """One transformer block over a ``[B, Z, H, W, C]`` token grid; the bias comes in.
 
-
-class EarthSpecificBlock(nnx.Module):
-    """One transformer block over a ``[B, Z, H, W, C]`` token grid; the bias comes in."""
+    ``attention=False`` builds it without its attention (pruned: ``x = 2x``, then the MLP;
+    :mod:`tellus.kernels.prunable`)."""
 
     def __init__(
         self,
@@ -282,28 +296,27 @@ class EarthSpecificBlock(nnx.Module):
         shift: bool,
         drop_rate: float,
         rngs: nnx.Rngs,
+        attention: bool = True,
     ):
         self.drop_rate = drop_rate
         self.norm1 = partitioning.layer_norm(dim, rngs)
-        self.attn = window_attention.EarthAttention3D(
-            dim,
-            heads,
-            cfg.window,
-            None,
-            shift=shift,
-            impl=cfg.attention_impl,
-            partitioning=cfg.partitioning,
-            lora_rank=cfg.lora_rank,
-            rngs=rngs,
+        self.attn = (
+            window_attention.EarthAttention3D(
+                dim,
+                heads,
+                cfg.window,
+                None,
+                shift=shift,
+                impl=cfg.attention_impl,
+                partitioning=cfg.partitioning,
+                lora_rank=cfg.lora_rank,
+                rngs=rngs,
+            )
+            if attention
+            else None
         )
         self.norm2 = partitioning.layer_norm(dim, rngs)
-        # Set by tellus.training.entropy while it measures: the block then sows the feature
-        # moments of its input and of its input plus attention (nnx.Intermediate).
-        self.record_moments = False
-        # Entropy-guided pruning (Lin et al. 2024): the attention's residual becomes
-        # x = (2 - lambda) x + lambda Attn(LN(x)); at lambda = 0 the attention can be removed
-        # (attn None), leaving x = 2x before the MLP. 1: the plain block.
-        self.attn_lambda = 1.0
+        self.init_pruning()
         hidden = int(dim * cfg.mlp_ratio)
         self.mlp = (
             LeadExperts(dim, hidden, cfg.experts, rngs=rngs)
@@ -326,20 +339,13 @@ class EarthSpecificBlock(nnx.Module):
         k1 = k2 = None
         if key is not None:
             k1, k2 = jax.random.split(key)
-        if self.attn is None:  # removed (tellus.training.entropy): the lambda = 0 block
-            x = 2.0 * x
-        else:
-            if key_mask is None:
-                a = self.attn(self.norm1(x), bias)
-            else:
-                a = self.attn(self.norm1(x), bias, key_mask)
-            if self.record_moments:
-                self.sow(nnx.Intermediate, "moments_in", feature_moments(x))
-            a = drop_path(a, self.drop_rate, k1)
-            lam = self.attn_lambda
-            x = x + a if lam == 1.0 else (2.0 - lam) * x + lam * a
-            if self.record_moments:
-                self.sow(nnx.Intermediate, "moments_attn", feature_moments(x))
+        attn = self.attn
+
+        def attend() -> jax.Array:
+            h = self.norm1(x)
+            return attn(h, bias) if key_mask is None else attn(h, bias, key_mask)
+
+        x = self.attention_residual(x, attend, lambda a: drop_path(a, self.drop_rate, k1))
         if isinstance(self.mlp, LeadExperts):
             if expert is None:
                 raise ValueError(
@@ -360,8 +366,16 @@ class Stage(nnx.Module):
     off)."""
 
     def __init__(
-        self, cfg: BlockConfig, dim: int, heads: int, rates: Sequence[float], *, rngs: nnx.Rngs
+        self,
+        cfg: BlockConfig,
+        dim: int,
+        heads: int,
+        rates: Sequence[float],
+        *,
+        rngs: nnx.Rngs,
+        attention: Sequence[bool] | None = None,
     ):
+        attention = [True] * len(rates) if attention is None else list(attention)
         self.remat = cfg.remat_blocks
         self.blocks = nnx.List(
             [
@@ -372,6 +386,7 @@ class Stage(nnx.Module):
                     shift=cfg.shift_windows and i % 2 == 1,
                     drop_rate=r,
                     rngs=rngs,
+                    attention=attention[i],
                 )
                 for i, r in enumerate(rates)
             ]
@@ -471,8 +486,8 @@ class TrunkBias(nnx.Module):
 
     def __init__(self, cfg: TrunkConfig, token_grid: Sequence[int], *, rngs: nnx.Rngs):
         stages = []
-        for depth, heads, grid in zip(
-            cfg.depths, cfg.heads, cfg.stage_grids(token_grid), strict=True
+        for heads, grid, attention in zip(
+            cfg.heads, cfg.stage_grids(token_grid), cfg.stage_attention(), strict=True
         ):
             padded = tuple(_ceil_div(n, w) * w for n, w in zip(grid, cfg.window, strict=True))
             n_types = earth_bias.n_window_types(padded, cfg.window)
@@ -480,15 +495,17 @@ class TrunkBias(nnx.Module):
                 nnx.List(
                     [
                         earth_bias.EarthSpecificBias(cfg.window, n_types, heads, rngs=rngs)
-                        for _ in range(depth)
+                        if a
+                        else None
+                        for a in attention
                     ]
                 )
             )
         self.stages = nnx.List(stages)
 
-    def __call__(self) -> list[list[jax.Array]]:
-        """``[stage][block] -> [n_types, heads, N, N]``."""
-        return [[table() for table in stage] for stage in self.stages]
+    def __call__(self) -> list[list[jax.Array | None]]:
+        """``[stage][block] -> [n_types, heads, N, N]`` (None for a block without attention)."""
+        return [[None if t is None else t() for t in stage] for stage in self.stages]
 
 
 class EarthTrunk(nnx.Module):
@@ -501,12 +518,18 @@ class EarthTrunk(nnx.Module):
         d = cfg.depths
         blocks = cfg.blocks
         edges = (0, d[0], d[0] + d[1], d[0] + d[1] + d[2], sum(d))
-        self.stage1 = Stage(blocks, c, cfg.heads[0], rates[edges[0] : edges[1]], rngs=rngs)
+        att = cfg.stage_attention()
+
+        def stage(k: int, width: int) -> Stage:
+            rate = rates[edges[k] : edges[k + 1]]
+            return Stage(blocks, width, cfg.heads[k], rate, rngs=rngs, attention=att[k])
+
+        self.stage1 = stage(0, c)
         self.down = DownSample(c, rngs=rngs) if cfg.resamples else None
-        self.stage2 = Stage(blocks, 2 * c, cfg.heads[1], rates[edges[1] : edges[2]], rngs=rngs)
-        self.stage3 = Stage(blocks, 2 * c, cfg.heads[2], rates[edges[2] : edges[3]], rngs=rngs)
+        self.stage2 = stage(1, 2 * c)
+        self.stage3 = stage(2, 2 * c)
         self.up = UpSample(2 * c, c, rngs=rngs) if cfg.resamples else None
-        self.stage4 = Stage(blocks, c, cfg.heads[3], rates[edges[3] : edges[4]], rngs=rngs)
+        self.stage4 = stage(3, c)
 
     def __call__(
         self,

@@ -1,6 +1,7 @@
 """The Gaussian entropy proxy against hand values, and the ranking on a trunk whose one
 attention layer adds nothing."""
 
+import dataclasses
 import math
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 from flax import nnx
 
 from tellus.kernels import earth_trunk
-from tellus.training import entropy
+from tellus.training import entropy, pruning
 
 
 def test_the_gaussian_proxy_is_the_sum_of_log_standard_deviations():
@@ -58,7 +59,7 @@ def test_an_attention_layer_that_adds_nothing_adds_exactly_zero():
 
 
 def test_a_model_without_blocks_is_refused():
-    with pytest.raises(ValueError, match="no Earth-specific blocks"):
+    with pytest.raises(ValueError, match="no blocks with prunable attention"):
         entropy.measure(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), lambda m, x: m(x), [jnp.ones((1, 2))])
 
 
@@ -92,7 +93,83 @@ def test_a_removed_attention_is_the_lambda_zero_block_and_lambda_one_the_plain_o
     assert {e.path for e in ranking} == {
         f"stage{s}/blocks/{i}" for s in (1, 2, 3, 4) for i in (0, 1)
     } - set(chosen)
-    with pytest.raises(KeyError, match="'stage9/blocks/0' is not an Earth-specific block"):
+    with pytest.raises(KeyError, match="'stage9/blocks/0' is not a prunable block"):
         entropy.remove(trunk, ["stage9/blocks/0"])
     with pytest.raises(ValueError, match="lambda must be in"):
         entropy.degenerate(trunk, [], 1.5)
+
+
+class _Net(nnx.Module):
+    """A trunk with its bias tables, as the domain models hold them."""
+
+    def __init__(self, cfg: earth_trunk.TrunkConfig, grid):
+        self.bias = earth_trunk.TrunkBias(cfg, grid, rngs=nnx.Rngs(1))
+        self.trunk = earth_trunk.EarthTrunk(cfg, rngs=nnx.Rngs(0))
+
+    def __call__(self, x):
+        return self.trunk(x, self.bias())
+
+
+def test_an_annealed_lambda_is_state_and_the_model_built_pruned_is_the_lambda_zero_one():
+    cfg = earth_trunk.TrunkConfig(
+        dim=8, depths=(2, 2, 2, 2), heads=(2, 2, 2, 2), window=(1, 2, 4), drop_path=0.0
+    )
+    grid = (2, 4, 8)
+    with nnx.use_eager_sharding(False):
+        net = _Net(cfg, grid)
+    x = jax.random.normal(jax.random.key(5), (2, *grid, 8))
+    chosen = ["trunk/stage1/blocks/1", "trunk/stage4/blocks/0"]
+    assert entropy.block_indices(net, chosen) == (1, 6)  # stage by stage, block by block
+    entropy.degenerate(net, chosen, 0.5)
+    static_half = np.asarray(nnx.jit(lambda m, x: m(x))(net, x))
+    entropy.degenerate(net, chosen, 0.0)
+    static_zero = np.asarray(nnx.jit(lambda m, x: m(x))(net, x))
+
+    # lambda as state: one compiled program whatever its value; the values are the static ones.
+    entropy.anneal(net, chosen)
+    graphdef, params, rest = nnx.split(net, nnx.Param, ...)
+    calls = []
+
+    @jax.jit
+    def run(params, rest, x):
+        calls.append(1)  # traced once per compilation
+        return nnx.merge(graphdef, params, rest)(x)
+
+    schedule = entropy.lambda_schedule(4)
+    assert [entropy.lambda_at(s, 4) for s in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    pure = nnx.to_pure_dict(rest)
+    halfway = schedule(2, pure)
+    lams = {
+        jax.tree_util.keystr(p): float(v)
+        for p, v in jax.tree_util.tree_leaves_with_path(halfway)
+        if "attn_lambda" in jax.tree_util.keystr(p)
+    }
+    assert list(lams.values()) == [0.5, 0.5] and len(jax.tree.leaves(halfway)) == len(
+        jax.tree.leaves(pure)
+    )
+    rest_half = nnx.State(jax.tree.map(jnp.asarray, halfway))
+    np.testing.assert_allclose(np.asarray(run(params, rest_half, x)), static_half, atol=1e-6)
+    rest_zero = nnx.State(jax.tree.map(jnp.asarray, schedule(7, pure)))
+    annealed_zero = np.asarray(run(params, rest_zero, x))
+    np.testing.assert_allclose(annealed_zero, static_zero, atol=1e-6)
+    assert len(calls) == 1
+
+    # The model built without those attention layers, with the trained weights loaded, computes
+    # the lambda = 0 model; what it drops is exactly their attention and bias tables.
+    with nnx.use_eager_sharding(False):
+        pruned = _Net(dataclasses.replace(cfg, pruned=(6, 1)), grid)
+    assert pruned.trunk.config.pruned == (1, 6)
+    assert pruned.trunk.stage1.blocks[1].attn is None and pruned.trunk.stage4.blocks[0].attn is None
+    assert pruned.bias.stages[0][1] is None and pruned.bias.stages[0][0] is not None
+    dropped = pruning.transplant(pruned, nnx.to_pure_dict(nnx.state(net, nnx.Param)))
+    assert {d.rsplit("/", 1)[0] for d in dropped} == {
+        "trunk/stage1/blocks/1/attn",
+        "trunk/stage4/blocks/0/attn",
+        "bias/stages/0/1",
+        "bias/stages/3/0",
+    }
+    np.testing.assert_array_equal(np.asarray(nnx.jit(lambda m, x: m(x))(pruned, x)), static_zero)
+    with pytest.raises(ValueError, match=r"pruned must name distinct blocks 0..7"):
+        dataclasses.replace(cfg, pruned=(8,))
+    with pytest.raises(KeyError, match="not a block with attention"):
+        entropy.anneal(pruned, ["trunk/stage1/blocks/1"])

@@ -134,6 +134,7 @@ def fit(
     show_progress: bool = True,
     on_step: Callable[[int, dict[str, Any]], None] | None = None,
     prefetch: int = 2,
+    rest_schedule: Callable[[int, Any], Any] | None = None,
 ) -> list[tuple[int, float]]:
     """Trains to ``config.num_steps``, resuming from ``workdir`` if it has checkpoints.
 
@@ -154,6 +155,11 @@ def fit(
       on_step: called after every step with ``(step, {"loss", "domain"})``.
       prefetch: batches each domain's stream reads ahead in a background thread (0: read in
         the training loop, as before the read-ahead existed).
+      rest_schedule: ``rest_schedule(step, rest) -> rest`` sets the model's non-parameter
+        state before each step from the step alone (the attention lambda that entropy-guided
+        pruning anneals, :func:`tellus.training.entropy.lambda_schedule`); the values
+        change, the shapes do not, so the step compiles once, and a resumed run sets the
+        same values.
 
     Returns:
       ``[(step, loss), ...]`` for the steps run in this call (each step's own domain).
@@ -245,6 +251,8 @@ def fit(
                     t0 = time.perf_counter()
                     batch = next(streams[d.name])
                     lr = step_lib.host_learning_rate(config, step)
+                    if rest_schedule is not None:
+                        state = _scheduled_rest(state, rest_schedule(step, state.rest))
                     if d.name not in compiled:
                         compiled[d.name] = step_lib.compile_train_step(
                             steps[d.name], state, batch, lr
@@ -310,6 +318,18 @@ def fit(
             writer.close()
             ck.close()
     return history
+
+
+def _scheduled_rest(state: step_lib.TrainState, rest: Any) -> step_lib.TrainState:
+    """``state`` with ``rest``'s values, each placed and typed as the array it replaces."""
+
+    def place(new, old):
+        value = np.asarray(new, old.dtype)
+        if value.shape != old.shape:
+            raise ValueError(f"rest_schedule changed a shape: {old.shape} -> {value.shape}")
+        return jax.device_put(value, old.sharding)
+
+    return dataclasses.replace(state, rest=jax.tree.map(place, rest, state.rest))
 
 
 class _NoWriter:

@@ -1,0 +1,169 @@
+"""Entropy-guided attention pruning of a trained atmosphere lead model (``tellus prune
+atmosphere``), and what the pruned model costs and scores.
+
+:func:`prune_lead` runs :func:`tellus.training.pruning.prune` on a ``lead_{H}h`` folder of
+``tellus train atmosphere``: the entropy is measured over training windows spread through the
+training period, the fine-tuning is the one-step loss of the lead model on the training
+period at a small learning rate (warm-up + cosine, as the rollout phases), and the pruned
+model goes to ``out/lead_{H}h``, a lead-model folder that ``tellus evaluate atmosphere
+--workdir out``, ``tellus forecast`` and ``tellus.load`` read like any other.
+
+:func:`speed` measures a config's training and inference throughput and the training step's
+compiled memory on random fields (the figures of ``just bench``), so that the pruned and
+unpruned models are timed in the same process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from tellus.atmosphere import bench, plan_target, train
+from tellus.atmosphere import config as model_config
+from tellus.atmosphere import forecaster as fc
+from tellus.data import sources
+from tellus.training import benchmarking, pruning, trainer
+from tellus.training import config as train_config
+
+PAPER_ANNEAL = 0.75
+"""The paper anneals lambda over 300 of its 400 fine-tuning epochs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunePlan:
+    """One pruning of one lead model.
+
+    Attributes:
+      source: the trained ``lead_{H}h`` folder (its last phase is the starting point).
+      out: the run folder of the pruned model (it goes to ``out/lead_{H}h``).
+      store: the analysis store the model was trained on.
+      spec: the fraction or the layers to remove, and the annealing share.
+      steps: fine-tuning steps (the same for every fraction, 0 included).
+      learning_rate: their peak learning rate.
+      batch_size: samples per step.
+      measure_batches: batches the entropy is measured over.
+      seed: the fine-tuning's seed.
+    """
+
+    source: Path
+    out: Path
+    store: Path
+    spec: pruning.PruneSpec = dataclasses.field(default_factory=pruning.PruneSpec)
+    steps: int = 200
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    measure_batches: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("source", "out", "store"):
+            object.__setattr__(self, f, Path(getattr(self, f)))
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+
+def source_config(source: str | Path) -> fc.ForecasterConfig:
+    """The config of a trained ``lead_{H}h`` folder (its ``forecaster.json``).
+
+    Raises:
+      FileNotFoundError: the folder is not a trained lead model.
+    """
+    f = Path(source) / "forecaster.json"
+    if not f.exists():
+        raise FileNotFoundError(
+            f"{source} is not a lead model folder of `tellus train atmosphere` (no "
+            "forecaster.json); pass runs/atmosphere/lead_24h or similar"
+        )
+    return fc.ForecasterConfig.from_dict(json.loads(f.read_text()))
+
+
+def with_pruned(cfg: fc.ForecasterConfig, indices: tuple[int, ...]) -> fc.ForecasterConfig:
+    """``cfg`` with its network's ``pruned`` blocks set to ``indices``."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pruned=indices))
+
+
+def forward(model: fc.Forecaster, batch: dict[str, Any]) -> Any:
+    """The lead model on a training batch (no gradient, no drop-path)."""
+    return model(batch["inputs"][:, -1], batch["statics"])
+
+
+def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
+    """Prunes one trained lead model (the module docstring); returns the ``prune.json``
+    record, to which it adds the lead.
+
+    Raises:
+      FileNotFoundError: ``plan.source`` holds no trained lead model.
+    """
+    cfg = source_config(plan.source)
+    lead = cfg.lead_hours
+    model = train.load_forecaster(plan.source)
+    task = fc.task_for(lead, train.store_time_step(plan.store))
+    splits = train.Splits.for_store(plan.store)
+    src = sources.WindowSource(plan.store, task, splits.train)
+    tcfg = train_config.warmup_cosine(
+        plan.steps,
+        plan.batch_size,
+        plan.learning_rate,
+        decay=10.0,
+        max_warmup=10,
+        seed=plan.seed,
+        validate_every=None,
+    )
+    domain = trainer.TrainDomain(
+        name="atmosphere",
+        loss_fn=fc.loss_fn,
+        data=train.batches(src, plan.batch_size, plan.seed),
+        batch_size=plan.batch_size,
+    )
+    out = train.lead_dir(plan.out, lead)
+    record = pruning.prune(
+        model=model,
+        model_config=cfg,
+        factory=fc.make_forecaster,
+        source=train.final_phase(plan.source),
+        source_kind=fc.KIND,
+        with_pruned=with_pruned,
+        forward=forward,
+        measure_batches=train.validation_batches(src, plan.batch_size, plan.measure_batches),
+        domain=domain,
+        train_config=tcfg,
+        envelope=trainer.Envelope(
+            kind=fc.KIND.name, version=fc.KIND.version, task=dataclasses.asdict(task)
+        ),
+        spec=plan.spec,
+        out=out,
+        show_progress=show_progress,
+    )
+    pruned_cfg = with_pruned(cfg, tuple(record["pruned"]))
+    (out / "forecaster.json").write_text(json.dumps(pruned_cfg.to_dict()))
+    record["lead_hours"] = lead
+    return record
+
+
+def speed(cfg: model_config.PanguConfig, batch_size: int = 4, repeats: int = 5) -> dict[str, Any]:
+    """Training and inference throughput of ``cfg`` (pruned or not) on random fields, and
+    the training step's FLOPs and compiled memory (bytes of its temporaries and arguments).
+    """
+    figures = benchmarking.train_step_figures(
+        plan_target.placeholder_forecaster(cfg),
+        fc.loss_fn,
+        bench.random_batch(cfg, batch_size),
+        batch_size,
+        repeats=repeats,
+    )
+    infer = bench.forecast_figures(cfg, batch_size, 5)
+    memory = figures["memory"]
+    return {
+        "train_samples_per_s": figures["samples_per_s"],
+        "train_step_s": figures["step_s"],
+        "train_flops_per_step": figures["flops_per_step"],
+        "train_memory_bytes": memory.get("temp_size_in_bytes", 0)
+        + memory.get("argument_size_in_bytes", 0),
+        "infer_samples_per_s": infer["member_days_per_s"],
+        "infer_flops": infer["step_flops"],
+    }
+
+
+__all__ = ["PAPER_ANNEAL", "PrunePlan", "forward", "prune_lead", "source_config", "speed"]

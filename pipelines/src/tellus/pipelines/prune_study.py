@@ -1,0 +1,254 @@
+"""``tellus study prune``: what entropy-guided attention pruning does to the atmosphere and
+ENSO models (``just prune-study``).
+
+For each share of the atmosphere lead model's attention layers (0, 25, 40, 50 %: 0, 2, 3, 4 of
+the CPU preset's 8) it prunes the trained model (``tellus prune atmosphere``: the same
+fine-tuning steps for every row, the 0 % one included, so that the rows compare removal, not
+extra training), scores it as ``tellus evaluate atmosphere`` does (latitude-weighted RMSE of
+Z500, T850 and T2M at 1 and 5 days against persistence and climatology), and times training
+and inference and reads the training step's compiled memory in this one process. For 0, 1
+and 2 of the ENSO Transformer's 2 blocks it prunes the ensemble (``tellus prune enso``) and
+scores the Nino3.4 correlation at 6, 12 and 24 months on the observed test years.
+
+Everything is resumable (each pruning, each evaluation is kept); the table goes to
+``OUT/table.md`` and ``OUT/study.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tellus.pipelines import checks, enso_cli, errors, paths, prune_cli
+
+VARIABLES = ("Z500", "T850", "T2M")
+LEADS = ("1d", "5d")
+
+
+def _fractions(text: str, param: str) -> list[float]:
+    try:
+        out = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise errors.UserError(
+            f"expected fractions like '0,0.25,0.4,0.5', got {text!r}", param=param
+        ) from None
+    if not out or any(not 0.0 <= f <= 1.0 for f in out):
+        raise errors.UserError(f"fractions must lie in [0, 1], got {text!r}", param=param)
+    return out
+
+
+def atmosphere_row(
+    source: Path, out: Path, store: Path, fraction: float, steps: int
+) -> dict[str, Any]:
+    """Prunes, evaluates and times one row (each part kept for a rerun)."""
+    from tellus.atmosphere import evaluate, prune
+    from tellus.training import pruning
+
+    plan = prune.PrunePlan(
+        source=source, out=out, store=store, spec=pruning.PruneSpec(fraction=fraction), steps=steps
+    )
+    t0 = time.perf_counter()
+    record = prune.prune_lead(plan)
+    seconds = time.perf_counter() - t0
+    report = out / "report"
+    if not (report / "verdict.csv").exists():
+        evaluate.run(
+            store,
+            out,
+            report,
+            evaluate.EvalConfig(every="24h", naive=False, rollout_days=0, tracks=False),
+        )
+    import pandas as pd
+
+    verdict = pd.read_csv(report / "verdict.csv")
+    scores = {}
+    for _, r in verdict.iterrows():
+        if r["lead"] in LEADS:
+            scores[f"{r['variable']} {r['lead']}"] = {
+                "rmse": float(r["tellus-pangu"]),
+                "persistence": float(r["persistence"]),
+                "climatology": float(r["climatology"]),
+                "beats_both": bool(r["beats_all"]),
+            }
+    cfg = prune.source_config(source).model
+    speed = prune.speed(dataclasses.replace(cfg, pruned=tuple(record["pruned"])))
+    return {
+        "fraction": fraction,
+        "removed": record["removed"],
+        "pruned": record["pruned"],
+        "ranking": record["ranking"],
+        "parameters": record["parameters"],
+        "max_difference_from_lambda_zero": record["max_difference_from_lambda_zero"],
+        "prune_seconds": seconds,
+        "scores": scores,
+        **speed,
+    }
+
+
+def enso_row(
+    source: Path, out: Path, worlds: Path, blocks: int, depth: int, steps: int
+) -> dict[str, Any]:
+    """Prunes ``blocks`` of the ensemble's ``depth`` Transformer blocks, scores and times."""
+    import numpy as np
+
+    from tellus.data import validation
+    from tellus.enso import model as model_lib
+    from tellus.enso import prune, train
+    from tellus.training import benchmarking, pruning
+
+    plan = prune.PrunePlan(
+        source=source,
+        out=out,
+        model_store=worlds / "model.zarr",
+        observed_store=worlds / "observed.zarr",
+        spec=pruning.PruneSpec(fraction=blocks / depth),
+        steps=steps,
+    )
+    result = prune.prune_ensemble(plan)
+    corr = prune.correlation(out, validation.open_dataset(worlds / "observed.zarr"))
+    cfg = train.load_member(out / "member_0" / "finetune").config
+    rng = np.random.default_rng(0)
+    b = 32
+    batch = {
+        "x": rng.standard_normal((b, cfg.history, cfg.n_vars, cfg.n_lat, cfg.n_lon)).astype(
+            np.float32
+        ),
+        "month": rng.integers(1, 13, b).astype(np.int32),
+        "y": rng.standard_normal((b, cfg.n_leads)).astype(np.float32),
+    }
+    figures = benchmarking.train_step_figures(
+        model_lib.make_model(cfg), train.loss_fn, batch, b, repeats=20
+    )
+    return {
+        "blocks_removed": blocks,
+        "pruned": result["pruned"],
+        "removed_by_member": [r["removed"] for r in result["members"]],
+        "correlation": {str(k): v for k, v in corr.items()},
+        "train_samples_per_s": figures["samples_per_s"],
+        "train_memory_bytes": figures["memory"].get("temp_size_in_bytes", 0)
+        + figures["memory"].get("argument_size_in_bytes", 0),
+    }
+
+
+def table(study: dict[str, Any]) -> str:
+    """The study as Markdown."""
+    lines = []
+    atm = study.get("atmosphere") or []
+    if atm:
+        base = atm[0]
+        lines += [
+            "| removed | blocks | params | train samples/s | infer samples/s | compiled MiB | "
+            + " | ".join(f"{v} {lead}" for lead in LEADS for v in VARIABLES)
+            + " | beats persistence and climatology |",
+            "|---" * (7 + len(VARIABLES) * len(LEADS)) + "|",
+        ]
+        for r in atm:
+            cells = []
+            for lead in LEADS:
+                for v in VARIABLES:
+                    s = r["scores"].get(f"{v} {lead}")
+                    b = base["scores"].get(f"{v} {lead}")
+                    if s is None:
+                        cells.append("-")
+                        continue
+                    change = 100.0 * (s["rmse"] / b["rmse"] - 1.0) if b else 0.0
+                    cells.append(f"{s['rmse']:.3g} ({change:+.1f} %)")
+            wins = sum(s["beats_both"] for s in r["scores"].values())
+            lines.append(
+                f"| {100 * r['fraction']:.0f} % | {r['pruned'] or '-'} | {r['parameters']:,} | "
+                f"{r['train_samples_per_s']:.2f} ({r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x) | "
+                f"{r['infer_samples_per_s']:.2f} ({r['infer_samples_per_s'] / base['infer_samples_per_s']:.2f}x) | "
+                f"{r['train_memory_bytes'] / 2**20:.0f} | "
+                + " | ".join(cells)
+                + f" | {wins} / {len(r['scores'])} |"
+            )
+    enso = study.get("enso") or []
+    if enso:
+        base = enso[0]
+        lines += [
+            "",
+            "| ENSO blocks removed | blocks | train samples/s | corr 6 | corr 12 | corr 24 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in enso:
+            c = r["correlation"]
+            lines.append(
+                f"| {r['blocks_removed']} | {r['pruned'] or '-'} | "
+                f"{r['train_samples_per_s']:.0f} ({r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x) | "
+                f"{c['6']:.3f} | {c['12']:.3f} | {c['24']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def study(
+    atmosphere_source: Annotated[
+        Path, typer.Option(help="The trained atmosphere lead model to prune.")
+    ] = prune_cli.DEFAULT_ATMOSPHERE_SOURCE,
+    enso_source: Annotated[
+        Path, typer.Option(help="The trained ENSO ensemble to prune.")
+    ] = prune_cli.DEFAULT_ENSO_SOURCE,
+    out: Annotated[
+        Path, typer.Option(help="Study folder.", callback=checks.writable_dir_option)
+    ] = Path("runs") / "prune_study",
+    fractions: Annotated[
+        str, typer.Option(help="Shares of the atmosphere model's attention layers to remove.")
+    ] = "0,0.25,0.4,0.5",
+    enso_blocks: Annotated[
+        str, typer.Option(help="ENSO Transformer blocks to remove ('' to skip ENSO).")
+    ] = "0,1,2",
+    steps: Annotated[
+        int, typer.Option(help="Atmosphere fine-tuning steps (every row).", min=1)
+    ] = prune_cli.ATMOSPHERE_STEPS,
+    enso_steps: Annotated[
+        int, typer.Option(help="ENSO pruning fine-tuning steps per member.", min=1)
+    ] = prune_cli.ENSO_STEPS,
+    store: Annotated[Path | None, typer.Option(help="The atmosphere store.")] = None,
+    worlds: Annotated[Path | None, typer.Option(help="The ENSO worlds' folder.")] = None,
+) -> None:
+    """Prune 0/25/40/50 % of the atmosphere model's attention layers and 0/1/2 of the ENSO
+    Transformer's blocks; throughput, memory and skill of each, as a table."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    shares = _fractions(fractions, "--fractions")
+    blocks = [int(v) for v in enso_blocks.split(",") if v.strip()] if enso_blocks else []
+    if shares:
+        checks.existing_dir(
+            atmosphere_source, "--atmosphere-source", hint=prune_cli.TRAIN_ATMOSPHERE
+        )
+    if blocks:
+        checks.existing_dir(enso_source, "--enso-source", hint=enso_cli.TRAIN_FIRST)
+    store = store or paths.default_store("atmosphere")
+    worlds = worlds or enso_cli.worlds_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"atmosphere": [], "enso": []}
+    for f in shares:
+        typer.echo(f"== atmosphere: removing {100 * f:.0f} % of the attention layers")
+        result["atmosphere"].append(
+            atmosphere_row(
+                atmosphere_source, out / f"atmosphere_{round(100 * f):02d}", store, f, steps
+            )
+        )
+        (out / "study.json").write_text(json.dumps(result, indent=1))
+    if blocks:
+        info = json.loads((enso_source / "ensemble.json").read_text())
+        from tellus.enso import model as model_lib
+
+        depth = model_lib.preset(info["preset"], **info.get("model_overrides", {})).depth
+        for k in blocks:
+            typer.echo(f"== ENSO: removing {k} of {depth} Transformer blocks")
+            result["enso"].append(
+                enso_row(enso_source, out / f"enso_{k}", worlds, k, depth, enso_steps)
+            )
+            (out / "study.json").write_text(json.dumps(result, indent=1))
+    text = table(result)
+    (out / "table.md").write_text(text)
+    Console().print(Markdown(text))
+
+
+__all__ = ["atmosphere_row", "enso_row", "study", "table"]
