@@ -119,6 +119,11 @@ bench-ocean *ARGS:
 fm-study *ARGS:
     uv run tellus study fm {{ARGS}}
 
+# Entropy-guided attention pruning of the trained atmosphere lead model and ENSO ensemble:
+# 0/25/40/50 % (0/1/2 ENSO blocks) removed, throughput, memory and skill: runs/prune_study.
+prune-study *ARGS:
+    uv run tellus study prune {{ARGS}}
+
 # Every model against this machine's matmul rate, in one run: runs/bench/bench.json, compared with the last.
 bench *ARGS:
     uv run tellus bench {{ARGS}}

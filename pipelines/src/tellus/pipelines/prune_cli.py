@@ -14,7 +14,7 @@ from tellus.pipelines import checks, enso_cli, errors, paths
 
 DEFAULT_ATMOSPHERE_SOURCE = Path("runs") / "atmosphere" / "lead_24h"
 DEFAULT_ENSO_SOURCE = enso_cli.DEFAULT_RUN
-ATMOSPHERE_STEPS, ENSO_STEPS = 200, 300
+ATMOSPHERE_STEPS, ATMOSPHERE_ROLLOUT, ENSO_STEPS = 200, 1, 300
 TRAIN_ATMOSPHERE = "; train it with `tellus train atmosphere`"
 
 FractionOption = Annotated[
@@ -113,6 +113,10 @@ def prune_atmosphere(
     ] = ATMOSPHERE_STEPS,
     anneal: AnnealOption = 0.75,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", min=0.0)] = 2e-4,
+    rollout: Annotated[
+        int,
+        typer.Option(help="Steps of the fine-tuning loss's unroll (1: the one-step loss).", min=1),
+    ] = ATMOSPHERE_ROLLOUT,
     batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 4,
     store: Annotated[
         Path | None,
@@ -140,6 +144,7 @@ def prune_atmosphere(
         store=store,
         spec=spec,
         steps=steps,
+        rollout=rollout,
         learning_rate=learning_rate,
         batch_size=batch,
     )

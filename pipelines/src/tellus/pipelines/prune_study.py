@@ -43,14 +43,26 @@ def _fractions(text: str, param: str) -> list[float]:
 
 
 def atmosphere_row(
-    source: Path, out: Path, store: Path, fraction: float, steps: int
+    source: Path,
+    out: Path,
+    store: Path,
+    fraction: float,
+    steps: int,
+    rollout: int = 1,
+    learning_rate: float = 2e-4,
 ) -> dict[str, Any]:
     """Prunes, evaluates and times one row (each part kept for a rerun)."""
     from tellus.atmosphere import evaluate, prune
     from tellus.training import pruning
 
     plan = prune.PrunePlan(
-        source=source, out=out, store=store, spec=pruning.PruneSpec(fraction=fraction), steps=steps
+        source=source,
+        out=out,
+        store=store,
+        spec=pruning.PruneSpec(fraction=fraction),
+        steps=steps,
+        rollout=rollout,
+        learning_rate=learning_rate,
     )
     t0 = time.perf_counter()
     record = prune.prune_lead(plan)
@@ -65,12 +77,16 @@ def atmosphere_row(
         )
     import pandas as pd
 
+    from tellus.evaluation import scorecard
+
     verdict = pd.read_csv(report / "verdict.csv")
     scores = {}
     for _, r in verdict.iterrows():
-        if r["lead"] in LEADS:
-            scores[f"{r['variable']} {r['lead']}"] = {
-                "rmse": float(r["tellus-pangu"]),
+        lead = {"24h": "1d"}.get(r["lead"], r["lead"])
+        name = scorecard.SHORT_NAMES.get(r["variable"], r["variable"])
+        if lead in LEADS and name in VARIABLES:
+            scores[f"{name} {lead}"] = {
+                "rmse": float(r[evaluate.MODEL]),
                 "persistence": float(r["persistence"]),
                 "climatology": float(r["climatology"]),
                 "beats_both": bool(r["beats_all"]),
@@ -204,6 +220,12 @@ def study(
     steps: Annotated[
         int, typer.Option(help="Atmosphere fine-tuning steps (every row).", min=1)
     ] = prune_cli.ATMOSPHERE_STEPS,
+    rollout: Annotated[
+        int, typer.Option(help="Atmosphere fine-tuning loss's unroll (1: one step).", min=1)
+    ] = prune_cli.ATMOSPHERE_ROLLOUT,
+    learning_rate: Annotated[
+        float, typer.Option(help="Atmosphere fine-tuning peak learning rate.", min=0.0)
+    ] = 2e-4,
     enso_steps: Annotated[
         int, typer.Option(help="ENSO pruning fine-tuning steps per member.", min=1)
     ] = prune_cli.ENSO_STEPS,
@@ -226,12 +248,27 @@ def study(
     store = store or paths.default_store("atmosphere")
     worlds = worlds or enso_cli.worlds_dir()
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"atmosphere": [], "enso": []}
+    result: dict[str, Any] = {
+        "settings": {
+            "steps": steps,
+            "rollout": rollout,
+            "learning_rate": learning_rate,
+            "enso_steps": enso_steps,
+        },
+        "atmosphere": [],
+        "enso": [],
+    }
     for f in shares:
         typer.echo(f"== atmosphere: removing {100 * f:.0f} % of the attention layers")
         result["atmosphere"].append(
             atmosphere_row(
-                atmosphere_source, out / f"atmosphere_{round(100 * f):02d}", store, f, steps
+                atmosphere_source,
+                out / f"atmosphere_{round(100 * f):02d}",
+                store,
+                f,
+                steps,
+                rollout,
+                learning_rate,
             )
         )
         (out / "study.json").write_text(json.dumps(result, indent=1))

@@ -3,8 +3,9 @@ atmosphere``), and what the pruned model costs and scores.
 
 :func:`prune_lead` runs :func:`tellus.training.pruning.prune` on a ``lead_{H}h`` folder of
 ``tellus train atmosphere``: the entropy is measured over training windows spread through the
-training period, the fine-tuning is the one-step loss of the lead model on the training
-period at a small learning rate (warm-up + cosine, as the rollout phases), and the pruned
+training period, the fine-tuning is the lead model's loss (one step, or a ``rollout``-step
+unroll as its last training phase) on the training period at a small learning rate
+(warm-up + cosine, as the rollout phases), and the pruned
 model goes to ``out/lead_{H}h``, a lead-model folder that ``tellus evaluate atmosphere
 --workdir out``, ``tellus forecast`` and ``tellus.load`` read like any other.
 
@@ -41,6 +42,8 @@ class PrunePlan:
       store: the analysis store the model was trained on.
       spec: the fraction or the layers to remove, and the annealing share.
       steps: fine-tuning steps (the same for every fraction, 0 included).
+      rollout: the fine-tuning loss's unroll (1: one step; 2 and more: GraphCast's rollout
+        loss, as the lead model's last training phase).
       learning_rate: their peak learning rate.
       batch_size: samples per step.
       measure_batches: batches the entropy is measured over.
@@ -52,6 +55,7 @@ class PrunePlan:
     store: Path
     spec: pruning.PruneSpec = dataclasses.field(default_factory=pruning.PruneSpec)
     steps: int = 200
+    rollout: int = 1
     learning_rate: float = 2e-4
     batch_size: int = 4
     measure_batches: int = 16
@@ -62,6 +66,8 @@ class PrunePlan:
             object.__setattr__(self, f, Path(getattr(self, f)))
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.rollout < 1:
+            raise ValueError(f"rollout must be >= 1, got {self.rollout}")
 
 
 def source_config(source: str | Path) -> fc.ForecasterConfig:
@@ -99,7 +105,7 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     cfg = source_config(plan.source)
     lead = cfg.lead_hours
     model = train.load_forecaster(plan.source)
-    task = fc.task_for(lead, train.store_time_step(plan.store))
+    task = fc.task_for(lead, train.store_time_step(plan.store), rollout=plan.rollout)
     splits = train.Splits.for_store(plan.store)
     src = sources.WindowSource(plan.store, task, splits.train)
     tcfg = train_config.warmup_cosine(
@@ -113,7 +119,7 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     )
     domain = trainer.TrainDomain(
         name="atmosphere",
-        loss_fn=fc.loss_fn,
+        loss_fn=fc.loss_fn if plan.rollout == 1 else fc.rollout_loss_fn(plan.rollout),
         data=train.batches(src, plan.batch_size, plan.seed),
         batch_size=plan.batch_size,
     )

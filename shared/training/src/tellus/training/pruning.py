@@ -154,6 +154,8 @@ def save_model(
     state = dataclasses.replace(state, step=jnp.asarray(step, jnp.int32))
     ck = ckpt_lib.Checkpointer(Path(directory) / "checkpoints", async_save=False)
     try:
+        if ck.latest_step() == step:  # written before a kill: the same model
+            return
         ck.save(
             step,
             state,
@@ -184,6 +186,20 @@ def _last(workdir: Path, factory: Factory) -> tuple[nnx.Module, step_lib.TrainSt
     return model, state
 
 
+def _finished(out: Path, steps: int) -> dict[str, Any] | None:
+    """The record of a pruning already finished in ``out`` (its pruned checkpoint written
+    after ``steps`` steps), or None."""
+    record = out / "prune.json"
+    if not record.exists():
+        return None
+    ck = ckpt_lib.Checkpointer(out / "checkpoints", async_save=False)
+    try:
+        latest = ck.latest_step()
+    finally:
+        ck.close()
+    return json.loads(record.read_text()) if latest == steps else None
+
+
 def prune(
     *,
     model: nnx.Module,
@@ -202,7 +218,8 @@ def prune(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Measures, chooses, fine-tunes with lambda annealed, removes and saves (the module
-    docstring); resumable: a finished fine-tuning is not run again.
+    docstring); resumable: a finished fine-tuning is not run again, and a finished pruning
+    returns its record.
 
     Args:
       model: the trained model (the weights the ranking is measured on).
@@ -227,6 +244,9 @@ def prune(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    done = _finished(out, train_config.num_steps)
+    if done is not None:
+        return done
     batches = list(measure_batches())
     ranking = entropy.measure(model, forward, batches)
     paths = chosen_paths(model, ranking, spec)

@@ -354,3 +354,45 @@ def test_the_training_loop_compiles_nothing_after_each_domain_first_step(tmp_pat
         monitoring.unregister_event_duration_listener(listen)
     assert len(after_first) >= 8 and len(set(after_first)) == 1, after_first
     assert compiles  # the listener hears lowerings at all
+
+
+def test_a_rest_schedule_sets_the_model_state_each_step_and_a_resume_sets_it_again(tmp_path):
+    """``rest_schedule`` (what anneals the pruning lambda) reaches every step of the one
+    compiled program: a factor scheduled to 0 on even steps zeroes exactly their losses,
+    also in the steps a resumed run takes."""
+    import dataclasses
+
+    import jax.numpy as jnp
+    from flax import nnx
+
+    class Factor(nnx.Variable):
+        pass
+
+    def factory(d):
+        model = toy_model.model_from_dict(d)
+        model.factor = nnx.data(Factor(jnp.ones((), jnp.float32)))
+        return model
+
+    def loss(model, batch, rng=None):
+        return model.factor[...] * toy_model.loss_fn(model, batch)
+
+    def schedule(step, rest):
+        return jax.tree.map(lambda x: np.full(np.shape(x), step % 2, np.float32), rest)
+
+    def run(steps):
+        data = streams.LoaderStream(toy_model.SyntheticSource(3), 4, seed=3)
+        return trainer.fit(
+            factory,
+            toy_model.ToyConfig(),
+            dataclasses.replace(CFG, num_steps=steps),
+            trainer.TrainDomain("toy", loss, data),
+            tmp_path,
+            show_progress=False,
+            rest_schedule=schedule,
+        )
+
+    first = run(3)
+    resumed = run(6)  # from the checkpoint at step 3
+    history = first + resumed
+    assert [s for s, _ in history] == list(range(6))
+    assert all((v == 0.0) == (s % 2 == 0) for s, v in history), history
