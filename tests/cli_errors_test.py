@@ -237,6 +237,7 @@ def test_prune_commands(places, tmp_path):
     study = ["study", "prune", "--out", tmp_path / "study"]
     refused([*study, "--fractions", "0,2"], "--fractions", "[0, 1]")
     refused([*study, "--fractions", "a"], "--fractions", "'a'")
+    refused([*study, "--layer-sets", "3,5;1,x"], "--layer-sets", "'1,x'")
     refused([*study, "--atmosphere-source", p["missing"]], "--atmosphere-source", "does not exist")
     assert not (tmp_path / "out").exists() and not (tmp_path / "enso").exists()
     assert not (tmp_path / "study").exists()

@@ -50,8 +50,10 @@ def atmosphere_row(
     steps: int,
     rollout: int = 1,
     learning_rate: float = 2e-4,
+    layers: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """Prunes, evaluates and times one row (each part kept for a rerun)."""
+    """Prunes, evaluates and times one row (each part kept for a rerun): ``fraction`` of
+    the attention layers by entropy, or the blocks ``layers`` (a control)."""
     from tellus.atmosphere import evaluate, prune
     from tellus.training import pruning
 
@@ -59,7 +61,7 @@ def atmosphere_row(
         source=source,
         out=out,
         store=store,
-        spec=pruning.PruneSpec(fraction=fraction),
+        spec=pruning.PruneSpec(fraction=fraction, layers=layers),
         steps=steps,
         rollout=rollout,
         learning_rate=learning_rate,
@@ -91,10 +93,9 @@ def atmosphere_row(
                 "climatology": float(r["climatology"]),
                 "beats_both": bool(r["beats_all"]),
             }
-    cfg = prune.source_config(source).model
-    speed = prune.speed(dataclasses.replace(cfg, pruned=tuple(record["pruned"])))
     return {
-        "fraction": fraction,
+        "fraction": fraction if layers is None else len(record["removed"]) / len(record["ranking"]),
+        "chosen_by": "entropy" if layers is None else "named",
         "removed": record["removed"],
         "pruned": record["pruned"],
         "ranking": record["ranking"],
@@ -102,20 +103,16 @@ def atmosphere_row(
         "max_difference_from_lambda_zero": record["max_difference_from_lambda_zero"],
         "prune_seconds": seconds,
         "scores": scores,
-        **speed,
     }
 
 
 def enso_row(
     source: Path, out: Path, worlds: Path, blocks: int, depth: int, steps: int
 ) -> dict[str, Any]:
-    """Prunes ``blocks`` of the ensemble's ``depth`` Transformer blocks, scores and times."""
-    import numpy as np
-
+    """Prunes ``blocks`` of the ensemble's ``depth`` Transformer blocks and scores it."""
     from tellus.data import validation
-    from tellus.enso import model as model_lib
-    from tellus.enso import prune, train
-    from tellus.training import benchmarking, pruning
+    from tellus.enso import prune
+    from tellus.training import pruning
 
     plan = prune.PrunePlan(
         source=source,
@@ -127,27 +124,43 @@ def enso_row(
     )
     result = prune.prune_ensemble(plan)
     corr = prune.correlation(out, validation.open_dataset(worlds / "observed.zarr"))
-    cfg = train.load_member(out / "member_0" / "finetune").config
-    rng = np.random.default_rng(0)
-    b = 32
-    batch = {
-        "x": rng.standard_normal((b, cfg.history, cfg.n_vars, cfg.n_lat, cfg.n_lon)).astype(
-            np.float32
-        ),
-        "month": rng.integers(1, 13, b).astype(np.int32),
-        "y": rng.standard_normal((b, cfg.n_leads)).astype(np.float32),
-    }
-    figures = benchmarking.train_step_figures(
-        model_lib.make_model(cfg), train.loss_fn, batch, b, repeats=20
-    )
     return {
         "blocks_removed": blocks,
         "pruned": result["pruned"],
         "removed_by_member": [r["removed"] for r in result["members"]],
         "correlation": {str(k): v for k, v in corr.items()},
-        "train_samples_per_s": figures["samples_per_s"],
-        "train_memory_bytes": figures["memory"].get("temp_size_in_bytes", 0)
-        + figures["memory"].get("argument_size_in_bytes", 0),
+    }
+
+
+def enso_speed(cfgs: dict[str, Any], batch_size: int = 32) -> dict[str, dict[str, Any]]:
+    """Training throughput and compiled memory of ResoNet configs, timed against each
+    other on random inputs (:func:`tellus.training.benchmarking.compare_train_steps`)."""
+    import numpy as np
+
+    from tellus.enso import model as model_lib
+    from tellus.enso import train
+    from tellus.training import benchmarking
+
+    rng = np.random.default_rng(0)
+    cases = {}
+    for name, cfg in cfgs.items():
+        batch = {
+            "x": rng.standard_normal(
+                (batch_size, cfg.history, cfg.n_vars, cfg.n_lat, cfg.n_lon)
+            ).astype(np.float32),
+            "month": rng.integers(1, 13, batch_size).astype(np.int32),
+            "y": rng.standard_normal((batch_size, cfg.n_leads)).astype(np.float32),
+        }
+        cases[name] = (model_lib.make_model(cfg), train.loss_fn, batch, batch_size)
+    figures = benchmarking.compare_train_steps(cases, rounds=9, steps=10)
+    return {
+        name: {
+            "train_samples_per_s": f["best_samples_per_s"],
+            "train_median_samples_per_s": f["samples_per_s"],
+            "train_memory_bytes": f["memory"].get("temp_size_in_bytes", 0)
+            + f["memory"].get("argument_size_in_bytes", 0),
+        }
+        for name, f in figures.items()
     }
 
 
@@ -176,7 +189,8 @@ def table(study: dict[str, Any]) -> str:
                     cells.append(f"{s['rmse']:.3g} ({change:+.1f} %)")
             wins = sum(s["beats_both"] for s in r["scores"].values())
             lines.append(
-                f"| {100 * r['fraction']:.0f} % | {r['pruned'] or '-'} | {r['parameters']:,} | "
+                f"| {100 * r['fraction']:.0f} %{'' if r.get('chosen_by', 'entropy') == 'entropy' else ' (named)'} "
+                f"| {r['pruned'] or '-'} | {r['parameters']:,} | "
                 f"{r['train_samples_per_s']:.2f} ({r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x) | "
                 f"{r['infer_samples_per_s']:.2f} ({r['infer_samples_per_s'] / base['infer_samples_per_s']:.2f}x) | "
                 f"{r['train_memory_bytes'] / 2**20:.0f} | "
@@ -214,6 +228,13 @@ def study(
     fractions: Annotated[
         str, typer.Option(help="Shares of the atmosphere model's attention layers to remove.")
     ] = "0,0.25,0.4,0.5",
+    layer_sets: Annotated[
+        str,
+        typer.Option(
+            help="Controls: atmosphere rows that remove named blocks instead, sets separated "
+            "by ';' ('3,5,6;2,3,5')."
+        ),
+    ] = "",
     enso_blocks: Annotated[
         str, typer.Option(help="ENSO Transformer blocks to remove ('' to skip ENSO).")
     ] = "0,1,2",
@@ -238,8 +259,11 @@ def study(
     from rich.markdown import Markdown
 
     shares = _fractions(fractions, "--fractions")
+    controls = [
+        prune_cli.parse_layers(t, "--layer-sets") for t in layer_sets.split(";") if t.strip()
+    ]
     blocks = [int(v) for v in enso_blocks.split(",") if v.strip()] if enso_blocks else []
-    if shares:
+    if shares or controls:
         checks.existing_dir(
             atmosphere_source, "--atmosphere-source", hint=prune_cli.TRAIN_ATMOSPHERE
         )
@@ -272,6 +296,37 @@ def study(
             )
         )
         (out / "study.json").write_text(json.dumps(result, indent=1))
+    for layers in controls:
+        name = "-".join(map(str, layers))
+        typer.echo(f"== atmosphere control: removing the attention of blocks {name}")
+        result["atmosphere"].append(
+            atmosphere_row(
+                atmosphere_source,
+                out / f"atmosphere_layers_{name}",
+                store,
+                0.0,
+                steps,
+                rollout,
+                learning_rate,
+                layers,
+            )
+        )
+        (out / "study.json").write_text(json.dumps(result, indent=1))
+    if result["atmosphere"]:
+        typer.echo("== atmosphere: timing every row against the others")
+        from tellus.atmosphere import prune
+
+        cfg = prune.source_config(atmosphere_source).model
+        rows = result["atmosphere"]
+        figures = prune.speed(
+            {
+                str(i): dataclasses.replace(cfg, pruned=tuple(r["pruned"]))
+                for i, r in enumerate(rows)
+            }
+        )
+        for i, r in enumerate(rows):
+            r.update(figures[str(i)])
+        (out / "study.json").write_text(json.dumps(result, indent=1))
     if blocks:
         info = json.loads((enso_source / "ensemble.json").read_text())
         from tellus.enso import model as model_lib
@@ -283,6 +338,18 @@ def study(
                 enso_row(enso_source, out / f"enso_{k}", worlds, k, depth, enso_steps)
             )
             (out / "study.json").write_text(json.dumps(result, indent=1))
+        from tellus.enso import train
+
+        base = train.load_member(enso_source / "member_0" / "pretrain").config
+        figures = enso_speed(
+            {
+                str(i): dataclasses.replace(base, pruned=tuple(r["pruned"]))
+                for i, r in enumerate(result["enso"])
+            }
+        )
+        for i, r in enumerate(result["enso"]):
+            r.update(figures[str(i)])
+        (out / "study.json").write_text(json.dumps(result, indent=1))
     text = table(result)
     (out / "table.md").write_text(text)
     Console().print(Markdown(text))

@@ -9,9 +9,9 @@ unroll as its last training phase) on the training period at a small learning ra
 model goes to ``out/lead_{H}h``, a lead-model folder that ``tellus evaluate atmosphere
 --workdir out``, ``tellus forecast`` and ``tellus.load`` read like any other.
 
-:func:`speed` measures a config's training and inference throughput and the training step's
-compiled memory on random fields (the figures of ``just bench``), so that the pruned and
-unpruned models are timed in the same process.
+:func:`speed` measures configs' training and inference throughput and the training steps'
+compiled memory on random fields (the figures of ``just bench``), the pruned and unpruned
+models timed against each other round by round in one process.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
+from flax import nnx
+
 from tellus.atmosphere import bench, plan_target, train
 from tellus.atmosphere import config as model_config
 from tellus.atmosphere import forecaster as fc
@@ -28,6 +31,8 @@ from tellus.data import sources
 from tellus.training import benchmarking, pruning, trainer
 from tellus.training import config as train_config
 
+CHAINED = 5
+"""24 h steps per timed inference call of :func:`speed` (a 5-day forecast)."""
 PAPER_ANNEAL = 0.75
 """The paper anneals lambda over 300 of its 400 fine-tuning epochs."""
 
@@ -148,28 +153,64 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     return record
 
 
-def speed(cfg: model_config.PanguConfig, batch_size: int = 4, repeats: int = 5) -> dict[str, Any]:
-    """Training and inference throughput of ``cfg`` (pruned or not) on random fields, and
-    the training step's FLOPs and compiled memory (bytes of its temporaries and arguments).
+def speed(
+    cfgs: dict[str, model_config.PanguConfig], batch_size: int = 4, rounds: int = 15
+) -> dict[str, dict[str, Any]]:
+    """Training and inference throughput of several configs (pruned or not) on random
+    fields, timed against each other round by round
+    (:func:`tellus.training.benchmarking.compare_train_steps`), and each training step's
+    FLOPs and compiled memory (bytes of its temporaries and arguments). Throughputs are the
+    best round's (noise on a shared machine only adds time); the training median is kept
+    beside it.
+
+    Inference is ``CHAINED`` 24 h steps of ``batch_size`` states; training an AdamW step on
+    the one-step loss.
     """
-    figures = benchmarking.train_step_figures(
-        plan_target.placeholder_forecaster(cfg),
-        fc.loss_fn,
-        bench.random_batch(cfg, batch_size),
-        batch_size,
-        repeats=repeats,
+    train = benchmarking.compare_train_steps(
+        {
+            name: (
+                plan_target.placeholder_forecaster(cfg),
+                fc.loss_fn,
+                bench.random_batch(cfg, batch_size),
+                batch_size,
+            )
+            for name, cfg in cfgs.items()
+        },
+        rounds=rounds,
     )
-    infer = bench.forecast_figures(cfg, batch_size, 5)
-    memory = figures["memory"]
-    return {
-        "train_samples_per_s": figures["samples_per_s"],
-        "train_step_s": figures["step_s"],
-        "train_flops_per_step": figures["flops_per_step"],
-        "train_memory_bytes": memory.get("temp_size_in_bytes", 0)
-        + memory.get("argument_size_in_bytes", 0),
-        "infer_samples_per_s": infer["member_days_per_s"],
-        "infer_flops": infer["step_flops"],
-    }
+    calls, flops = {}, {}
+    for name, cfg in cfgs.items():
+        model = plan_target.placeholder_forecaster(cfg)
+        batch = bench.random_batch(cfg, batch_size)
+        x, static = jnp.asarray(batch["inputs"][:, 0]), jnp.asarray(batch["statics"])
+        graphdef, state = nnx.split(model)
+        figures = benchmarking.compiled_figures(
+            lambda state, x, s, g=graphdef: nnx.merge(g, state)(x, s), state, x, static
+        )
+        compiled = figures["compiled"]
+
+        def rollout(c=compiled, state=state, x=x, static=static):
+            for _ in range(CHAINED):
+                x = c(state, x, static)
+            return x
+
+        calls[name] = rollout
+        flops[name] = figures["flops"]
+    infer = benchmarking.compare_calls(calls, rounds=rounds, best=True)
+    out = {}
+    for name, t in train.items():
+        memory = t["memory"]
+        out[name] = {
+            "train_samples_per_s": t["best_samples_per_s"],
+            "train_step_s": t["best_step_s"],
+            "train_median_samples_per_s": t["samples_per_s"],
+            "train_flops_per_step": t["flops_per_step"],
+            "train_memory_bytes": memory.get("temp_size_in_bytes", 0)
+            + memory.get("argument_size_in_bytes", 0),
+            "infer_samples_per_s": CHAINED * batch_size / infer[name],
+            "infer_flops": flops[name],
+        }
+    return out
 
 
 __all__ = ["PAPER_ANNEAL", "PrunePlan", "forward", "prune_lead", "source_config", "speed"]

@@ -108,6 +108,78 @@ def train_step_figures(
     return out
 
 
+def compare_train_steps(
+    cases: dict[str, tuple[Any, step_lib.LossFn, dict[str, Any], int]],
+    *,
+    rounds: int = 7,
+    steps: int = 3,
+) -> dict[str, dict[str, Any]]:
+    """Training throughput of several models timed against each other: every step is
+    compiled first, then each round times ``steps`` steps of every model, in an order that
+    rotates from round to round, so that a slow spell of a shared machine falls on all of
+    them; the figures are the median and the best (shortest) of the rounds (on a shared
+    machine noise only adds time, so the best is the steadier of the two).
+
+    Args:
+      cases: ``{name: (model, loss_fn, batch, batch_size)}``.
+      rounds, steps: timed rounds, and steps per model per round.
+
+    Returns:
+      ``{name: {"step_s", "best_step_s", "samples_per_s", "best_samples_per_s",
+      "flops_per_step", "memory"}}``.
+    """
+    prepared: dict[str, list[Any]] = {}
+    for name, (model, loss_fn, batch, batch_size) in cases.items():
+        cfg = config_lib.warmup_cosine(10, batch_size, 1e-4)
+        fns, state = step_lib.init_train_state(model, cfg)
+        jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, loss_fn), None, None, None)
+        compiled = step_lib.compile_train_step(jitted, state, batch)
+        state, metrics = compiled(state, batch)  # the first call's allocations
+        jax.block_until_ready(metrics["loss"])
+        prepared[name] = [compiled, state, batch, batch_size]
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(max(rounds, 1)):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            compiled, state, batch, _ = prepared[name]
+            t0 = time.perf_counter()
+            for _ in range(max(steps, 1)):
+                state, metrics = compiled(state, batch)
+            jax.block_until_ready(metrics["loss"])
+            times[name].append((time.perf_counter() - t0) / max(steps, 1))
+            prepared[name][1] = state
+    out = {}
+    for name, (compiled, _, _, batch_size) in prepared.items():
+        step_s = statistics.median(times[name])
+        out[name] = {
+            "step_s": step_s,
+            "best_step_s": min(times[name]),
+            "samples_per_s": batch_size / step_s,
+            "best_samples_per_s": batch_size / min(times[name]),
+            "flops_per_step": compiled.flops,
+            "memory": compiled.memory,
+        }
+    return out
+
+
+def compare_calls(
+    cases: dict[str, Callable[[], Any]], *, rounds: int = 7, best: bool = False
+) -> dict[str, float]:
+    """The median (``best``: the shortest) seconds of each call of ``cases`` (already
+    compiled), timed round by round in a rotating order as :func:`compare_train_steps`
+    does."""
+    for fn in cases.values():
+        jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(max(rounds, 1)):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            jax.block_until_ready(cases[name]())
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(t) if best else statistics.median(t) for name, t in times.items()}
+
+
 def compiled_figures(fn: Callable, *args: Any) -> dict[str, Any]:
     """XLA's FLOPs and memory of ``jax.jit(fn)`` on ``args``, and the compiled call."""
     compiled = jax.jit(fn).lower(*args).compile()
@@ -122,4 +194,11 @@ def compiled_figures(fn: Callable, *args: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["compiled_figures", "matmul_rate", "time_calls", "train_step_figures"]
+__all__ = [
+    "compare_calls",
+    "compare_train_steps",
+    "compiled_figures",
+    "matmul_rate",
+    "time_calls",
+    "train_step_figures",
+]

@@ -31,3 +31,22 @@ def test_train_step_figures_of_a_linear_model():
     assert out["steps_per_s"] > 0 and out["samples_per_s"] == 8 * out["steps_per_s"]
     assert out["fraction_of_peak"] == out["achieved_flops_per_s"] / 1e9
     assert out["memory"]["argument_size_in_bytes"] > 256 * 128 * 4  # the weights at least
+
+
+def test_models_timed_against_each_other_keep_their_own_figures():
+    def loss_fn(m, b, rng=None):
+        return jnp.mean(m(b["x"]) ** 2)
+
+    batch = {"x": np.ones((8, 64), np.float32)}
+    cases = {
+        "narrow": (nnx.Linear(64, 16, rngs=nnx.Rngs(0)), loss_fn, batch, 8),
+        "wide": (nnx.Linear(64, 256, rngs=nnx.Rngs(0)), loss_fn, batch, 8),
+    }
+    out = benchmarking.compare_train_steps(cases, rounds=3, steps=2)
+    assert set(out) == {"narrow", "wide"}
+    # XLA's FLOPs follow each model's width: 16x the output features, 16x the matmul FLOPs.
+    assert out["wide"]["flops_per_step"] > 8 * out["narrow"]["flops_per_step"]
+    for f in out.values():
+        assert f["samples_per_s"] == 8 / f["step_s"] > 0
+    calls = {"a": lambda: jnp.ones(3), "b": lambda: jnp.zeros(3)}
+    assert all(t > 0 for t in benchmarking.compare_calls(calls, rounds=2).values())
