@@ -1,0 +1,62 @@
+"""The study's table from its records: ratios to the unpruned row and RMSE changes by hand."""
+
+from tellus.pipelines import prune_study
+
+
+def _row(fraction, pruned, train, infer, z500_1d, chosen_by="entropy"):
+    scores = {
+        f"{v} {lead}": {"rmse": 1.0, "persistence": 2.0, "climatology": 2.0, "beats_both": True}
+        for v in prune_study.VARIABLES
+        for lead in prune_study.LEADS
+    }
+    scores["Z500 1d"] = {
+        "rmse": z500_1d,
+        "persistence": 2.0,
+        "climatology": 1.5,
+        "beats_both": z500_1d < 1.5,
+    }
+    return {
+        "fraction": fraction,
+        "chosen_by": chosen_by,
+        "pruned": pruned,
+        "parameters": 1000,
+        "train_samples_per_s": train,
+        "infer_samples_per_s": infer,
+        "train_memory_bytes": 3 * 2**20,
+        "scores": scores,
+    }
+
+
+def test_the_table_compares_every_row_with_the_unpruned_one():
+    study = {
+        "atmosphere": [
+            _row(0.0, [], 10.0, 40.0, 1.0),
+            _row(0.4, [0, 1, 4], 13.0, 50.0, 1.6),
+            _row(0.375, [3, 5, 6], 12.0, 44.0, 1.02, chosen_by="named"),
+        ],
+        "enso": [
+            {
+                "blocks_removed": 0,
+                "pruned": [],
+                "train_samples_per_s": 400.0,
+                "train_memory_bytes": 2**21,
+                "correlation": {"6": 0.7, "12": 0.44, "24": 0.27},
+            },
+            {
+                "blocks_removed": 2,
+                "pruned": [0, 1],
+                "train_samples_per_s": 600.0,
+                "train_memory_bytes": 2**20,
+                "correlation": {"6": 0.69, "12": 0.44, "24": 0.27},
+            },
+        ],
+    }
+    lines = prune_study.table(study).splitlines()
+    row40 = next(line for line in lines if line.startswith("| 40 % |"))
+    assert "13.00 (1.30x)" in row40 and "50.00 (1.25x)" in row40
+    assert "1.6 (+60.0 %)" in row40 and "| 3 |" in row40  # MiB
+    assert row40.endswith("| 5 / 6 |")  # Z500 1d no longer beats climatology
+    named = next(line for line in lines if line.startswith("| 38 % (named) |"))
+    assert "1.02 (+2.0 %)" in named and named.endswith("| 6 / 6 |")
+    enso = next(line for line in lines if line.startswith("| 2 |"))
+    assert enso == "| 2 | [0, 1] | 600 (1.50x) | 1 | 0.690 | 0.440 | 0.270 |"
