@@ -148,7 +148,8 @@ class ContinuousTrunkBias(nnx.Module):
     (a drop-in for :class:`earth_trunk.TrunkBias`, sized by no grid).
 
     Attributes:
-      stages: per stage, per block, a :class:`ContinuousBias`.
+      stages: per stage, per block, a :class:`ContinuousBias` (None for a block the
+        config's ``pruned`` builds without attention).
     """
 
     def __init__(self, cfg: TrunkConfig, hidden: int = 64, *, rngs: nnx.Rngs):
@@ -157,8 +158,10 @@ class ContinuousTrunkBias(nnx.Module):
         self.shift = cfg.shift_windows
         self.stages = nnx.List(
             [
-                nnx.List([ContinuousBias(heads, hidden, rngs=rngs) for _ in range(depth)])
-                for depth, heads in zip(cfg.depths, cfg.heads, strict=True)
+                nnx.List(
+                    [ContinuousBias(heads, hidden, rngs=rngs) if a else None for a in attention]
+                )
+                for attention, heads in zip(cfg.stage_attention(), cfg.heads, strict=True)
             ]
         )
 
@@ -175,8 +178,9 @@ class ContinuousTrunkBias(nnx.Module):
 
     def __call__(
         self, latitude: np.ndarray, longitude: np.ndarray, levels: np.ndarray
-    ) -> list[list[jax.Array]]:
-        """``[stage][block] -> [n_types, heads, N, N]`` for tokens at ``latitude [H]``,
+    ) -> list[list[jax.Array | None]]:
+        """``[stage][block] -> [n_types, heads, N, N]`` (None for a pruned block) for tokens
+        at ``latitude [H]``,
         ``longitude [W]`` (degrees) and ``levels [Z]`` (e.g. :class:`Encoded`'s)."""
         out = []
         coordinates = self.stage_coordinates(latitude, longitude, levels)
@@ -185,7 +189,12 @@ class ContinuousTrunkBias(nnx.Module):
                 s: bias_rows(relative_coordinates(*coords, self.window, shift=s), self.window)
                 for s in (False, True)
             }
-            out.append([block(*rows[self.shift and i % 2 == 1]) for i, block in enumerate(stage)])
+            out.append(
+                [
+                    None if block is None else block(*rows[self.shift and i % 2 == 1])
+                    for i, block in enumerate(stage)
+                ]
+            )
         return out
 
 

@@ -97,3 +97,25 @@ def test_one_set_of_weights_serves_any_grid_in_the_trunk(bias):
 
 def test_merged_coordinates_are_the_downsampled_pairs():
     np.testing.assert_allclose(continuous_bias.merged(np.array([0.0, 1, 2, 3, 4])), [0.5, 2.5, 4.5])
+
+
+def test_a_pruned_trunk_has_no_bias_for_its_blocks_without_attention():
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, pruned=(1, 6))
+    with nnx.use_eager_sharding(False):
+        pruned = continuous_bias.ContinuousTrunkBias(cfg, 6, rngs=nnx.Rngs(0))
+        trunk = earth_trunk.EarthTrunk(cfg, rngs=nnx.Rngs(1))
+    lat, lon = np.linspace(-60, 60, 6), np.arange(12) * 30.0
+    biases = pruned(lat, lon, np.arange(2.0))
+    assert [[b is None for b in stage] for stage in biases] == [
+        [False, True],
+        [False, False],
+        [False, False],
+        [True, False],
+    ]
+    # Two blocks' bias MLPs fewer (3 -> 6 -> heads, with biases), and the trunk runs on it.
+    per_block = 3 * 6 + 6 + 6 * 2 + 2
+    assert partitioning.count_params(pruned) == 6 * per_block
+    y = trunk(jax.random.normal(jax.random.key(0), (1, 2, 6, 12, 8)), biases)
+    assert np.isfinite(np.asarray(y)).all()
