@@ -125,7 +125,12 @@ def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
         ckpt_lib.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
 
 
+# orbax's reads of a corrupt checkpoint leave coroutines that raise when the garbage
+# collector finalizes them after their event loop has closed (not ours to fix): they are
+# collected here, inside this test, instead of in whichever test runs next.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_restore_latest_moves_unreadable_checkpoints_aside(tmp_path, caplog):
+    import gc
     import logging
 
     model = toy_model.make_model(MCFG)
@@ -177,6 +182,7 @@ def test_restore_latest_moves_unreadable_checkpoints_aside(tmp_path, caplog):
     ck.quarantine(1)
     assert ckpt_lib.restore_latest(ck, state) is None
     ck.close()
+    gc.collect()
 
 
 class _Buffer(nnx.Variable):
