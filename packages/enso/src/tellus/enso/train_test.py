@@ -131,27 +131,40 @@ def test_batches_resume_in_place(stores):
     assert repr(src) == f"SampleSource('enso', n={len(src)})"
 
 
-def test_train_finetune_resume_and_load(stores, tmp_path):
+TRAIN_KW = dict(
+    preset="tiny",
+    model_overrides={"depth": 2},
+    seeds=(3,),
+    budget=train.Budget(4, 2, 8),
+    split=train.ObservedSplit(30, 20),
+    show_progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(stores, tmp_path_factory):
+    """One small two-block member, pretrained and fine-tuned (shared: training it compiles
+    both phases): ``(run folder, train_enso's info)``."""
     (model_path, _), (_, obs) = stores["model"], stores["observed"]
-    kw = dict(
-        preset="tiny",
-        seeds=(3,),
-        budget=train.Budget(4, 2, 8),
-        split=train.ObservedSplit(30, 20),
-        show_progress=False,
-    )
+    path = tmp_path_factory.mktemp("enso_run")
     # a store path or the Dataset opened from it
-    info = train.train_enso(tmp_path, model_path, obs, **kw)
+    return path, train.train_enso(path, model_path, obs, **TRAIN_KW)
+
+
+def test_train_finetune_resume_and_load(stores, trained):
+    (model_path, _), (_, obs) = stores["model"], stores["observed"]
+    kw = TRAIN_KW
+    run, info = trained
     assert len(info["histories"][3]["pretrain"]) == 4
     assert len(info["histories"][3]["finetune"]) == 2
     assert info["n_finetune"] == len(
         train.ObservedSplit(30, 20).finetune_inits(train.to_series(obs))
     )
     # a rerun resumes: nothing left to do
-    again = train.train_enso(tmp_path, model_path, obs, **kw)
+    again = train.train_enso(run, model_path, obs, **kw)
     assert again["histories"][3] == {"pretrain": [], "finetune": []}
-    (pre,) = train.load_ensemble(tmp_path, phase="pretrain")
-    (ft,) = train.load_ensemble(tmp_path)
+    (pre,) = train.load_ensemble(run, phase="pretrain")
+    (ft,) = train.load_ensemble(run)
     assert ft.config.seed == 3
     assert ft.config.target_std == pytest.approx(info["target_std"])
     # each phase's checkpoint holds its task (from it alone the samples can be made again):
@@ -160,7 +173,7 @@ def test_train_finetune_resume_and_load(stores, tmp_path):
     base = kw["split"].base_period(obs)
     assert base is not None
     for phase, period in (("pretrain", None), ("finetune", base)):
-        ck = ckpt_lib.Checkpointer(tmp_path / "member_3" / phase / "checkpoints", async_save=False)
+        ck = ckpt_lib.Checkpointer(run / "member_3" / phase / "checkpoints", async_save=False)
         cfg, _ = ck.read_json(ck.latest_step())
         ck.close()
         expected = json.loads(json.dumps(dataclasses.asdict(train.task_for(ft.config, period))))
@@ -186,24 +199,15 @@ def test_predict_is_the_ensemble_mean(stores):
     assert train.predict([model_lib.make_model(short)], b["x"], b["month"]).shape == (5, 12)
 
 
-def test_pruning_the_ensemble_removes_a_block_and_the_result_is_an_ensemble(stores, tmp_path):
+def test_pruning_the_ensemble_removes_a_block_and_the_result_is_an_ensemble(
+    stores, trained, tmp_path
+):
     from tellus.enso import prune
     from tellus.training import entropy, pruning
 
     (model_path, _), (obs_path, obs) = stores["model"], stores["observed"]
-    train.train_enso(
-        tmp_path / "run",
-        model_path,
-        obs,
-        preset="tiny",
-        model_overrides={"depth": 2},
-        seeds=(0,),
-        budget=train.Budget(4, 2, 8),
-        split=train.ObservedSplit(30, 20),
-        show_progress=False,
-    )
     plan = prune.PrunePlan(
-        source=tmp_path / "run",
+        source=trained[0],
         out=tmp_path / "pruned",
         model_store=model_path,
         observed_store=obs_path,

@@ -125,9 +125,9 @@ def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
         ckpt_lib.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
 
 
-# orbax's reads of a corrupt checkpoint leave coroutines that raise when the garbage
-# collector finalizes them after their event loop has closed (not ours to fix): they are
-# collected here, inside this test, instead of in whichever test runs next.
+# A failed orbax restore leaves reads in flight: their coroutines and completion callbacks
+# raise once its event loop has closed (not ours to fix). Those finalized here are ignored
+# in this test; callbacks that arrive later are filtered by pyproject.toml's warning filter.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_restore_latest_moves_unreadable_checkpoints_aside(tmp_path, caplog):
     import gc

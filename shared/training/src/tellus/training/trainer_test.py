@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 import signal
@@ -278,6 +279,9 @@ def test_validation_loss_per_domain_keeps_the_best_checkpoint(tmp_path):
     ck.close()
 
 
+# The failed restore's abandoned orbax reads raise once its event loop has closed (see
+# checkpoint_test); they are noise of the library, not of this test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_corrupt_latest_checkpoint_is_moved_aside_and_training_resumes_before_it(
     tmp_path, caplog
 ):
@@ -315,6 +319,7 @@ def test_a_corrupt_latest_checkpoint_is_moved_aside_and_training_resumes_before_
     ck.close()
     lines = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0]
+    gc.collect()  # finalize the abandoned reads here, not in the next test
 
 
 def test_the_training_loop_compiles_nothing_after_each_domain_first_step(tmp_path):
