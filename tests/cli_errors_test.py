@@ -402,6 +402,7 @@ def test_ocean_recon_commands(places, tmp_path):
     refused([*evaluate, "--steps", "0"], "--steps")
     refused([*evaluate, "--mode", "dps"], "--mode: 'dps' is not one of")
     refused([*evaluate, "--spread", "yes"], "--spread: 'yes' is not one of")
+    refused([*evaluate, "--eta", "2"], "--eta")
     refused([*evaluate, "--test-months", "40"], "--test-months", "exceeds the 3 test years")
     refused(
         evaluate,

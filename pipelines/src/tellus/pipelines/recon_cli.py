@@ -20,7 +20,13 @@ TRAIN_FIRST = "; train the diffusion model with `tellus train ocean_recon`"
 CPU_PRESET, CPU_STEPS, CPU_BATCH, CPU_LR, CPU_EMA = "cpu", 1000, 4, 1e-3, 0.995
 CPU_FINETUNE, CPU_FINETUNE_YEARS, CPU_FINETUNE_LR = 250, 4, 2e-4
 COVERAGES = "1,2.5,5,7.5,10"
-SPREADS = {"auto": ((5, 1.0), None), "on": ((5, 1.0),), "off": (None,)}
+# ReconMOST's 5 x 5 Gaussian (sigma 1 cell), a wider 9 x 9 (sigma 2), none, or all three.
+SPREADS = {
+    "auto": ((5, 1.0), (9, 2.0), None),
+    "on": ((5, 1.0),),
+    "wide": ((9, 2.0),),
+    "off": (None,),
+}
 
 
 def _data_option(value: Path | None) -> Path:
@@ -165,10 +171,20 @@ def evaluate_recon(
     spread: Annotated[
         str,
         typer.Option(
-            help="Spread the x0 guidance to neighbouring cells (5 x 5 Gaussian): on, off, or "
-            "auto (chosen with the scale on the validation months)."
+            help="Spread the x0 guidance to neighbouring cells: on (ReconMOST's 5 x 5 "
+            "Gaussian), wide (9 x 9, sigma 2 cells), off, or auto (chosen with the scale on "
+            "the validation months)."
         ),
     ] = "auto",
+    eta: Annotated[
+        float,
+        typer.Option(
+            help="DDIM stochasticity: 1 draws new noise every step (DDPM-like), 0 is "
+            "deterministic.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Profiles and sampler noise.")] = 0,
 ) -> None:
     """Reconstruct the observed run's last months from Argo-like profiles at each coverage;
@@ -185,6 +201,7 @@ def evaluate_recon(
         steps=steps,
         samples=samples,
         mode=mode,
+        eta=eta,
         spreads=SPREADS[spread],
         scale=scale,
         seed=seed,

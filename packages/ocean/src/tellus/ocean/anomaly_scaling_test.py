@@ -3,6 +3,8 @@ the round trip through them with land NaN."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -48,6 +50,9 @@ def test_round_trip_and_units(source):
     # One standard deviation of level k is 1 / width.
     one = s.climatology[:3] + s.std[None, :, None, None]
     np.testing.assert_allclose(s.encode(one, months)[:, ocean], 1.0 / s.width, rtol=1e-5)
+    # The sampler's bound is CLIP_STD standard deviations in any width.
+    assert s.width == 1.0 and s.clip == anomaly_scaling.CLIP_STD
+    assert dataclasses.replace(s, width=8.0).clip == anomaly_scaling.CLIP_STD / 8.0
     sample = anomaly_scaling.AnomalySamples(source, s)[0]
     np.testing.assert_allclose(np.moveaxis(sample["x0"], -1, 0), x[0], atol=1e-6)
     with pytest.raises(ValueError, match="calendar months"):

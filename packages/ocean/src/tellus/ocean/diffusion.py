@@ -317,7 +317,7 @@ def sample(
     guidance: Guidance | None = None,
     samples: int = 1,
     eta: float = 0.0,
-    clip_x0: bool = True,
+    clip_x0: bool | float = True,
 ) -> jax.Array:
     """Samples the reverse chain, guided by observations when ``guidance`` is given.
 
@@ -332,10 +332,11 @@ def sample(
       guidance: observations (:class:`Guidance`, its arrays broadcast like ``ocean_mask``).
       samples: samples from different noise per batch element (a leading axis).
       eta: DDIM's stochasticity (0: deterministic).
-      clip_x0: clip the clean estimate to ``[-1, 1]`` before each step uses it.
+      clip_x0: clip the clean estimate to ``[-1, 1]`` before each step uses it (a number:
+        to ``[-clip_x0, clip_x0]``; False: never).
 
     Returns:
-      ``[samples, B, H, W, D]`` in ``[-1, 1]`` units, 0 over land.
+      ``[samples, B, H, W, D]`` in the model's units, 0 over land.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -353,6 +354,7 @@ def sample(
         return jnp.broadcast_to(a[None], (samples, *shape)).reshape(n, *shape[1:])
 
     ocean = tile(jnp.asarray(ocean_mask, bool))
+    bound = 1.0 if clip_x0 is True else float(clip_x0)
     # Per step: the guidance variance (DDPM) -- the posterior's, the last one's that of the
     # step before it (its own is 0).
     abar = np.concatenate([[1.0], sched.alphas_cumprod])
@@ -371,7 +373,7 @@ def sample(
         eps = jnp.where(ocean, denoise_fn(x, tt), 0.0)
         x0 = predict_x0(sched, x, tt, eps)
         if clip:
-            x0 = jnp.clip(x0, -1.0, 1.0)
+            x0 = jnp.clip(x0, -bound, bound)
         return jnp.where(ocean, x0, 0.0), eps
 
     def gradient(x, t, x0):

@@ -193,6 +193,31 @@ def test_unguided_samples_differ_and_keep_land_zero(field):
     assert float(jnp.abs(x[0] - x[1]).max()) > 0.1  # different noise, different samples
 
 
+def test_the_clean_estimate_is_clipped_at_the_given_bound(field):
+    """The last DDIM step returns its clean estimate: samples of the standard normal prior
+    stay within the bound (1 by default), and exceed it without clipping."""
+    ocean = field[0]
+    sched = d.linear_schedule(100)
+
+    def run(clip):
+        x = d.sample(
+            _exact_denoiser(sched),
+            SHAPE,
+            jax.random.key(3),
+            ocean,
+            schedule=sched,
+            steps=10,
+            samples=8,
+            clip_x0=clip,
+        )
+        return float(jnp.abs(x).max())
+
+    free = run(False)
+    assert free > 2.0
+    assert run(True) == pytest.approx(1.0) and run(1.5) == pytest.approx(1.5)
+    assert run(2 * free) == pytest.approx(free, rel=1e-5)  # a bound never reached
+
+
 def test_sample_argument_errors(field):
     ocean, y, partial = field
     fn = _exact_denoiser(TINY)

@@ -30,10 +30,11 @@ base channels, 1 000 DDPM steps, lr 1e-4, batch 4, EMA 0.9999, the full temperat
 [-5, 40] C), and why:
 
 * the model's units are temperature anomalies from the training months' calendar-month
-  climatology, 8 of the model run's standard deviations per depth level to 1
+  climatology, one of the model run's standard deviations per depth level to 1
   (:mod:`tellus.ocean.anomaly_scaling`; ``anomalies=False`` is ReconMOST's [-5, 40] C):
   the embedded ocean's anomalies are about a tenth of a degree, 1/400 of that range, and a
-  CPU-sized denoiser in those units reconstructs far worse than the climatology;
+  CPU-sized epsilon-predicting denoiser whose data are far smaller than its noise gives
+  clean estimates worse than zero at all but the lowest noise levels;
 * the ``cpu`` preset of :mod:`tellus.ocean.unet` (32 base channels, 3 levels, one ResBlock
   per level, a 64-wide trunk at the bottleneck) instead of ``paper``: the recipe must train
   in minutes on 2 cores;
@@ -401,6 +402,10 @@ class Reconstructor:
       mode: ``"x0"`` (ReconMOST's) or ``"posterior"`` (through the denoiser).
       spread: ``(size, sigma)`` of the Gaussian spread of an x0-mode gradient, or None.
       method: ``"ddim"`` or ``"ddpm"``.
+      eta: DDIM's stochasticity: 1 (the default) draws fresh noise at every step as DDPM
+        does on the shorter chain; 0 is deterministic DDIM, whose samples carry the initial
+        noise through every step and, with the ``cpu`` denoiser on the embedded ocean, came
+        out with three times the data's standard deviation (1 gave the data's).
       batch: months per compiled call (a shorter last batch is padded with unobserved
         months, whose samples are dropped).
       scaling: the model's units (:func:`load_scaling`): anomalies from a calendar-month
@@ -422,6 +427,7 @@ class Reconstructor:
         mode: str = "x0",
         spread: tuple[int, float] | None = None,
         method: str = "ddim",
+        eta: float = 1.0,
         batch: int = 12,
         scaling: anomaly_scaling.AnomalyScaling | None = None,
     ):
@@ -435,11 +441,13 @@ class Reconstructor:
         if mode not in diffusion.MODES:
             raise ValueError(f"mode must be one of {diffusion.MODES}, got {mode!r}")
         diffusion.timesteps(cfg.timesteps, steps)  # checks steps
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
         if int(samples) != samples or samples < 1 or int(batch) != batch or batch < 1:
             raise ValueError(f"samples and batch must be ints >= 1, got {samples}, {batch}")
         self.ocean = ocean
         self.samples, self.batch, self.steps = int(samples), int(batch), int(steps)
-        self.mode, self.spread, self.method = mode, spread, method
+        self.mode, self.spread, self.method, self.eta = mode, spread, method, float(eta)
         self.scaling = scaling
         sched = diffusion.linear_schedule(cfg.timesteps)
         shape = (self.batch, cfg.n_lat, cfg.n_lon, cfg.depths)
@@ -463,6 +471,8 @@ class Reconstructor:
                 method=method,
                 guidance=g,
                 samples=self.samples,
+                eta=self.eta,
+                clip_x0=True if scaling is None else scaling.clip,
             )
 
         self._state = state
@@ -547,6 +557,7 @@ def reconstruct(
     spread: tuple[int, float] | None = None,
     seed: int = 0,
     method: str = "ddim",
+    eta: float = 1.0,
     batch: int | None = None,
     scaling: anomaly_scaling.AnomalyScaling | None = None,
 ) -> np.ndarray:
@@ -557,7 +568,7 @@ def reconstruct(
       observations: gridded observations with ``values`` and ``mask`` ``[time, depth, lat,
         lon]`` and ``coords["time"]`` (:class:`tellus.data.profile_grid.GriddedObservations`).
       ocean: bool ``[depth, lat, lon]``.
-      steps, samples, scale, mode, spread, seed, method: as for :class:`Reconstructor`.
+      steps, samples, scale, mode, spread, seed, method, eta: as for :class:`Reconstructor`.
       batch: months per compiled call (default all of them).
       scaling: the model's units (:func:`load_scaling`), or None for [-5, 40] C.
 
@@ -573,6 +584,7 @@ def reconstruct(
         mode=mode,
         spread=spread,
         method=method,
+        eta=eta,
         batch=batch or values.shape[0],
         scaling=scaling,
     )

@@ -70,8 +70,10 @@ SYSTEMS = ("reconstruction", "climatology", "nearest_neighbour", "gp_interpolati
 # The guidance scales tried on the validation months: powers of 2 around ReconMOST's 4 (a
 # spread gradient keeps only about a sixth at the observed cell itself: hence up to 64).
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-# The spreads tried: ReconMOST's optional 5 x 5 Gaussian (sigma one cell), and none.
-SPREADS = ((5, 1.0), None)
+# The spreads tried: ReconMOST's optional 5 x 5 Gaussian (sigma one cell), a wider 9 x 9
+# one (sigma two cells, 8 deg on the embedded ocean's 4 deg grid: its anomalies are broad),
+# and none.
+SPREADS = ((5, 1.0), (9, 2.0), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +88,9 @@ class Settings:
         more, so that every calendar month is scored; fewer for a quick look).
       validation_months: the months just before the test years on which the scale is
         chosen.
-      steps, samples, mode: the sampler (DDIM on ``steps`` steps, ``samples`` per month,
-        ``"x0"`` or ``"posterior"`` guidance).
+      steps, samples, mode, eta: the sampler (DDIM on ``steps`` steps with stochasticity
+        ``eta``, ``samples`` per month, ``"x0"`` or ``"posterior"`` guidance; see
+        :class:`tellus.ocean.recon.Reconstructor`).
       spreads: the x0 gradient's Gaussian spreads ``(size, sigma)`` (or None) to choose
         from with the scale; with a fixed ``scale``, or in the posterior mode (which has
         none), the first is used.
@@ -106,6 +109,7 @@ class Settings:
     steps: int = 50
     samples: int = 4
     mode: str = "x0"
+    eta: float = 1.0
     spreads: tuple[tuple[int, float] | None, ...] = SPREADS
     scale: float | None = None
     scales: tuple[float, ...] = SCALES
@@ -124,6 +128,8 @@ class Settings:
             raise ValueError(
                 f"test_months {self.test_months} exceeds the {self.test_years} test years"
             )
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
         if self.samples < 2:
             raise ValueError(f"samples must be >= 2 (a spread), got {self.samples}")
         if self.scale is not None and not self.scale >= 0:
@@ -229,6 +235,7 @@ def choose_scale(
             steps=settings.steps,
             samples=len(scales),
             mode=settings.mode,
+            eta=settings.eta,
             spread=spread,
             batch=min(settings.batch, len(months)),
             scaling=scaling,
@@ -378,6 +385,7 @@ def run(
             steps=settings.steps,
             samples=settings.samples,
             mode=settings.mode,
+            eta=settings.eta,
             spread=None if choice["spread"] is None else tuple(choice["spread"]),
             batch=min(settings.batch, len(months.test)),
             scaling=scaling,

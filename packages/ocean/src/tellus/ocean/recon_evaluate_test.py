@@ -23,6 +23,7 @@ SETTINGS = recon_evaluate.Settings(
     steps=5,
     samples=2,
     scales=(0.5, 2.0, 8.0),
+    spreads=((5, 1.0), None),
     batch=2,
 )
 
@@ -60,6 +61,8 @@ def test_settings_are_checked():
         recon_evaluate.Settings(coverages=(0.0,)).check()
     with pytest.raises(ValueError, match="test_months"):
         recon_evaluate.Settings(test_months=40).check()
+    with pytest.raises(ValueError, match="eta"):
+        recon_evaluate.Settings(eta=1.5).check()
     recon_evaluate.Settings().check()
 
 
