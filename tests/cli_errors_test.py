@@ -295,6 +295,7 @@ def test_ocean_commands(places, tmp_path):
     for option in ("--pretrain-steps", "--finetune-steps", "--batch", "--test-years"):
         refused([*train, option, "0"], option, "greater than or equal to 1")
     refused([*train, "--pretrain-lr", "-1"], "--pretrain-lr")
+    refused([*train, "--forcing-modes", "-1"], "--forcing-modes")
     refused([*train, "--mesh", "data=x"], "--mesh")
     refused([*train, "--mesh", "data=8", "--batch", "2"], "--batch", "multiple of data x fsdp")
     refused(["train", "ocean", "--workdir", p["file"]], "--workdir", "is a file")

@@ -91,6 +91,14 @@ def train_ocean(
     test_years: Annotated[
         int, typer.Option(help="Last observed years held out for the test.", min=1)
     ] = 3,
+    forcing_modes: Annotated[
+        int,
+        typer.Option(
+            help="Modes of the wind-stress anomaly the anomaly base answers linearly "
+            "(fitted on the model run; 0: damped persistence alone).",
+            min=0,
+        ),
+    ] = 4,
     mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
     remat: Annotated[
         bool,
@@ -132,6 +140,7 @@ def train_ocean(
             model_store,
             observed_store,
             preset=preset,
+            forcing_modes=forcing_modes,
             budget=budget,
             split=split,
             mesh=run_on.mesh(),

@@ -99,6 +99,7 @@ def make_config(
     observed_forcing: bool = False,
     residual: bool = True,
     anomaly_base: bool = True,
+    forcing_modes: int = 0,
 ) -> fc.ForecasterConfig:
     """A forecaster's config for ``store``: its latitudes, depths (all, or ``depths``), the
     layers' thicknesses when the store has them, and the calendar-month statistics of the
@@ -107,8 +108,10 @@ def make_config(
     scratch, the network's first outputs are persistence, not noise around the mean state;
     with ``anomaly_base`` (the default) damped persistence of the anomaly from each grid
     point's calendar-month climatology, its damping initialized with the lag regression of
-    the range's anomalies (:func:`anomaly_statistics`); a residual forecaster's decoders
-    start at zero (``zero_init``), so that it starts as its base.
+    the range's anomalies (:func:`anomaly_statistics`), and with ``forcing_modes`` a linear
+    response to the initial month's forcing (:func:`forcing_response` fits it; the
+    caller sets it with :func:`tellus.ocean.forecaster.set_forcing_response`); a residual
+    forecaster's decoders start at zero (``zero_init``), so that it starts as its base.
 
     Raises:
       SchemaError: the store is outside the schema, or the range lacks a calendar month.
@@ -152,6 +155,7 @@ def make_config(
         anomaly_base=anomaly_base,
         damping=damping,
         zero_init=residual,
+        forcing_modes=forcing_modes,
     )
 
 
@@ -196,6 +200,102 @@ def anomaly_statistics(
     return clim.astype(np.float32), slopes
 
 
+def fit_response(
+    anomaly: np.ndarray,
+    forcing: np.ndarray,
+    slopes: np.ndarray,
+    modes: int,
+    tolerance: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares response of the state's anomaly to the forcing's.
+
+    Args:
+      anomaly: ``[T, lat, lon, C]`` consecutive months of the state's anomaly (0 over land).
+      forcing: ``[T, lat, lon, F]`` the forcing's anomaly in the same months (0 over land).
+      slopes: ``[spans, C]`` the damping of the anomaly base.
+      modes: how many of the forcing anomaly's leading patterns (singular vectors over the
+        months) carry the response.
+      tolerance: singular values at most this (or a millionth of the largest) are no mode:
+        the rounding of a forcing without anomalies (a climatological forcing) is not
+        fitted.
+
+    Returns:
+      ``(patterns [K, lat, lon, F]`` orthonormal, ``response [spans, K, lat, lon, C])``:
+      with ``p = <forcing[t], patterns>``, ``response[k - 1]`` minimizes the squared error
+      of ``anomaly[t + k] - slopes[k - 1] anomaly[t] - p[t] @ response[k - 1]`` over ``t``.
+      Modes beyond the forcing's rank are zero, and so is everything when the forcing has
+      no anomaly: the base then has no response.
+
+    Raises:
+      ValueError: fewer months than ``spans + modes``.
+    """
+    t, spans = anomaly.shape[0], slopes.shape[0]
+    if t < spans + modes + 1 or modes < 1:
+        raise ValueError(
+            f"a forcing response of {modes} modes over {spans} spans needs more than "
+            f"{spans + modes} months; got {t}"
+        )
+    flat = forcing.reshape(t, -1).astype(np.float64)
+    _, sv, vt = np.linalg.svd(flat, full_matrices=False)
+    k = min(modes, int(np.sum(sv > max(tolerance, sv[0] * 1e-6))))
+    patterns = np.zeros((modes, flat.shape[1]))
+    patterns[:k] = vt[:k]
+    p = flat @ patterns.T  # [T, K]
+    response = np.zeros((spans, modes, *anomaly.shape[1:]), np.float32)
+    a = anomaly.reshape(t, -1).astype(np.float64)
+    c = anomaly.shape[-1]
+    for span in range(1, spans + 1):
+        damped = a[:-span] * np.tile(slopes[span - 1], a.shape[1] // c)[None]
+        coef, *_ = np.linalg.lstsq(p[:-span, :k], a[span:] - damped, rcond=None)
+        response[span - 1, :k] = coef.reshape(k, *anomaly.shape[1:])
+    return patterns.reshape(modes, *forcing.shape[1:]).astype(np.float32), response
+
+
+def forcing_response(
+    store: str | os.PathLike,
+    task: tasks.TaskConfig,
+    time_range: tuple[str, str],
+    slopes: np.ndarray,
+    modes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The anomaly base's response to the initial month's forcing over ``time_range``:
+    the forcing's calendar-month climatology of every grid point, and :func:`fit_response`
+    on the months' anomalies (the state's about :func:`anomaly_statistics`' climatology).
+
+    Returns:
+      ``(climatology [12, lat, lon, F]`` NaN over land, ``patterns [K, lat, lon, F]``,
+      ``response [spans, K, lat, lon, C])``.
+
+    Raises:
+      SchemaError: the store is outside the schema.
+      ValueError: as :func:`anomaly_statistics` and :func:`fit_response`.
+    """
+    clim, _ = anomaly_statistics(store, task, time_range, spans=slopes.shape[0])
+    ds = validation.open_dataset(str(store), check_values="none")
+    windows = sources.WindowSource(store, task)
+    ds = ds.sel({schema.TIME: slice(*time_range)})
+    x = stacking.dataset_to_stacked(ds, windows.input_layout).astype(np.float32)
+    f = stacking.dataset_to_stacked(ds, windows.forcing_layout).astype(np.float32)
+    months = ds[schema.TIME].to_index().month.to_numpy()
+    # [lat, lon]: the model's ocean (its static mask), else wherever the state is finite
+    if fc.STATICS[0] in ds.variables:
+        ocean = np.asarray(ds[fc.STATICS[0]].values) > 0.5
+    else:
+        ocean = np.isfinite(x).any(axis=(0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f_clim = np.stack([np.nanmean(f[months == m], axis=0) for m in range(1, 13)])
+    f_clim = np.where(ocean[None, ..., None], f_clim, np.nan)
+    anomaly = np.nan_to_num(x - clim[months - 1])
+    f_anomaly = np.where(ocean[None, ..., None], np.nan_to_num(f - f_clim[months - 1]), 0.0)
+    # a forcing anomaly a millionth of the forcing is rounding, not a mode
+    tolerance = 1e-6 * float(np.linalg.norm(np.where(ocean[None, ..., None], np.nan_to_num(f), 0)))
+    patterns, response = fit_response(
+        anomaly, f_anomaly, np.asarray(slopes), modes, tolerance=tolerance
+    )
+    return f_clim.astype(np.float32), patterns, response
+
+
 def load(path: str | os.PathLike, *, phase: str = "finetune", batch_size: int = 8):
     """The forecaster trained at ``path`` as a :class:`tellus.ocean.forecast.Predictor`.
 
@@ -237,6 +337,8 @@ __all__ = [
     "Samples",
     "anomaly_statistics",
     "batches",
+    "fit_response",
+    "forcing_response",
     "load",
     "make_config",
     "samples",

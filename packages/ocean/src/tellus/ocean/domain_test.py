@@ -155,3 +155,56 @@ def test_anomaly_statistics_against_xarray(store, config):
     np.testing.assert_allclose(config.damping, slopes, rtol=1e-6)
     with pytest.raises(ValueError, match="every calendar month"):
         domain.anomaly_statistics(store, task, ("2001-01", "2001-06"))
+
+
+def test_fit_response_recovers_a_linear_wind_response():
+    # Anomalies made by damped persistence plus a known response to two forcing patterns:
+    # the fit finds the patterns' span and the response of every span exactly.
+    rng = np.random.default_rng(4)
+    t, grid, spans = 60, (3, 4), 3
+    patterns = np.linalg.qr(rng.normal(size=(grid[0] * grid[1] * 2, 2)))[0].T  # orthonormal
+    p = rng.normal(size=(t, 2)) * np.array([3.0, 1.0])  # distinct singular values
+    forcing = (p @ patterns).reshape(t, *grid, 2)
+    slopes = np.array([[0.9, 0.5], [0.7, 0.3], [0.5, 0.1]])
+    truth = rng.normal(size=(spans, 2, *grid, 2))
+    anomaly = rng.normal(size=(t, *grid, 2))
+    got_patterns, response = domain.fit_response(anomaly, forcing, slopes, 2)
+    # orthonormal patterns of the same plane (a rotation of the made ones within it)
+    got = got_patterns.reshape(2, -1)
+    np.testing.assert_allclose(got @ got.T, np.eye(2), atol=1e-6)
+    overlap = got @ patterns.T
+    np.testing.assert_allclose(overlap @ overlap.T, np.eye(2), atol=1e-6)
+    # the anomaly k months on, made exactly by the model, is fitted exactly for span k
+    q = forcing.reshape(t, -1) @ got_patterns.reshape(2, -1).T
+    for k in range(1, spans + 1):
+        a = anomaly.copy()
+        for i in range(k, t):  # made month by month from the month k before
+            a[i] = slopes[k - 1] * a[i - k] + np.einsum("j,jyxc->yxc", q[i - k], truth[k - 1])
+        _, r = domain.fit_response(a, forcing, slopes, 2)
+        np.testing.assert_allclose(r[k - 1], truth[k - 1], atol=1e-4)
+    assert response.shape == (spans, 2, *grid, 2)
+    with pytest.raises(ValueError, match="needs more than"):
+        domain.fit_response(anomaly[:4], forcing[:4], slopes, 2)
+    # no forcing anomaly (or only rounding below the tolerance): no modes, no response
+    for f, tol in ((0.0 * forcing, 0.0), (1e-9 * forcing, 1e-6)):
+        got_patterns, response = domain.fit_response(anomaly, f, slopes, 2, tolerance=tol)
+        assert not got_patterns.any() and not response.any()
+    # one mode of forcing, two asked: the second is zero
+    one = np.einsum("t,p->tp", p[:, 0], patterns[0]).reshape(forcing.shape)
+    got_patterns, response = domain.fit_response(anomaly, one, slopes, 2)
+    assert got_patterns[0].any() and not got_patterns[1].any() and not response[:, 1].any()
+
+
+def test_forcing_response_of_the_store(store, config):
+    """The store path: the forcing climatology by xarray (NaN over land), patterns of unit
+    norm that are 0 over land, and the response's shape."""
+    task = fc.task_for(config.depths, config.leads, config.variables)
+    f_clim, patterns, response = domain.forcing_response(
+        store, task, ("2001-01", "2002-12"), np.asarray(config.damping), 3
+    )
+    ds = xr.open_zarr(store, consolidated=False).sel(time=slice("2001-01", "2002-12"))
+    monthly = ds["surface_downward_eastward_stress"].groupby("time.month").mean("time")
+    np.testing.assert_allclose(f_clim[..., 0], monthly.values, rtol=1e-5, equal_nan=True)
+    assert np.isnan(f_clim[:, 0, 0]).all() and np.abs(patterns[:, :3, :4]).max() < 1e-6
+    np.testing.assert_allclose((patterns**2).sum(axis=(1, 2, 3)), 1.0, rtol=1e-5)
+    assert response.shape == (fc.RESTART, 3, LAT, LON, 3)

@@ -33,6 +33,15 @@ trained parameter, initialized with the lag-``k`` regression of the training mon
 anomalies (``ForecasterConfig.damping``). With a zero network output the forecaster is then
 the climatology at long leads and persistence of the anomaly at short ones, which a rollout
 keeps near the climatology's mean state instead of carrying every increment's error forward.
+With ``forcing_modes`` ``K`` the base also answers the wind: ``+ sum_j p_j R[k, j]``, ``p_j``
+the initial month's forcing anomaly (from a calendar-month climatology of every grid point)
+projected on the ``j``-th of ``K`` patterns, ``R`` the response of every grid point, channel
+and span to each, buffers fitted by least squares on the training months
+(:func:`tellus.ocean.domain.forcing_response`). Damped persistence alone loses a rollout's
+variability (each restart damps the anomaly, and nothing adds new ones); the wind stress is
+what drives the embedded ocean's variability, and the response adds it back. The term is
+used only where the forcing is the state's own month's (``offset`` 0, as every block of a
+rollout with ``restart_forcing`` has).
 
 Longer forecasts (:func:`rollout`) restart from each sixth month: months ``6k + 1 .. 6k +
 6`` are predicted from the forecast of month ``6k`` as the state, with the lead counted
@@ -130,6 +139,8 @@ class ForecasterConfig:
       zero_init: every decoder's last projection (its patch recovery) starts at zero, so
         that a residual forecaster starts as its base and training adds only what improves
         on it (a randomly initialized projection adds noise the training must first remove).
+      forcing_modes: the anomaly base also answers the initial month's forcing anomaly
+        linearly through this many of its leading modes (module docstring; 0: it does not).
     """
 
     net: dict[str, Any]
@@ -148,6 +159,7 @@ class ForecasterConfig:
     anomaly_base: bool = False
     damping: tuple[tuple[float, ...], ...] | None = None
     zero_init: bool = False
+    forcing_modes: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net", model_lib.NetConfig(**dict(self.net)).to_dict())
@@ -166,6 +178,14 @@ class ForecasterConfig:
         channels = channels_of(self.variables, self.depths)
         if self.anomaly_base and not self.residual:
             raise ValueError("anomaly_base is a base of the residual: set residual too")
+        if self.forcing_modes < 0 or (
+            self.forcing_modes and (not self.anomaly_base or self.observed_forcing)
+        ):
+            raise ValueError(
+                f"forcing_modes {self.forcing_modes}: the forcing response is part of the "
+                "anomaly base of the initial month's forcing (anomaly_base on, "
+                "observed_forcing off, modes >= 0)"
+            )
         if self.damping is not None:
             rows = tuple(tuple(float(v) for v in row) for row in self.damping)
             if len(rows) != RESTART or any(len(r) != sum(channels) for r in rows):
@@ -240,6 +260,14 @@ class OceanForecaster(nnx.Module):
             self.reference = Reference(jnp.zeros((12, net.n_lat, net.n_lon, c), jnp.float32))
             init = np.ones((RESTART, c)) if cfg.damping is None else np.asarray(cfg.damping)
             self.damping = nnx.Param(jnp.asarray(init, jnp.float32))
+        if cfg.forcing_modes:
+            net, k = cfg.net_config, cfg.forcing_modes
+            grid, f = (net.n_lat, net.n_lon), net.forcing_channels
+            self.forcing_reference = Reference(jnp.zeros((12, *grid, f), jnp.float32))
+            self.forcing_patterns = Reference(jnp.zeros((k, *grid, f), jnp.float32))
+            self.response = Reference(
+                jnp.zeros((RESTART, k, *grid, sum(net.channels)), jnp.float32)
+            )
 
     @property
     def state_norm(self) -> MonthlyNormalizer:
@@ -325,6 +353,8 @@ class OceanForecaster(nnx.Module):
             months = month_after(month[:, None], leads[None, :])
             if cfg.anomaly_base:
                 base = self.anomaly_base(raw, month, leads, offset)
+                if cfg.forcing_modes:
+                    base = base + self.forcing_response(forcing, month, ocean, leads, offset)
             else:
                 base = jnp.broadcast_to(raw[:, None], out.shape)
             base = self.state_norm.normalize(base, months)
@@ -344,6 +374,27 @@ class OceanForecaster(nnx.Module):
         a = self.damping[...][span - 1]  # [L, C]
         anomaly = x - ref[now - 1]
         return ref[months - 1] + a[None, :, None, None, :] * anomaly[:, None]
+
+    def forcing_response(
+        self,
+        forcing: jax.Array,
+        month: jax.Array,
+        ocean: jax.Array,
+        leads: jax.Array,
+        offset: jax.Array | int = 0,
+    ) -> jax.Array:
+        """Raw ``[B, L, lat, lon, C]``: ``sum_j p_j R[k, j]`` with ``p_j`` the projection of
+        the raw forcing ``[B, lat, lon, F]``'s anomaly from its calendar month's
+        climatology on pattern ``j`` (land 0), ``k = lead - offset`` (spans beyond 6 use
+        the 6th); zero when ``offset`` is not 0 (the forcing is then older than the
+        state, and the response was fitted to the state's own month's)."""
+        land = self._ocean(ocean)[..., None]
+        anomaly = jnp.where(land, forcing - self.forcing_reference[...][month - 1], 0.0)
+        p = jnp.einsum("byxf,kyxf->bk", anomaly, self.forcing_patterns[...])
+        span = jnp.clip(jnp.asarray(leads) - jnp.asarray(offset, jnp.int32), 1, RESTART)
+        r = self.response[...][span - 1]  # [L, K, lat, lon, C]
+        on = (jnp.asarray(offset) == 0).astype(jnp.float32)
+        return on * jnp.einsum("bk,lkyxc->blyxc", p, r)
 
     def forecast(
         self,
@@ -383,6 +434,36 @@ def set_reference(model: OceanForecaster, climatology: np.ndarray) -> OceanForec
             f"got {clim.shape}"
         )
     model.reference.set_value(jnp.asarray(np.where(np.isfinite(clim), clim, 0.0)))
+    return model
+
+
+def set_forcing_response(
+    model: OceanForecaster,
+    climatology: np.ndarray,
+    patterns: np.ndarray,
+    response: np.ndarray,
+) -> OceanForecaster:
+    """Sets the forcing response of the anomaly base (``forcing_modes``): the forcing's
+    calendar-month climatology ``[12, lat, lon, F]``, its patterns ``[K, lat, lon, F]`` and
+    the response ``[6, K, lat, lon, C]`` of each lead span (NaN stored as 0); returns the
+    model (:func:`tellus.ocean.domain.forcing_response` fits them).
+
+    Raises:
+      ValueError: the model has no forcing response, or a shape is not its.
+    """
+    if not model.config.forcing_modes:
+        raise ValueError("this forecaster has no forcing response (ForecasterConfig.forcing_modes)")
+    for name, value in (
+        ("forcing_reference", climatology),
+        ("forcing_patterns", patterns),
+        ("response", response),
+    ):
+        var, value = getattr(model, name), np.asarray(value, np.float32)
+        if value.shape != var.shape:
+            raise ValueError(
+                f"the forcing response's {name} must be {var.shape}; got {value.shape}"
+            )
+        var.set_value(jnp.asarray(np.where(np.isfinite(value), value, 0.0)))
     return model
 
 
@@ -528,6 +609,7 @@ __all__ = [
     "loss_fn",
     "make_forecaster",
     "rollout",
+    "set_forcing_response",
     "set_reference",
     "task_for",
 ]

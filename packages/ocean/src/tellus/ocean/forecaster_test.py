@@ -294,21 +294,53 @@ def test_rollout_with_restart_forcing_starts_each_block_afresh():
         fc.rollout(_Fake(False), x, forcing[:, :2], np.array([1]), None, 14, restart_forcing=True)
 
 
-def test_a_zero_initialized_residual_forecaster_starts_as_its_base():
-    cfg = _config(residual=True, anomaly_base=True, zero_init=True, leads=(1, 3))
+@pytest.mark.parametrize("modes", [0, 2])
+def test_a_zero_initialized_residual_forecaster_starts_as_its_base(modes):
+    """Its output is the anomaly base by hand: damped persistence, plus with
+    ``forcing_modes`` the response to the initial month's forcing anomaly (land forcing
+    poisoned: it never counts), which a restarted block (offset 6) leaves out."""
+    cfg = _config(
+        residual=True, anomaly_base=True, zero_init=True, leads=(1, 3), forcing_modes=modes
+    )
     model = fc.make_forecaster(cfg)
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(12, LAT, LON, 3)).astype(np.float32)
     fc.set_reference(model, ref)
+    if modes:
+        f_ref = rng.normal(size=(12, LAT, LON, 2)).astype(np.float32)
+        patterns = rng.normal(size=(modes, LAT, LON, 2)).astype(np.float32)
+        response = rng.normal(size=(6, modes, LAT, LON, 3)).astype(np.float32)
+        fc.set_forcing_response(model, f_ref, patterns, response)
     batch, ocean = _batch(n_leads=2, seed=5), _ocean()
-    x, month = batch["inputs"][:, 0], batch["month"]
+    x, month, forcing = batch["inputs"][:, 0], batch["month"], batch["forcings"][:, 0].copy()
+    poisoned = forcing.copy()
+    poisoned[:, ~ocean] = np.nan
+    poisoned[0, ~ocean] = 1e30
     # compiled as one program (eagerly, every operation of the network compiles alone)
-    out = np.asarray(
-        nnx.jit(fc.OceanForecaster.forecast)(model, x, batch["forcings"][:, 0], month, ocean)
-    )
+    forecast = nnx.jit(fc.OceanForecaster.forecast)
+    out = np.asarray(forecast(model, x, poisoned, month, ocean))
     damping = np.asarray(model.damping[...])
     for b, m0 in enumerate(month):
+        if modes:
+            anomaly = np.where(ocean[..., None], forcing[b] - f_ref[m0 - 1], 0.0)
+            p = np.einsum("yxf,kyxf->k", anomaly, patterns)
         for i, lead in enumerate(cfg.leads):
             row = (m0 - 1 + lead) % 12
             expected = ref[row] + damping[lead - 1] * (x[b] - ref[m0 - 1])
-            np.testing.assert_allclose(out[b, i][ocean], expected[ocean], rtol=1e-5, atol=1e-5)
+            if modes:
+                expected = expected + np.einsum("k,kyxc->yxc", p, response[lead - 1])
+            np.testing.assert_allclose(out[b, i][ocean], expected[ocean], rtol=1e-4, atol=1e-4)
+    if modes:
+        # A restarted block: the forcing is six months older than its state; no response.
+        leads = jnp.asarray([7, 9], jnp.int32)
+        late = np.asarray(forecast(model, x, forcing, month, ocean, leads, offset=6))
+        for b, m0 in enumerate(month):
+            now = (m0 - 1 + 6) % 12
+            for i, lead in enumerate((7, 9)):
+                row = (m0 - 1 + lead) % 12
+                expected = ref[row] + damping[lead - 7] * (x[b] - ref[now])
+                np.testing.assert_allclose(late[b, i][ocean], expected[ocean], rtol=1e-4, atol=1e-4)
+        with pytest.raises(ValueError, match="response's response must be"):
+            fc.set_forcing_response(model, f_ref, patterns, response[:, :1])
+    with pytest.raises(ValueError, match="forcing_modes"):
+        _config(residual=True, anomaly_base=True, observed_forcing=True, forcing_modes=2)
