@@ -296,6 +296,12 @@ def test_ocean_commands(places, tmp_path):
         refused([*train, option, "0"], option, "greater than or equal to 1")
     refused([*train, "--pretrain-lr", "-1"], "--pretrain-lr")
     refused([*train, "--forcing-modes", "-1"], "--forcing-modes")
+    refused([*train, "--base", "mean"], "--base: 'mean' is not one of")
+    refused(
+        [*train, "--base", "state", "--forcing-modes", "2"],
+        "--forcing-modes",
+        "the 'state' base takes 0",
+    )
     refused([*train, "--mesh", "data=x"], "--mesh")
     refused([*train, "--mesh", "data=8", "--batch", "2"], "--batch", "multiple of data x fsdp")
     refused(["train", "ocean", "--workdir", p["file"]], "--workdir", "is a file")

@@ -91,14 +91,23 @@ def train_ocean(
     test_years: Annotated[
         int, typer.Option(help="Last observed years held out for the test.", min=1)
     ] = 3,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="What the network's output is added to: anomaly (damped anomaly "
+            "persistence and the wind response), persistence (the initial state), or state "
+            "(none: the state itself, ORCA-DL's released form)."
+        ),
+    ] = "anomaly",
     forcing_modes: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Modes of the wind-stress anomaly the anomaly base answers linearly "
-            "(fitted on the model run; 0: damped persistence alone).",
+            "(fitted on the model run; 0: damped persistence alone). Default 4 with the "
+            "anomaly base, 0 with the others.",
             min=0,
         ),
-    ] = 4,
+    ] = None,
     mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
     remat: Annotated[
         bool,
@@ -117,6 +126,15 @@ def train_ocean(
 
     t0 = time.perf_counter()
     checks.choice(preset, model_lib.PRESETS, "--preset")
+    checks.choice(base, train.BASES, "--base")
+    if forcing_modes is None:
+        forcing_modes = train.FORCING_MODES if base == "anomaly" else 0
+    elif forcing_modes and base != "anomaly":
+        raise errors.UserError(
+            f"{forcing_modes} modes: the wind response is part of the anomaly base; the "
+            f"{base!r} base takes 0",
+            param="--forcing-modes",
+        )
     run_on = devices.resolve(mesh, batch)  # the options first, then the data
     folder = _data_option(data)
     model_store = check_run(folder, "model", "--data")
@@ -140,6 +158,7 @@ def train_ocean(
             model_store,
             observed_store,
             preset=preset,
+            base=base,
             forcing_modes=forcing_modes,
             budget=budget,
             split=split,

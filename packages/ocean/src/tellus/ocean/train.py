@@ -47,6 +47,9 @@ LONGEST_LEAD = 12
 # embedded ocean the first carries the wind anomalies that drive the Nino3.4 box (its
 # correlation with the box's SST four months later is 0.93 on the model run).
 FORCING_MODES = 4
+# What the network's output is added to (``ForecasterConfig.residual`` / ``anomaly_base``):
+# nothing (ORCA-DL's released form: the state itself), the initial state, or the anomaly base.
+BASES = {"state": (False, False), "persistence": (True, False), "anomaly": (True, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,7 @@ def train_ocean(
     preset: str = "cpu",
     net: model_lib.NetConfig | None = None,
     variables: tuple[str, ...] = fc.VARIABLES,
+    base: str = "anomaly",
     forcing_modes: int = FORCING_MODES,
     budget: Budget = Budget(),
     split: ObservedSplit = ObservedSplit(),
@@ -187,6 +191,9 @@ def train_ocean(
       net: a network config of the stores' grid (tests use a small one).
       variables: the state's variables (ORCA-DL's six by default; the network's channels
         must match them).
+      base: what the network's output is added to (:data:`BASES`): ``"state"`` predicts
+        the state itself (ORCA-DL's form), ``"persistence"`` its change from the initial
+        state, ``"anomaly"`` its departure from the anomaly base.
       forcing_modes: the anomaly base's linear response to the initial month's wind
         stress through this many modes, fitted on the model run
         (``ForecasterConfig.forcing_modes``; 0: damped persistence alone).
@@ -205,6 +212,14 @@ def train_ocean(
     """
     t0 = time.perf_counter()
     workdir = Path(workdir)
+    if base not in BASES:
+        raise ValueError(f"base must be one of {sorted(BASES)}, got {base!r}")
+    residual, anomaly_base = BASES[base]
+    if forcing_modes and not anomaly_base:
+        raise ValueError(
+            f"forcing_modes {forcing_modes}: the wind response is part of the anomaly base; "
+            f"the {base!r} base has none (use 0)"
+        )
     if net is None:
         if preset not in model_lib.PRESETS:
             raise KeyError(f"unknown preset {preset!r}; known: {sorted(model_lib.PRESETS)}")
@@ -218,6 +233,8 @@ def train_ocean(
         (str(model_times[0])[:7], str(model_times[-1])[:7]),
         variables=variables,
         leads=fc.LEADS,
+        residual=residual,
+        anomaly_base=anomaly_base,
         forcing_modes=forcing_modes,
     )
     pre = domain.samples(model_store, cfg)
@@ -398,7 +415,9 @@ def find_phase(path: str | Path, phase: str = FINETUNE) -> Path:
 
 
 __all__ = [
+    "BASES",
     "FINETUNE",
+    "FORCING_MODES",
     "LONGEST_LEAD",
     "PRETRAIN",
     "RUN_INFO",

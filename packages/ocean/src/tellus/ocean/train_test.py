@@ -203,6 +203,15 @@ def test_training_resumes_loads_and_forecasts(trained, stores):
         predictor.forecast(ds, init_time=["1999-01-01"])
 
 
+def test_the_base_and_its_wind_response_are_checked(stores, tmp_path):
+    with pytest.raises(ValueError, match="base must be one of"):
+        train.train_ocean(tmp_path, *stores, net=tiny_net(), base="mean")
+    with pytest.raises(ValueError, match="the 'state' base has none"):
+        train.train_ocean(tmp_path, *stores, net=tiny_net(), base="state", forcing_modes=2)
+    assert train.BASES["state"] == (False, False)  # ORCA-DL's: the state itself
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_store_too_short_for_the_split_is_refused(stores, tmp_path):
     with pytest.raises(ValueError, match="gap of"):
         train.train_ocean(
