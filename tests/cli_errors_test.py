@@ -302,6 +302,11 @@ def test_ocean_commands(places, tmp_path):
         "--forcing-modes",
         "the 'state' base takes 0",
     )
+    refused(
+        [*train, "--observed-forcing", "--forcing-modes", "2"],
+        "--forcing-modes",
+        "with --observed-forcing it takes 0",
+    )
     refused([*train, "--mesh", "data=x"], "--mesh")
     refused([*train, "--mesh", "data=8", "--batch", "2"], "--batch", "multiple of data x fsdp")
     refused(["train", "ocean", "--workdir", p["file"]], "--workdir", "is a file")

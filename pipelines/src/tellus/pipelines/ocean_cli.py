@@ -104,10 +104,17 @@ def train_ocean(
         typer.Option(
             help="Modes of the wind-stress anomaly the anomaly base answers linearly "
             "(fitted on the model run; 0: damped persistence alone). Default 4 with the "
-            "anomaly base, 0 with the others.",
+            "anomaly base, 0 with the others or with --observed-forcing.",
             min=0,
         ),
     ] = None,
+    observed_forcing: Annotated[
+        bool,
+        typer.Option(
+            help="Give each lead its own month's observed wind stress (a Tellus extension) "
+            "instead of the initial month's, encoded once (ORCA-DL)."
+        ),
+    ] = False,
     mesh: Annotated[str | None, typer.Option(help=devices.MESH_HELP)] = None,
     remat: Annotated[
         bool,
@@ -128,7 +135,13 @@ def train_ocean(
     checks.choice(preset, model_lib.PRESETS, "--preset")
     checks.choice(base, train.BASES, "--base")
     if forcing_modes is None:
-        forcing_modes = train.FORCING_MODES if base == "anomaly" else 0
+        forcing_modes = train.FORCING_MODES if base == "anomaly" and not observed_forcing else 0
+    elif forcing_modes and observed_forcing:
+        raise errors.UserError(
+            f"{forcing_modes} modes: the wind response answers the initial month's forcing; "
+            "with --observed-forcing it takes 0",
+            param="--forcing-modes",
+        )
     elif forcing_modes and base != "anomaly":
         raise errors.UserError(
             f"{forcing_modes} modes: the wind response is part of the anomaly base; the "
@@ -160,6 +173,7 @@ def train_ocean(
             preset=preset,
             base=base,
             forcing_modes=forcing_modes,
+            observed_forcing=observed_forcing,
             budget=budget,
             split=split,
             mesh=run_on.mesh(),

@@ -175,6 +175,7 @@ def train_ocean(
     variables: tuple[str, ...] = fc.VARIABLES,
     base: str = "anomaly",
     forcing_modes: int = FORCING_MODES,
+    observed_forcing: bool = False,
     budget: Budget = Budget(),
     split: ObservedSplit = ObservedSplit(),
     mesh: Any = None,
@@ -197,6 +198,8 @@ def train_ocean(
       forcing_modes: the anomaly base's linear response to the initial month's wind
         stress through this many modes, fitted on the model run
         (``ForecasterConfig.forcing_modes``; 0: damped persistence alone).
+      observed_forcing: each lead gets its own month's observed wind stress (a Tellus
+        extension; ORCA-DL encodes the initial month's once). Takes ``forcing_modes`` 0.
       budget: steps, batch size, learning rates, dtype, remat.
       split: the observed fine-tune / test split.
       mesh, rules: the device mesh and the logical axis rules (default one device).
@@ -215,6 +218,11 @@ def train_ocean(
     if base not in BASES:
         raise ValueError(f"base must be one of {sorted(BASES)}, got {base!r}")
     residual, anomaly_base = BASES[base]
+    if forcing_modes and observed_forcing:
+        raise ValueError(
+            f"forcing_modes {forcing_modes}: the wind response answers the initial month's "
+            "forcing; with observed_forcing use 0"
+        )
     if forcing_modes and not anomaly_base:
         raise ValueError(
             f"forcing_modes {forcing_modes}: the wind response is part of the anomaly base; "
@@ -236,6 +244,7 @@ def train_ocean(
         residual=residual,
         anomaly_base=anomaly_base,
         forcing_modes=forcing_modes,
+        observed_forcing=observed_forcing,
     )
     pre = domain.samples(model_store, cfg)
     pre.name = "model run"

@@ -4,6 +4,7 @@ Domain registry and forecasting from a Dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ import pytest
 import xarray as xr
 
 from tellus.data import schema, sources, validation
-from tellus.ocean import domain, evaluate, train
+from tellus.ocean import domain, evaluate, forecast, train
 from tellus.ocean import forecaster as fc
 from tellus.ocean import model as model_lib
 from tellus.training import domains
@@ -208,6 +209,8 @@ def test_the_base_and_its_wind_response_are_checked(stores, tmp_path):
         train.train_ocean(tmp_path, *stores, net=tiny_net(), base="mean")
     with pytest.raises(ValueError, match="the 'state' base has none"):
         train.train_ocean(tmp_path, *stores, net=tiny_net(), base="state", forcing_modes=2)
+    with pytest.raises(ValueError, match="with observed_forcing use 0"):
+        train.train_ocean(tmp_path, *stores, net=tiny_net(), observed_forcing=True)
     assert train.BASES["state"] == (False, False)  # ORCA-DL's: the state itself
     assert not any(tmp_path.iterdir())
 
@@ -247,3 +250,12 @@ def test_the_evaluation_of_the_tiny_run(trained, stores, tmp_path):
     assert written["scorecard"] == summary["scorecard"]
     for png in summary["plots"]:
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert "nino34_box_std_initial_forcing" in roll
+    # A forecaster of each lead's observed wind (the same weights read it per lead, its
+    # wind response off): its rollout is driven month by month, with no initial-forcing run.
+    model = train.load_forecaster(train.find_phase(workdir))
+    model.config = dataclasses.replace(model.config, observed_forcing=True, forcing_modes=0)
+    observed = validation.open_dataset(str(stores[1]), check_values="none").load()
+    roll = evaluate.rollout_check(forecast.Predictor(model), observed, years=1)
+    assert roll["finite"] and "nino34_box_std" in roll
+    assert "nino34_box_std_initial_forcing" not in roll
