@@ -35,6 +35,7 @@ from flax import nnx
 from tellus.ocean import diffusion_loss, planet, unet
 from tellus.ocean import forecaster as fc
 from tellus.ocean import model as model_lib
+from tellus.ocean.train import FORCING_MODES
 from tellus.training import benchmarking
 
 
@@ -49,7 +50,8 @@ def _grid(net: model_lib.NetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def forecaster_config(preset: str = "cpu") -> fc.ForecasterConfig:
-    """The preset's forecaster on the embedded grid, unit statistics, the anomaly base."""
+    """The preset's forecaster on the embedded grid, unit statistics, the anomaly base with
+    the wind response of ``tellus train ocean`` (its buffers zero: the cost is the same)."""
     net = model_lib.PRESETS[preset]
     lat, depth, _ = _grid(net)
     c, f = sum(net.channels), net.forcing_channels
@@ -64,6 +66,7 @@ def forecaster_config(preset: str = "cpu") -> fc.ForecasterConfig:
         forcing_std=np.ones((12, f)),
         residual=True,
         anomaly_base=True,
+        forcing_modes=FORCING_MODES,  # the recipe's base, its wind response included
     )
 
 
