@@ -244,11 +244,40 @@ def fit(
         compiled: dict[str, step_lib.CompiledStep] = {}
         last: dict[str, float] = {}
         val: dict[str, float] = {}
+        # The loop never waits for the device before queuing the next step: a step's
+        # metrics (its loss, whether it was finite) are read once the next step has been
+        # dispatched, so the host's reading, logging and next batch overlap the step being
+        # computed. At most one step is in flight unread; before a validation or a
+        # checkpoint, and at the end, the loop reads what is pending first. A non-finite
+        # step never changes the state (the step keeps it), so reading it one step later
+        # loses nothing.
+        pending: _Pending | None = None
+        reported_at = time.perf_counter()
+
+        def report(p: _Pending) -> float:
+            nonlocal reported_at
+            step_lib.check_finite(p.metrics, p.step, state.params, config.nonfinite)
+            loss = float(p.metrics["loss"])
+            now = time.perf_counter()
+            seconds, reported_at = max(now - reported_at, 1e-9), now
+            history.append((p.step, loss))
+            last[p.domain] = loss
+            prefix = f"train/{p.domain}" if len(domains) > 1 else "train"
+            writer.add_scalar(f"{prefix}/loss", loss, p.step)
+            writer.add_scalar(f"{prefix}/grad_norm", float(p.metrics["grad_norm"]), p.step)
+            writer.add_scalar("train/learning_rate", float(p.metrics["learning_rate"]), p.step)
+            shown = (
+                {f"{n}_loss": v for n, v in last.items()} if len(domains) > 1 else {"loss": loss}
+            )
+            display.update(p.step + 1, samples_per_s=p.batch_size / seconds, **shown)
+            if on_step is not None:
+                on_step(p.step, {"loss": loss, "domain": p.domain})
+            return loss
+
         try:
             with display:
                 for step in range(start, config.num_steps):
                     d = domains[domain_schedule(weights, config.seed, step)]
-                    t0 = time.perf_counter()
                     batch = next(streams[d.name])
                     lr = step_lib.host_learning_rate(config, step)
                     if rest_schedule is not None:
@@ -262,33 +291,21 @@ def fit(
                             "compiled the %s step: memory %s, flops %s", d.name, c.memory, c.flops
                         )
                     state, metrics = compiled[d.name](state, batch, lr)
-                    step_lib.check_finite(metrics, step, state.params, config.nonfinite)
-                    loss = float(metrics["loss"])
-                    seconds = max(time.perf_counter() - t0, 1e-9)
-                    history.append((step, loss))
-                    last[d.name] = loss
-                    prefix = f"train/{d.name}" if len(domains) > 1 else "train"
-                    writer.add_scalar(f"{prefix}/loss", loss, step)
-                    writer.add_scalar(f"{prefix}/grad_norm", float(metrics["grad_norm"]), step)
-                    writer.add_scalar("train/learning_rate", float(metrics["learning_rate"]), step)
-                    shown = (
-                        {f"{n}_loss": v for n, v in last.items()}
-                        if len(domains) > 1
-                        else {"loss": loss}
-                    )
-                    display.update(
-                        step + 1,
-                        samples_per_s=(d.batch_size or config.batch_size) / seconds,
-                        **shown,
-                    )
-                    if on_step is not None:
-                        on_step(step, {"loss": loss, "domain": d.name})
+                    if pending is not None:
+                        report(pending)
+                    pending = _Pending(step, d.name, metrics, d.batch_size or config.batch_size)
                     done = step + 1
-                    if (
+                    validate = bool(
                         config.validate_every
                         and evals
                         and (done % config.validate_every == 0 or done == config.num_steps)
-                    ):
+                    )
+                    save = done % config.checkpoint_every == 0 or done == config.num_steps
+                    if not (validate or save):
+                        continue
+                    loss = report(pending)
+                    pending = None
+                    if validate:
                         val = {
                             n: _validate(evals[n], state, dom.validation, _placer(batch_sh))
                             for n, dom in ((x.name, x) for x in domains)
@@ -301,7 +318,7 @@ def fit(
                             done,
                             ", ".join(f"{n} {v:.4g}" for n, v in val.items()),
                         )
-                    if done % config.checkpoint_every == 0 or done == config.num_steps:
+                    if save:
                         data_state = (
                             {n: s.state_dict() for n, s in streams.items()}
                             if len(domains) > 1
@@ -320,10 +337,22 @@ def fit(
     return history
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A dispatched step whose metrics the loop has not read yet."""
+
+    step: int
+    domain: str
+    metrics: dict[str, Any]
+    batch_size: int
+
+
 def _scheduled_rest(state: step_lib.TrainState, rest: Any) -> step_lib.TrainState:
     """``state`` with ``rest``'s values, each placed and typed as the array it replaces."""
 
     def place(new, old):
+        if new is old:  # unchanged: no round trip through the host
+            return old
         value = np.asarray(new, old.dtype)
         if value.shape != old.shape:
             raise ValueError(f"rest_schedule changed a shape: {old.shape} -> {value.shape}")

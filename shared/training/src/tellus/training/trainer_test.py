@@ -361,6 +361,37 @@ def test_the_training_loop_compiles_nothing_after_each_domain_first_step(tmp_pat
     assert compiles  # the listener hears lowerings at all
 
 
+def test_the_loop_queues_the_next_step_before_it_reads_a_step_s_loss(tmp_path):
+    """No wait for the device between steps: step k's metrics are read (``on_step``) only
+    after step k + 1 has been dispatched (``rest_schedule`` runs just before each dispatch),
+    except where a checkpoint needs the loss first."""
+    import dataclasses
+
+    events = []
+
+    def schedule(step, rest):
+        events.append(("dispatch", step))
+        return rest
+
+    history = trainer.fit(
+        toy_model.multi_model_from_dict,
+        toy_model.ToyMultiConfig(),
+        dataclasses.replace(CFG, num_steps=7, checkpoint_every=4),
+        _domains(),
+        tmp_path,
+        show_progress=False,
+        on_step=lambda step, info: events.append(("read", step)),
+        rest_schedule=schedule,
+    )
+    d, r = "dispatch", "read"
+    assert events == [
+        (d, 0), (d, 1), (r, 0), (d, 2), (r, 1), (d, 3), (r, 2), (r, 3),  # checkpoint at 4
+        (d, 4), (d, 5), (r, 4), (d, 6), (r, 5), (r, 6),  # the last step
+    ]  # fmt: skip
+    assert [s for s, _ in history] == list(range(7))
+    assert all(np.isfinite(loss) for _, loss in history)
+
+
 def test_a_rest_schedule_sets_the_model_state_each_step_and_a_resume_sets_it_again(tmp_path):
     """``rest_schedule`` (what anneals the pruning lambda) reaches every step of the one
     compiled program: a factor scheduled to 0 on even steps zeroes exactly their losses,
