@@ -18,7 +18,8 @@ hold on a noisy shared machine:
 
 ``python -m tellus.atmosphere.bench --profile`` traces two reference steps with the JAX
 profiler and prints the time of each kind of XLA operation (matmul fusions, copies,
-gathers...): where the step's time goes.
+gathers...): where the step's time goes; ``--by op`` splits each kind by the JAX operation
+it computes (the qkv einsum's backward pass, the attention's products, the bias gather).
 """
 
 from __future__ import annotations
@@ -149,18 +150,28 @@ def run(repeats: int = 3) -> dict[str, Any]:
 
 
 def profile_step(
-    cfg: pangu_config.PanguConfig = REFERENCE, steps: int = 2
+    cfg: pangu_config.PanguConfig = REFERENCE, steps: int = 2, by: str = "kind"
 ) -> list[tuple[str, float, int]]:
-    """``(op kind, ms per step, ops per step)`` of a traced training step (batch 1), the
-    most expensive first; an op kind is an XLA operation's name without its number."""
+    """``(name, ms per step, ops per step)`` of a traced training step (batch 1), the most
+    expensive first.
+
+    ``by="kind"``: the XLA operation's name without its number (``ynn_fusion``, ``copy``...);
+    ``by="op"``: that kind with the JAX operation it computes, read from the compiled
+    program's metadata (for a fusion, that of the first instruction inside it that has
+    one, or else its root's opcode, ``dot (no op name)``): ``ynn_fusion transpose(jvp(btwnc,cshd->sbtwhnd))/dot_general`` is the backward
+    pass of the qkv projection's einsum.
+    """
     from tellus.training import config as config_lib
     from tellus.training import step as step_lib
 
+    if by not in ("kind", "op"):
+        raise ValueError(f"by must be 'kind' or 'op', got {by!r}")
     model = plan_target.placeholder_forecaster(cfg)
     batch = random_batch(cfg, 1)
     fns, state = step_lib.init_train_state(model, config_lib.warmup_cosine(10, 1, 1e-4))
     jitted = step_lib.jit_train_step(step_lib.make_train_step(fns, fc.loss_fn), None, None, None)
     compiled = step_lib.compile_train_step(jitted, state, batch)
+    ops = _op_names(compiled.compiled.as_text()) if by == "op" else {}
     for _ in range(2):
         state, metrics = compiled(state, batch)
         jax.block_until_ready(metrics)
@@ -177,22 +188,70 @@ def profile_step(
     for e in events:
         if e.get("ph") == "X" and "dur" in e and not e["name"].startswith(host):
             kind = re.sub(r"\.\d+$", "", e["name"])
+            if by == "op":
+                kind = f"{kind} {ops.get(e['name'], '?')}"
             time_us[kind] += e["dur"]
             count[kind] += 1
     return [(k, v / 1e3 / steps, count[k] // steps) for k, v in time_us.most_common()]
 
 
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = .*$", re.M)
+_OP_NAME = re.compile(r'op_name="(?:jit\([^)]*\)/)?([^"]*)"')
+_CALLS = re.compile(r"calls=%([\w.\-]+)")
+
+
+def _op_names(hlo: str) -> dict[str, str]:
+    """``{instruction: JAX op name}`` of a compiled HLO module's text; a fusion without
+    metadata of its own takes that of the first instruction in its computation that has
+    one."""
+    own: dict[str, str] = {}
+    first_in: dict[str, str] = {}
+    root: dict[str, str] = {}
+    calls: dict[str, str] = {}
+    computation = ""
+    for line in hlo.splitlines():
+        head = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
+        if head:
+            computation = head.group(1)
+            continue
+        inst = _INSTRUCTION.match(line)
+        if not inst:
+            continue
+        op = _OP_NAME.search(line)
+        if op and " parameter(" not in line:
+            own[inst.group(1)] = op.group(1)
+            first_in.setdefault(computation, op.group(1))
+        if line.lstrip().startswith("ROOT "):
+            opcode = re.match(r"^\s*ROOT %\S+ = \S+ ([\w\-]+)\(", line)
+            if opcode:  # what a computation without any metadata computes
+                root[computation] = f"{opcode.group(1)} (no op name)"
+        call = _CALLS.search(line)
+        if call:
+            calls[inst.group(1)] = call.group(1)
+    for name, called in calls.items():
+        if name not in own and (called in first_in or called in root):
+            own[name] = first_in.get(called, root.get(called))
+    return own
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", action="store_true", help="time each kind of XLA op")
+    p.add_argument(
+        "--by",
+        choices=("kind", "op"),
+        default="kind",
+        help="--profile: group by XLA op kind, or by kind and the JAX op it computes",
+    )
+    p.add_argument("--top", type=int, default=20, help="--profile: rows to print")
     args = p.parse_args(argv)
     if not args.profile:
         print(json.dumps(run(), indent=1, default=str))
         return
-    rows = profile_step()
+    rows = profile_step(by=args.by)
     total = sum(ms for _, ms, _ in rows)
     print(f"reference step, {total:.0f} ms of XLA ops per step")
-    for kind, ms, n in rows[:20]:
+    for kind, ms, n in rows[: args.top]:
         print(f"{ms:8.1f} ms {100 * ms / total:5.1f} %  {n:5d} ops  {kind}")
 
 
