@@ -214,7 +214,9 @@ def test_reference_and_fast_agree():
             out = wa.attention(*args, masks[1], impl)
             return jnp.sum(jnp.sin(out) * real)
 
-        return [jax.grad(loss, argnums=(1, 2, 3, 4))(i, q, k, v, bias) for i in ("reference", "fast")]
+        return [
+            jax.grad(loss, argnums=(1, 2, 3, 4))(i, q, k, v, bias) for i in ("reference", "fast")
+        ]
 
     for ref, fast in zip(*grads(q, k, v, bias), strict=True):
         np.testing.assert_allclose(np.asarray(fast), np.asarray(ref), atol=1e-5)
