@@ -228,6 +228,14 @@ def test_prune_commands(places, tmp_path):
     refused([*atm, "--source", p["folder"], "--steps", "0"], "--steps")
     refused([*atm, "--source", p["folder"], "--anneal", "0"], "--anneal")
     refused(["prune", "atmosphere", "--out", p["file"]], "--out", "is a file")
+    lead = tmp_path / "lead"
+    lead.mkdir()
+    (lead / "forecaster.json").write_text("{}")
+    distilled = [*atm, "--source", lead, "--distill", "0.5", "--teacher"]
+    refused([*distilled, p["missing"]], "--teacher", "does not exist")
+    refused([*distilled, p["folder"]], "--teacher", "no forecaster.json")
+    refused([*atm, "--source", lead, "--teacher", lead], "--teacher", "--distill weight above 0")
+    refused([*atm, "--source", lead, "--distill", "1.5"], "--distill", "less than or equal to 1")
     enso = ["prune", "enso", "--out", tmp_path / "enso"]
     refused([*enso, "--source", p["missing"]], "--source", "does not exist")
     refused([*enso, "--source", p["folder"]], "--source", "ensemble.json missing")
@@ -238,6 +246,7 @@ def test_prune_commands(places, tmp_path):
     refused([*study, "--fractions", "0,2"], "--fractions", "[0, 1]")
     refused([*study, "--fractions", "a"], "--fractions", "'a'")
     refused([*study, "--layer-sets", "3,5;1,x"], "--layer-sets", "'1,x'")
+    refused([*study, "--fractions", "0.4", "--distill", "0.5"], "--fractions", "start with 0")
     refused([*study, "--atmosphere-source", p["missing"]], "--atmosphere-source", "does not exist")
     assert not (tmp_path / "out").exists() and not (tmp_path / "enso").exists()
     assert not (tmp_path / "study").exists()

@@ -32,6 +32,15 @@ LayersOption = Annotated[
         help="Remove these blocks instead (indices over the stages in order, from 0: '1,4,6')."
     ),
 ]
+DistillOption = Annotated[
+    float,
+    typer.Option(
+        help="Weight of a teacher's forecasts in the fine-tuning's targets (knowledge "
+        "distillation: 0 the analyses alone, 1 the teacher's forecasts alone).",
+        min=0.0,
+        max=1.0,
+    ),
+]
 AnnealOption = Annotated[
     float,
     typer.Option(
@@ -122,6 +131,14 @@ def prune_atmosphere(
         Path | None,
         typer.Option(help="The analysis store the model was trained on (default: embedded)."),
     ] = None,
+    distill: DistillOption = 0.0,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="Lead-model folder of the teacher for --distill (default: --source; e.g. "
+            "the unpruned model fine-tuned as long, a `tellus study prune` 0 % row)."
+        ),
+    ] = None,
 ) -> None:
     """Prune a trained atmosphere lead model: rank its attention layers by the entropy they
     add, fine-tune with the chosen ones' residual annealed into the identity, remove them;
@@ -136,6 +153,15 @@ def prune_atmosphere(
             f"{str(DEFAULT_ATMOSPHERE_SOURCE)!r}",
             param="--source",
         )
+    if teacher is not None:
+        checks.existing_dir(teacher, "--teacher", hint=TRAIN_ATMOSPHERE)
+        if not (teacher / "forecaster.json").exists():
+            raise errors.UserError(
+                f"{str(teacher)!r} is not a lead-model folder (no forecaster.json)",
+                param="--teacher",
+            )
+        if distill == 0.0:
+            raise errors.UserError("a teacher needs a --distill weight above 0", param="--teacher")
     store = store or paths.default_store("atmosphere")
     checks.schema_store(store, "--store")
     plan = prune.PrunePlan(
@@ -147,10 +173,14 @@ def prune_atmosphere(
         rollout=rollout,
         learning_rate=learning_rate,
         batch_size=batch,
+        distill=distill,
+        teacher=teacher,
     )
     try:
         record = prune.prune_lead(plan)
     except ValueError as e:
+        if "teacher" in str(e):
+            raise errors.UserError(errors.one_line(str(e)), param="--teacher") from None
         if "layer" in str(e):
             raise errors.UserError(errors.one_line(str(e)), param="--layers") from None
         raise

@@ -51,9 +51,12 @@ def atmosphere_row(
     rollout: int = 1,
     learning_rate: float = 2e-4,
     layers: tuple[int, ...] | None = None,
+    distill: float = 0.0,
+    teacher: Path | None = None,
 ) -> dict[str, Any]:
     """Prunes, evaluates and times one row (each part kept for a rerun): ``fraction`` of
-    the attention layers by entropy, or the blocks ``layers`` (a control)."""
+    the attention layers by entropy, or the blocks ``layers`` (a control); with ``distill``
+    its fine-tuning targets blend in ``teacher``'s forecasts."""
     from tellus.atmosphere import evaluate, prune
     from tellus.training import pruning
 
@@ -65,6 +68,8 @@ def atmosphere_row(
         steps=steps,
         rollout=rollout,
         learning_rate=learning_rate,
+        distill=distill,
+        teacher=teacher,
     )
     t0 = time.perf_counter()
     record = prune.prune_lead(plan)
@@ -96,6 +101,7 @@ def atmosphere_row(
     return {
         "fraction": fraction if layers is None else len(record["removed"]) / len(record["ranking"]),
         "chosen_by": "entropy" if layers is None else "named",
+        "distill": distill,
         "removed": record["removed"],
         "pruned": record["pruned"],
         "ranking": record["ranking"],
@@ -188,8 +194,11 @@ def table(study: dict[str, Any]) -> str:
                     change = 100.0 * (s["rmse"] / b["rmse"] - 1.0) if b else 0.0
                     cells.append(f"{s['rmse']:.3g} ({change:+.1f} %)")
             wins = sum(s["beats_both"] for s in r["scores"].values())
+            named = "" if r.get("chosen_by", "entropy") == "entropy" else " (named)"
+            if r.get("distill"):
+                named += f" (distilled {r['distill']:g})"
             lines.append(
-                f"| {100 * r['fraction']:.0f} %{'' if r.get('chosen_by', 'entropy') == 'entropy' else ' (named)'} "
+                f"| {100 * r['fraction']:.0f} %{named} "
                 f"| {r['pruned'] or '-'} | {r['parameters']:,} | "
                 f"{r['train_samples_per_s']:.2f} ({r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x) | "
                 f"{r['infer_samples_per_s']:.2f} ({r['infer_samples_per_s'] / base['infer_samples_per_s']:.2f}x) | "
@@ -254,6 +263,16 @@ def study(
     ] = prune_cli.ENSO_STEPS,
     store: Annotated[Path | None, typer.Option(help="The atmosphere store.")] = None,
     worlds: Annotated[Path | None, typer.Option(help="The ENSO worlds' folder.")] = None,
+    distill: Annotated[
+        float,
+        typer.Option(
+            help="Distillation: the pruned atmosphere rows learn from targets that blend in "
+            "this weight of the 0 %% row's forecasts (its fine-tuned model is the teacher; "
+            "--fractions must start with 0). Their folders end in _distilled.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
 ) -> None:
     """Prune 0/25/40/50 % of the atmosphere model's attention layers and 0/1/2 of the ENSO
     Transformer's blocks; throughput, memory and skill of each, as a table."""
@@ -265,6 +284,11 @@ def study(
         prune_cli.parse_layers(t, "--layer-sets") for t in layer_sets.split(";") if t.strip()
     ]
     blocks = [int(v) for v in enso_blocks.split(",") if v.strip()] if enso_blocks else []
+    if distill > 0.0 and (not shares or shares[0] != 0.0):
+        raise errors.UserError(
+            f"--distill learns from the 0 % row, so --fractions must start with 0: {fractions!r}",
+            param="--fractions",
+        )
     if shares or controls:
         checks.existing_dir(
             atmosphere_source, "--atmosphere-source", hint=prune_cli.TRAIN_ATMOSPHERE
@@ -280,21 +304,32 @@ def study(
             "rollout": rollout,
             "learning_rate": learning_rate,
             "enso_steps": enso_steps,
+            "distill": distill,
         },
         "atmosphere": [],
         "enso": [],
     }
+    teacher = None
+    if distill > 0.0:
+        from tellus.atmosphere import prune
+
+        lead = prune.source_config(atmosphere_source).lead_hours
+        teacher = out / "atmosphere_00" / f"lead_{lead}h"
     for f in shares:
         typer.echo(f"== atmosphere: removing {100 * f:.0f} % of the attention layers")
+        weight = distill if f > 0.0 else 0.0
+        suffix = "_distilled" if weight > 0.0 else ""
         result["atmosphere"].append(
             atmosphere_row(
                 atmosphere_source,
-                out / f"atmosphere_{round(100 * f):02d}",
+                out / f"atmosphere_{round(100 * f):02d}{suffix}",
                 store,
                 f,
                 steps,
                 rollout,
                 learning_rate,
+                distill=weight,
+                teacher=teacher if weight > 0.0 else None,
             )
         )
         (out / "study.json").write_text(json.dumps(result, indent=1))
@@ -304,13 +339,15 @@ def study(
         result["atmosphere"].append(
             atmosphere_row(
                 atmosphere_source,
-                out / f"atmosphere_layers_{name}",
+                out / f"atmosphere_layers_{name}{'_distilled' if distill > 0.0 else ''}",
                 store,
                 0.0,
                 steps,
                 rollout,
                 learning_rate,
                 layers,
+                distill=distill,
+                teacher=teacher,
             )
         )
         (out / "study.json").write_text(json.dumps(result, indent=1))

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from tellus.atmosphere import bench, plan_target, train
 from tellus.atmosphere import config as model_config
 from tellus.atmosphere import forecaster as fc
 from tellus.data import sources
-from tellus.training import benchmarking, pruning, trainer
+from tellus.training import benchmarking, pruning, streams, trainer
 from tellus.training import config as train_config
 
 CHAINED = 5
@@ -53,6 +56,11 @@ class PrunePlan:
       batch_size: samples per step.
       measure_batches: batches the entropy is measured over.
       seed: the fine-tuning's seed.
+      distill: the weight of a teacher's forecasts in the fine-tuning's targets
+        (:func:`teacher_targets`): 0 trains on the analyses alone, 1 on the teacher's
+        forecasts alone.
+      teacher: the lead-model folder of the teacher (default: ``source``); read only when
+        ``distill`` > 0.
     """
 
     source: Path
@@ -65,10 +73,16 @@ class PrunePlan:
     batch_size: int = 4
     measure_batches: int = 16
     seed: int = 0
+    distill: float = 0.0
+    teacher: Path | None = None
 
     def __post_init__(self) -> None:
         for f in ("source", "out", "store"):
             object.__setattr__(self, f, Path(getattr(self, f)))
+        if self.teacher is not None:
+            object.__setattr__(self, "teacher", Path(self.teacher))
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError(f"distill must be in [0, 1], got {self.distill}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.rollout < 1:
@@ -100,6 +114,43 @@ def forward(model: fc.Forecaster, batch: dict[str, Any]) -> Any:
     return model(batch["inputs"][:, -1], batch["statics"])
 
 
+def teacher_targets(
+    teacher: fc.Forecaster, steps: int, weight: float
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A batch map that blends a teacher's forecasts into a batch's targets (knowledge
+    distillation through soft targets): ``targets[:, k]`` becomes ``(1 - weight) y_k +
+    weight t_k``, where ``t_k`` is the teacher's own ``k + 1``-step forecast from the
+    batch's last input (deterministic: no drop-path), for ``k < steps``.
+
+    With a squared-error loss, training towards the blend equals the weighted sum of the
+    losses towards the analyses and towards the teacher, up to a constant; with Pangu's
+    absolute error it is the loss towards the blend. The teacher's rollout is compiled once
+    and runs wherever the batches are read (under :class:`tellus.training.streams.Prefetch`,
+    beside the training step).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the teacher's weight must be in [0, 1], got {weight}")
+    graphdef, state = nnx.split(teacher)
+
+    @jax.jit
+    def rollout(state, x, statics):
+        model = nnx.merge(graphdef, state)
+        out = []
+        for _ in range(steps):
+            x = model(x, statics)
+            out.append(x)
+        return jnp.stack(out, axis=1)
+
+    def blend(batch: dict[str, Any]) -> dict[str, Any]:
+        y = np.asarray(batch["targets"])
+        if y.shape[1] != steps:
+            raise ValueError(f"the teacher forecasts {steps} steps; the batch has {y.shape[1]}")
+        t = np.asarray(rollout(state, batch["inputs"][:, -1], batch["statics"]))
+        return {**batch, "targets": ((1.0 - weight) * y + weight * t).astype(y.dtype)}
+
+    return blend
+
+
 def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     """Prunes one trained lead model (the module docstring); returns the ``prune.json``
     record, to which it adds the lead.
@@ -122,10 +173,21 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
         seed=plan.seed,
         validate_every=None,
     )
+    data = train.batches(src, plan.batch_size, plan.seed)
+    if plan.distill > 0.0:
+        teacher = plan.teacher or plan.source
+        if source_config(teacher).lead_hours != lead:
+            raise ValueError(
+                f"the teacher {teacher} is not a {lead} h lead model like {plan.source}"
+            )
+        data = streams.Mapped(
+            data,
+            teacher_targets(train.load_forecaster(teacher), plan.rollout, plan.distill),
+        )
     domain = trainer.TrainDomain(
         name="atmosphere",
         loss_fn=fc.loss_fn if plan.rollout == 1 else fc.rollout_loss_fn(plan.rollout),
-        data=train.batches(src, plan.batch_size, plan.seed),
+        data=data,
         batch_size=plan.batch_size,
     )
     out = train.lead_dir(plan.out, lead)
@@ -150,6 +212,8 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     pruned_cfg = with_pruned(cfg, tuple(record["pruned"]))
     (out / "forecaster.json").write_text(json.dumps(pruned_cfg.to_dict()))
     record["lead_hours"] = lead
+    if plan.distill > 0.0:
+        record["distill"] = {"weight": plan.distill, "teacher": str(plan.teacher or plan.source)}
     return record
 
 
@@ -213,4 +277,12 @@ def speed(
     return out
 
 
-__all__ = ["PAPER_ANNEAL", "PrunePlan", "forward", "prune_lead", "source_config", "speed"]
+__all__ = [
+    "PAPER_ANNEAL",
+    "PrunePlan",
+    "forward",
+    "prune_lead",
+    "source_config",
+    "speed",
+    "teacher_targets",
+]

@@ -412,6 +412,30 @@ def test_per_lead_steps_scale_the_schedule(pangu_store):
         dataclasses.replace(plan, steps_by_lead=((3, 100),))
 
 
+def test_a_teachers_targets_blend_its_own_rollout_into_the_analyses(pangu_store, trained):
+    from tellus.atmosphere import prune
+
+    plan, _, models = trained
+    model = models[6]
+    src = sources.WindowSource(pangu_store, fc.task_for(6, "6h", rollout=2), plan.splits.train)
+    batch = next(train.batches(src, 2, seed=0))
+    step = nnx.jit(lambda m, x, s: m(x, s))
+    one = np.asarray(step(model, batch["inputs"][:, -1], batch["statics"]))
+    two = np.asarray(step(model, one, batch["statics"]))
+    own = prune.teacher_targets(model, 2, 1.0)(batch)
+    np.testing.assert_allclose(own["targets"], np.stack([one, two], axis=1), rtol=1e-5, atol=1e-5)
+    half = prune.teacher_targets(model, 2, 0.25)(batch)["targets"]
+    np.testing.assert_allclose(half, 0.75 * batch["targets"] + 0.25 * own["targets"], rtol=1e-5)
+    np.testing.assert_array_equal(
+        prune.teacher_targets(model, 2, 0.0)(batch)["inputs"], batch["inputs"]
+    )
+    # A model trained towards its own forecasts alone starts at zero loss.
+    loss = nnx.jit(fc.rollout_loss_fn(2))(model, {k: jnp.asarray(v) for k, v in own.items()})
+    assert float(loss) < 1e-6
+    with pytest.raises(ValueError, match="forecasts 3 steps; the batch has 2"):
+        prune.teacher_targets(model, 3, 0.5)(batch)
+
+
 def test_pruning_removes_the_attention_that_adds_least_and_the_result_loads(
     pangu_store, trained, tmp_path
 ):
@@ -428,18 +452,25 @@ def test_pruning_removes_the_attention_that_adds_least_and_the_result_loads(
         steps=4,
         batch_size=2,
         measure_batches=2,
+        distill=0.5,  # the teacher: the source model itself
     )
     record = prune.prune_lead(pp, show_progress=False)
+    assert record["distill"] == {"weight": 0.5, "teacher": str(source)}
     # Two blocks (one per stage); the one whose attention adds the least entropy goes.
     ranking = record["ranking"]
     assert [r["index"] for r in sorted(ranking, key=lambda r: r["index"])] == [0, 1]
     assert ranking[0]["added"] <= ranking[1]["added"]
     assert record["removed"] == [ranking[0]["path"]] and record["pruned"] == [ranking[0]["index"]]
     assert record["anneal_steps"] == 2 and [s for s, _ in record["losses"]] == [0, 1, 2, 3]
-    # Step 0 runs at lambda = 1: its loss is the trained model's on the same batch.
+    # Step 0 runs at lambda = 1: its loss is the trained model's on the same batch, towards
+    # targets halfway between the analyses and its own forecasts.
     task = fc.task_for(6, "6h")
     src = sources.WindowSource(pangu_store, task, plan.splits.train)
     batch = next(train.batches(src, 2, seed=0))
+    forecast = np.asarray(
+        nnx.jit(lambda m, x, s: m(x, s))(models[6], batch["inputs"][:, -1], batch["statics"])
+    )
+    batch["targets"] = 0.5 * batch["targets"] + 0.5 * forecast[:, None]
     want = float(nnx.jit(fc.loss_fn)(models[6], {k: jnp.asarray(v) for k, v in batch.items()}))
     np.testing.assert_allclose(record["losses"][0][1], want, rtol=1e-5)
     # The pruned model computes the lambda = 0 one's forecasts exactly, loads as a lead model

@@ -136,6 +136,33 @@ class LoaderStream:
             raise ValueError(f"not a LoaderStream state: keys {sorted(state)}")
 
 
+class Mapped:
+    """``stream`` with ``fn`` applied to every batch; its position is the stream's own.
+
+    For per-batch work that is not the source's (a teacher model's forecasts added as soft
+    targets, :func:`tellus.atmosphere.prune.teacher_targets`): ``fn`` must be a function of
+    the batch alone, so that a run resumed from ``state_dict()`` reads the batches the
+    uninterrupted run would have read. Under :class:`Prefetch` it runs in the reading
+    thread, overlapping the training step.
+    """
+
+    def __init__(self, stream: Stream, fn: Callable[[Batch], Batch]):
+        self.stream = stream
+        self.fn = fn
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self
+
+    def __next__(self) -> Batch:
+        return self.fn(next(self.stream))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stream.load_state_dict(state)
+
+
 class _Select(grain.transforms.Map):
     """Keeps the named keys of a sample."""
 

@@ -42,6 +42,19 @@ def test_prefetch_hands_out_the_state_of_the_batch_it_gave_not_of_those_read_ahe
     resumed.close()
 
 
+def test_a_mapped_stream_maps_each_batch_and_resumes_at_the_streams_position():
+    ref = _xs(_stream(), 6)
+    m = streams.Mapped(_stream(), lambda b: {**b, "x": 2.0 * b["x"] + 1.0})
+    for got, want in zip(_xs(m, 2), ref[:2], strict=True):
+        np.testing.assert_array_equal(got, 2.0 * want + 1.0)
+    state = m.state_dict()
+    resumed = streams.Prefetch(streams.Mapped(_stream(), lambda b: {**b, "x": -b["x"]}), depth=2)
+    resumed.load_state_dict(state)
+    for got, want in zip(_xs(resumed, 4), ref[2:6], strict=True):
+        np.testing.assert_array_equal(got, -want)
+    resumed.close()
+
+
 def test_depth_0_reads_in_the_callers_thread_with_the_same_batches_and_state():
     ref = _xs(_stream(), 4)
     p = streams.Prefetch(_stream(), depth=0)
