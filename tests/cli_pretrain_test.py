@@ -103,6 +103,25 @@ def test_pretrain_then_finetune_from_files(tmp_path):
     assert all(name in k for k in restored["initialized"])
     assert "enso: already trained" in _run("finetune", "--config", str(ft))
 
+    # tellus.load reads both: the pretraining's checkpoint and the fine-tune's adapters.
+    import tellus.load
+
+    pretrained = tellus.load(tmp_path / "pre")
+    states = xr.open_zarr(tmp_path / "ocean.zarr", consolidated=False)
+    fc = pretrained.forecast(states, init_time="2000-03-01")
+    ssh = fc["sea_surface_height"].values[0]
+    assert fc["sea_water_potential_temperature"].dims == (
+        "init_time",
+        "depth",
+        "latitude",
+        "longitude",
+    )
+    assert np.array_equal(np.isnan(ssh), np.isnan(states["sea_surface_height"].values[0]))
+    tuned = tellus.load(tmp_path / "ft")
+    assert sorted(tuned.tasks) == ["enso"] and tuned.source == str(tmp_path / "ft")
+    sst = tuned.forecast(xr.open_zarr(tmp_path / "enso.zarr", consolidated=False))[name]
+    assert sst.shape == (8, 6, 12) and np.isfinite(sst.values).all()
+
     output = launched.communicate(timeout=300)[0]
     assert launched.returncode == 0, output
     assert "2 processes done" in output

@@ -13,12 +13,17 @@
     ocean = tellus.load("runs/ocean")  # the fine-tuned ORCA-DL-style forecaster
     states = ocean.forecast(observed_ds, init_time="2006-01", months=12)
 
+    earth = tellus.load("runs/pretrain")  # the Earth model: a pretraining or a fine-tune
+    fc = earth.forecast(ocean_ds, task="ocean", init_time=["2006-01-01"])
+
 ``tellus`` is a namespace package split over several distributions, so it has no
 ``__init__.py`` to hold a function; this module is callable instead (its class is a
 :class:`types.ModuleType` whose ``__call__`` is :func:`load`), and ``from tellus.load import
 load`` works as well. It sits with ``tellus.pipelines`` in the top layer of the import
 contract: it reaches the domain packages only through the registry
-(:func:`tellus.training.domains.for_checkpoint`, entry points ``tellus.domains``).
+(:func:`tellus.training.domains.for_checkpoint`, entry points ``tellus.domains``), and the
+Earth foundation model, which is no single domain's, through
+:mod:`tellus.training.earth_forecast`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import types
 from typing import Any
 
 from tellus.training import checkpoint as ckpt_lib
-from tellus.training import domains
+from tellus.training import domains, earth_forecast
 
 
 def load(checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
@@ -37,7 +42,8 @@ def load(checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
 
     Args:
       checkpoint: a training workdir (``checkpoints/`` in it) or a folder of several: an
-        atmosphere run of ``lead_*h`` models, an ENSO ensemble of ``member_*``.
+        atmosphere run of ``lead_*h`` models, an ENSO ensemble of ``member_*``; or the
+        workdir of ``tellus pretrain`` or ``tellus finetune`` (the Earth model).
       **options: for the domain's loader (``naive=`` for the atmosphere, ``phase=`` for
         ENSO; see each ``tellus.<domain>.domain.load``).
 
@@ -46,7 +52,9 @@ def load(checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
       for the atmosphere (:class:`tellus.atmosphere.forecast.Predictor`) the state at an
       init time in the schema -> the forecast in the WeatherBench2 layout; for ENSO
       (:class:`tellus.enso.forecast.Predictor`) three months of SST and heat-content
-      anomaly maps -> Nino3.4 by lead.
+      anomaly maps -> Nino3.4 by lead; for the Earth model
+      (:class:`tellus.training.earth_forecast.EarthPredictor`) one of its tasks' states ->
+      that task's forecast at its lead (or its index by lead).
 
     Raises:
       FileNotFoundError: ``checkpoint`` is not a checkpoint folder, or holds no complete
@@ -54,6 +62,10 @@ def load(checkpoint: str | os.PathLike, **options: Any) -> domains.Predictor:
       tellus.training.checkpoint.CheckpointKindError: its kind is one no registered domain
         reads (or its version one this Tellus cannot read).
     """
+    if earth_forecast.is_earth_model(checkpoint):
+        if options:
+            raise TypeError(f"the Earth model's loader takes no options, got {sorted(options)}")
+        return earth_forecast.load(checkpoint)
     domain = domains.for_checkpoint(checkpoint)
     if domain.load is None:
         raise ckpt_lib.CheckpointKindError(

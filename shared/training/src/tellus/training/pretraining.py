@@ -115,6 +115,14 @@ class StoreData:
         return INDICES[self.index](self.index_variable) if self.index else None
 
 
+def lead_hours(lead: int, time_step: str) -> float:
+    """``lead`` steps of ``time_step`` (a pandas alias: ``"6h"``, or ``"MS"`` for months of
+    :data:`HOURS_PER_MONTH`) in hours."""
+    if time_step == "MS":
+        return float(lead * HOURS_PER_MONTH)
+    return float(lead * pd.Timedelta(time_step) / pd.Timedelta("1h"))
+
+
 def store_time_step(times: pd.DatetimeIndex) -> str:
     """The pandas alias of a store's time step: ``"{n}h"`` for a fixed step, ``"MS"`` for
     consecutive month starts.
@@ -183,11 +191,8 @@ class EarthTask:
             for v in self.layout.variables
             if v.vertical_dim is not None
         }
-        self.lead_hours = float(
-            data.lead * HOURS_PER_MONTH
-            if step == "MS"
-            else data.lead * pd.Timedelta(step) / pd.Timedelta("1h")
-        )
+        self.time_step = step
+        self.lead_hours = lead_hours(data.lead, step)
         first = self.source[0][INPUTS][0]  # [H, W, C]
         self.valid = {
             name: np.moveaxis(np.isfinite(first[..., sl]), -1, 0).squeeze(0)
@@ -252,6 +257,7 @@ class EarthTask:
             if v.vertical_dim is not None
         }
         self.lead_hours = float(lead_hours)
+        self.time_step = None
         ocean = np.ones(self.grid.shape, bool) if land is None else ~np.asarray(land, bool)
         self.valid = {
             v.name: np.broadcast_to(ocean, (len(v.levels), *ocean.shape)) if v.levels else ocean
@@ -286,6 +292,8 @@ class EarthTask:
         out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
         if self.is_index:
             out["index_std"] = self.index_std
+        if self.time_step is not None:  # what a forecast from a Dataset needs for the lead
+            out["time_step"] = self.time_step
         return out
 
     @property
@@ -549,6 +557,7 @@ __all__ = [
     "EarthTask",
     "PretrainConfig",
     "StoreData",
+    "lead_hours",
     "load",
     "open_tasks",
     "pretrain",

@@ -1,0 +1,79 @@
+"""The Earth model's forecasts from a Dataset against the same model run by the pretraining
+task on the store (an independent path: windows from the store, the task's own
+normalization), in physical units, NaN over land, with the lead of the task."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from flax import nnx
+
+from tellus.data import mock
+from tellus.kernels import earth_model as em
+from tellus.training import earth_forecast
+from tellus.training import pretraining as pt
+
+OCEAN = ("sea_water_potential_temperature", "sea_surface_height")
+
+
+@pytest.fixture(scope="module")
+def ocean(tmp_path_factory):
+    ds = mock.mock_ocean(times=pd.date_range("2000-01-01", periods=6, freq="MS"), n_lat=6)
+    path = tmp_path_factory.mktemp("earth_forecast") / "ocean.zarr"
+    ds.to_zarr(path, zarr_format=3, consolidated=False)
+    (task,) = pt.open_tasks([pt.StoreData("ocean", "ocean", str(path), OCEAN, lead=2)])
+    cfg = em.preset("tiny")
+    cfg = dataclasses.replace(cfg, trunk=dataclasses.replace(cfg.trunk, depths=(1, 0, 0, 1)))
+    model = em.make_earth_model(task.model_config(cfg))
+    config = pt.PretrainConfig(
+        model.config.to_dict(), (dataclasses.asdict(task.data),), {"ocean": task.norm}
+    ).to_dict()
+    return xr.open_zarr(path, consolidated=False).load(), task, model, config
+
+
+def test_a_forecast_is_the_tasks_own_forward_in_physical_units_nan_over_land(ocean):
+    ds, task, model, config = ocean
+    assert config["norms"]["ocean"]["time_step"] == "MS"  # saved for forecasts from a Dataset
+    predictor = earth_forecast.EarthPredictor(model, config, source="fresh")
+    inits = ["2000-02-01", "2000-03-01"]
+    fc = predictor.forecast(ds, init_time=inits)
+    # The store's windows starting at those months, through the task (its own grid, levels,
+    # valid cells and normalization), then un-normalized by hand.
+    batch = {k: np.stack([task.source[i][k] for i in (1, 2)]) for k in (pt.INPUTS, pt.TARGETS)}
+    pred, _ = nnx.jit(lambda m, b: task(m, b))(model, batch)
+    slices = task.layout.slices()
+    theta, ssh = OCEAN
+    t = (
+        np.asarray(pred[theta]) * task.std[slices[theta]][:, None, None]
+        + task.mean[slices[theta]][:, None, None]
+    )
+    s = np.asarray(pred[ssh]) * task.std[slices[ssh]][0] + task.mean[slices[ssh]][0]
+    land = np.isnan(ds[ssh].values[0])
+    assert land.any() and not land.all()
+    t = np.where(land, np.nan, t)
+    s = np.where(land, np.nan, s)
+    assert fc[theta].dims == ("init_time", "depth", "latitude", "longitude")
+    np.testing.assert_allclose(fc[theta].values, t, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fc[ssh].values, s, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(np.isnan(fc[ssh].values[0]), land)
+    assert list(fc["init_time"].values.astype("datetime64[D]").astype(str)) == inits
+    np.testing.assert_array_equal(fc["depth"].values, ds["depth"].values)
+    assert fc["lead_time"].values == np.timedelta64(int(2 * pt.HOURS_PER_MONTH * 3600), "s")
+    assert fc[theta].attrs["units"] == ds[theta].attrs["units"]
+
+
+def test_what_a_forecast_refuses(ocean):
+    ds, _, model, config = ocean
+    predictor = earth_forecast.EarthPredictor(model, config)
+    with pytest.raises(ValueError, match="task 'atmos' is not one of the model's: ocean"):
+        predictor.forecast(ds, task="atmos")
+    with pytest.raises(ValueError, match=r"lacks \['sea_surface_height'\] of task 'ocean'"):
+        predictor.forecast(ds.drop_vars("sea_surface_height"))
+    with pytest.raises(ValueError, match=r"init_time \['1999-01-01'\] is not in the Dataset"):
+        predictor.forecast(ds, init_time="1999-01-01")
+    with pytest.raises(ValueError, match="trained on 4 channels; the Dataset gives 3"):
+        predictor.forecast(ds.isel(depth=[0, 1]), init_time="2000-02-01")
