@@ -77,3 +77,40 @@ def test_what_a_forecast_refuses(ocean):
         predictor.forecast(ds, init_time="1999-01-01")
     with pytest.raises(ValueError, match="trained on 4 channels; the Dataset gives 3"):
         predictor.forecast(ds.isel(depth=[0, 1]), init_time="2000-02-01")
+
+
+def test_an_index_task_forecasts_its_index_by_lead_in_its_own_units(tmp_path):
+    from tellus.data import schema
+
+    name = "sea_surface_temperature_anomaly"
+    lat, lon = mock.regular_grid(7, 12)  # the equator and 210 E lie in the Nino3.4 box
+    x = np.random.default_rng(0).standard_normal((12, 7, 12)).astype(np.float32)
+    ds = xr.Dataset(
+        {name: (schema.VARIABLES[name].dims, x, {"units": schema.VARIABLES[name].units})},
+        coords={
+            "time": pd.date_range("1900-01-01", periods=12, freq="MS"),
+            "latitude": lat,
+            "longitude": lon,
+        },
+    )
+    ds.to_zarr(tmp_path / "enso.zarr", zarr_format=3, consolidated=False)
+    data = pt.StoreData(
+        "nino", "enso", str(tmp_path / "enso.zarr"), (name,), lead=3, index="nino34"
+    )
+    (task,) = pt.open_tasks([data])
+    cfg = em.preset("tiny")
+    cfg = dataclasses.replace(cfg, trunk=dataclasses.replace(cfg.trunk, depths=(1, 0, 0, 1)))
+    model = em.make_earth_model(task.model_config(cfg))
+    config = pt.PretrainConfig(
+        model.config.to_dict(), (dataclasses.asdict(data),), {"nino": task.norm}
+    )
+    predictor = earth_forecast.EarthPredictor(model, config.to_dict())
+    fc = predictor.forecast(ds, init_time=["1900-02-01"])
+    assert fc["nino"].dims == ("init_time", "lead") and list(fc["lead"].values) == [1, 2, 3]
+    window = task.source[1]  # the store's window from that month
+    assert pd.Timestamp(task.source.init_times[1]) == pd.Timestamp("1900-02-01")
+    batch = {k: window[k][None] for k in (pt.INPUTS, pt.DERIVED)}
+    pred, _ = nnx.jit(lambda m, b: task(m, b))(model, batch)
+    np.testing.assert_allclose(
+        fc["nino"].values, np.asarray(pred["nino"]) * task.index_std, rtol=1e-5
+    )
