@@ -325,12 +325,12 @@ def build_world(
         *(
             da.zeros(
                 (len(times), plan.n_segments, len(LATITUDES), len(LONGITUDES)),
-                np.float32,
+                dtype=np.float32,  # by keyword: dask ignores a positional dtype
                 chunks=(time_chunk, -1, -1, -1),
             )
             for _ in range(2)
         ),
-        da.zeros(modes.shape, np.float64, chunks=(time_chunk, -1, -1)),
+        da.zeros(modes.shape, dtype=np.float64, chunks=(time_chunk, -1, -1)),
     )
     # A complete store is only checked (create_store compares its template), unlocked.
     building = not writing.is_complete(path)

@@ -90,6 +90,12 @@ def test_killed_build_resumes_to_the_same_store(tmp_path, monkeypatch):
     assert writing.is_complete(tmp_path / "b.zarr")
     xr.testing.assert_identical(fresh.load(), resumed.load())
     assert resumed.attrs["enso_kind"] == "observed"
+    # The fields are stored as the float32 they are computed in (the mode amplitudes in
+    # float64).
+    assert {v: str(resumed[v].dtype) for v in (world.SST, world.HEAT)} == {
+        world.SST: "float32",
+        world.HEAT: "float32",
+    }
 
 
 def test_a_second_build_of_a_world_refuses_with_one_line(tmp_path):

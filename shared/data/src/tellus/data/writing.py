@@ -102,11 +102,19 @@ def create_store(
     existing = _fingerprint_of(path)
     if existing is not None:
         if existing != fingerprint:
+            old, new = existing["variables"], fingerprint["variables"]
+            changed = [
+                f"{name} {old[name]['dtype']} {old[name]['shape']} vs "
+                f"{new[name]['dtype']} {new[name]['shape']}"
+                for name in sorted(set(old) & set(new))
+                if old[name] != new[name]
+            ]
             raise SchemaError(
                 f"store {path} exists but was created from a different template "
                 f"(time steps {existing['n_times']} vs {fingerprint['n_times']}, variables "
-                f"{sorted(existing['variables'])} vs {sorted(fingerprint['variables'])}); "
-                "remove it or write to another path"
+                f"{sorted(old)} vs {sorted(new)}"
+                + (f"; changed: {', '.join(changed)}" if changed else "")
+                + "); remove it or write to another path"
             )
         return False
     if fs.exists(root):

@@ -71,6 +71,11 @@ def test_existing_store_from_other_template_is_refused(tmp_path):
     writing.create_store(path, _dataset(10), time_chunk=4)
     with pytest.raises(SchemaError, match=r"different template .*time steps 10 vs 12"):
         writing.create_store(path, _dataset(12), time_chunk=4)
+    wide = _dataset(10)
+    wide["temperature"] = wide["temperature"].astype(np.float64)
+    dtype = str(_dataset(10)["temperature"].dtype)
+    with pytest.raises(SchemaError, match=rf"changed: temperature {dtype} .* vs float64"):
+        writing.create_store(path, wide, time_chunk=4)
     foreign = tmp_path / "foreign.zarr"
     _dataset().to_zarr(foreign)
     with pytest.raises(SchemaError, match="not a Tellus store under construction"):
