@@ -319,13 +319,19 @@ def build_world(
         ds.attrs.update(_attrs(plan))
         return validation.validate(ds, source=f"ENSO world ({kind})")
 
+    # float32 fields (by keyword: dask ignores a positional dtype, so worlds built before
+    # this was noticed hold the same float32 values as float64, and are read as they are).
+    dtype = np.float32
+    if writing.is_complete(path):
+        with xr.open_zarr(path, consolidated=False) as old:
+            dtype = old[SST].dtype
     template = _dataset(
         plan,
         times,
         *(
             da.zeros(
                 (len(times), plan.n_segments, len(LATITUDES), len(LONGITUDES)),
-                dtype=np.float32,  # by keyword: dask ignores a positional dtype
+                dtype=dtype,
                 chunks=(time_chunk, -1, -1, -1),
             )
             for _ in range(2)

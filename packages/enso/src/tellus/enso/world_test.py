@@ -126,3 +126,19 @@ def test_a_second_build_of_a_world_refuses_with_one_line(tmp_path):
     assert not path.exists()
     world.build_world("observed", n_years=2, path=path, progress=False, time_chunk=12)
     assert writing.is_complete(path) and not (tmp_path / "observed.zarr.lock").exists()
+
+
+def test_a_world_stored_as_float64_before_is_read_as_it_is(tmp_path, monkeypatch):
+    real_zeros = world.da.zeros
+
+    def as_before(shape, *args, **kwargs):  # dask ignored the positional dtype
+        return real_zeros(shape, dtype=np.float64, chunks=kwargs["chunks"])
+
+    monkeypatch.setattr(world.da, "zeros", as_before)
+    args = dict(kind="observed", n_years=2, seed=2, progress=False, time_chunk=12)
+    world.build_world(**args, path=tmp_path / "old.zarr")
+    monkeypatch.undo()
+    old = world.build_world(**args, path=tmp_path / "old.zarr")  # no refusal
+    new = world.build_world(**args, path=tmp_path / "new.zarr")
+    assert old[world.SST].dtype == np.float64 and new[world.SST].dtype == np.float32
+    np.testing.assert_array_equal(old[world.SST].values, new[world.SST].values)
