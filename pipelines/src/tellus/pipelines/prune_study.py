@@ -197,10 +197,15 @@ def table(study: dict[str, Any]) -> str:
             named = "" if r.get("chosen_by", "entropy") == "entropy" else " (named)"
             if r.get("distill"):
                 named += f" (distilled {r['distill']:g})"
+            train = f"{r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x"
+            if "train_median_samples_per_s" in r and "train_median_samples_per_s" in base:
+                # beside the best rounds' ratio: one slow stretch of one row shows as a gap
+                median = r["train_median_samples_per_s"] / base["train_median_samples_per_s"]
+                train += f"; median {median:.2f}x"
             lines.append(
                 f"| {100 * r['fraction']:.0f} %{named} "
                 f"| {r['pruned'] or '-'} | {r['parameters']:,} | "
-                f"{r['train_samples_per_s']:.2f} ({r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x) | "
+                f"{r['train_samples_per_s']:.2f} ({train}) | "
                 f"{r['infer_samples_per_s']:.2f} ({r['infer_samples_per_s'] / base['infer_samples_per_s']:.2f}x) | "
                 f"{r['train_memory_bytes'] / 2**20:.0f} | "
                 + " | ".join(cells)

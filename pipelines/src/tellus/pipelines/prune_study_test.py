@@ -3,7 +3,7 @@
 from tellus.pipelines import prune_study
 
 
-def _row(fraction, pruned, train, infer, z500_1d, chosen_by="entropy"):
+def _row(fraction, pruned, train, infer, z500_1d, chosen_by="entropy", median=None):
     scores = {
         f"{v} {lead}": {"rmse": 1.0, "persistence": 2.0, "climatology": 2.0, "beats_both": True}
         for v in prune_study.VARIABLES
@@ -15,7 +15,7 @@ def _row(fraction, pruned, train, infer, z500_1d, chosen_by="entropy"):
         "climatology": 1.5,
         "beats_both": z500_1d < 1.5,
     }
-    return {
+    row = {
         "fraction": fraction,
         "chosen_by": chosen_by,
         "pruned": pruned,
@@ -25,13 +25,16 @@ def _row(fraction, pruned, train, infer, z500_1d, chosen_by="entropy"):
         "train_memory_bytes": 3 * 2**20,
         "scores": scores,
     }
+    if median is not None:
+        row["train_median_samples_per_s"] = median
+    return row
 
 
 def test_the_table_compares_every_row_with_the_unpruned_one():
     study = {
         "atmosphere": [
-            _row(0.0, [], 10.0, 40.0, 1.0),
-            _row(0.4, [0, 1, 4], 13.0, 50.0, 1.6),
+            _row(0.0, [], 10.0, 40.0, 1.0, median=9.0),
+            _row(0.4, [0, 1, 4], 13.0, 50.0, 1.6, median=10.8),
             _row(0.375, [3, 5, 6], 12.0, 44.0, 1.02, chosen_by="named"),
         ],
         "enso": [
@@ -53,7 +56,7 @@ def test_the_table_compares_every_row_with_the_unpruned_one():
     }
     lines = prune_study.table(study).splitlines()
     row40 = next(line for line in lines if line.startswith("| 40 % |"))
-    assert "13.00 (1.30x)" in row40 and "50.00 (1.25x)" in row40
+    assert "13.00 (1.30x; median 1.20x)" in row40 and "50.00 (1.25x)" in row40
     assert "1.6 (+60.0 %)" in row40 and "| 3 |" in row40  # MiB
     assert row40.endswith("| 5 / 6 |")  # Z500 1d no longer beats climatology
     named = next(line for line in lines if line.startswith("| 38 % (named) |"))
