@@ -122,6 +122,38 @@ def test_pretrain_then_finetune_from_files(tmp_path):
     sst = tuned.forecast(xr.open_zarr(tmp_path / "enso.zarr", consolidated=False))[name]
     assert sst.shape == (8, 6, 12) and np.isfinite(sst.values).all()
 
+    # tellus forecast earth: the same forecast chained, written in the forecast layout.
+    out = _run(
+        "forecast", "earth", "--workdir", str(tmp_path / "pre"), "--store",
+        str(tmp_path / "ocean.zarr"), "--init", "2000-03-01", "--steps", "2", "--out",
+        str(tmp_path / "fc.zarr"),
+    )  # fmt: skip
+    assert "task 'ocean', 2 variable(s) from 1 init(s) at 2 lead(s), 1 months .. 2 months" in out
+    written = xr.open_zarr(tmp_path / "fc.zarr", consolidated=False)
+    assert written["sea_surface_height"].dims == (
+        "time",
+        "prediction_timedelta",
+        "latitude",
+        "longitude",
+    )
+    np.testing.assert_array_equal(written["sea_surface_height"].values[:, 0], ssh[None])
+    assert list(written["prediction_timedelta"].values) == [1, 2]
+    (tmp_path / "empty").mkdir()
+    for args, param, expected in (
+        (["--workdir", str(tmp_path / "empty")], "--workdir", "holds no Earth model"),
+        (["--init", "1999-01-01"], "--init", "1999-01-01 not in"),
+        (["--task", "atmos"], "--task", "task 'atmos' is not one of"),
+        (["--store", str(tmp_path / "enso.zarr")], "--store", "the Dataset lacks"),
+    ):
+        base = {"--workdir": str(tmp_path / "pre"), "--store": str(tmp_path / "ocean.zarr")}
+        base.update(dict(zip(args[::2], args[1::2], strict=True)))
+        argv = [x for kv in base.items() for x in kv]
+        result = CliRunner().invoke(app, ["forecast", "earth", *argv, "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2, result.output
+        (line,) = [x for x in result.output.splitlines() if x.strip()]
+        assert line.startswith(f"tellus: error: {param}: ") and expected in line, line
+    assert not (tmp_path / "x").exists()
+
     output = launched.communicate(timeout=300)[0]
     assert launched.returncode == 0, output
     assert "2 processes done" in output

@@ -52,6 +52,7 @@ forecast_app = domain_cli.app(
 forecast_app.command("atmosphere")(atmosphere_cli.forecast)
 forecast_app.command("enso")(enso_cli.forecast_enso)
 forecast_app.command("ocean")(ocean_cli.forecast_ocean)
+forecast_app.command("earth")(pretrain_cli.forecast_earth)
 app.add_typer(forecast_app, name="forecast")
 evaluate_app = domain_cli.app(
     "Score a domain's trained models against its baselines (no DOMAIN: the atmosphere).",

@@ -2,7 +2,9 @@
 experiment file at once (:mod:`tellus.pipelines.experiment`,
 :func:`tellus.training.pretraining.pretrain`); ``tellus finetune --config FILE``: a
 pretrained model fine-tuned on the file's one task
-(:func:`tellus.training.finetuning.finetune`). Both resume after a kill."""
+(:func:`tellus.training.finetuning.finetune`). Both resume after a kill. ``tellus forecast
+earth``: either one's model forecasting one of its tasks from a store
+(:meth:`tellus.training.earth_forecast.EarthPredictor.rollout`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from tellus.pipelines import devices, errors, experiment
+from tellus.pipelines import checks, devices, errors, experiment
 
 
 def _mesh_error(e: errors.UserError) -> errors.UserError:
@@ -148,4 +150,98 @@ def finetune(config: Annotated[Path, typer.Option(help=CONFIG_HELP)]) -> None:
     typer.echo(f"finetune done in {time.perf_counter() - t0:.0f} s; model in {exp.workdir_path}")
 
 
-__all__ = ["finetune", "pretrain"]
+def forecast_earth(
+    workdir: Annotated[
+        Path, typer.Option(help="A pretraining's or fine-tune's workdir (its `workdir =`).")
+    ],
+    store: Annotated[
+        Path,
+        typer.Option(
+            help="Zarr store of the initial states, in the schema, holding the task's "
+            "variables (any grid).",
+        ),
+    ],
+    init: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Init time(s), e.g. 2000-03-01 (default: every time of the store).",
+            callback=checks.timestamps_option,
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="The task to run (default: the model's only one).")
+    ] = None,
+    steps: Annotated[
+        int,
+        typer.Option(help="Forecasts chained, each from the one before (field tasks).", min=1),
+    ] = 1,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Zarr store of the forecast (WeatherBench2 forecast layout; replaced if it "
+            "exists).",
+            callback=checks.replaceable_store_option,
+        ),
+    ] = Path("runs/earth_forecast.zarr"),
+) -> None:
+    """Forecast with a pretrained or fine-tuned Earth model: one of its tasks from a store's
+    states, at the task's lead, STEPS times chained; an index task gives its index by lead."""
+    import pandas as pd
+
+    from tellus.data import validation
+    from tellus.training import earth_forecast
+
+    checks.existing_dir(workdir, "--workdir", "; run `tellus pretrain` or `tellus finetune`")
+    if not earth_forecast.is_earth_model(workdir):
+        raise errors.UserError(
+            f"{str(workdir)!r} holds no Earth model (no checkpoint of kind earth.model, no "
+            "adapters); expected a `tellus pretrain` or `tellus finetune` workdir",
+            param="--workdir",
+        )
+    checks.existing_store(store, "--store")
+    with errors.user_errors(param="--store"):  # a store outside the schema
+        ds = validation.open_dataset(store, allow_gaps=True, check_values="none")
+    if init:
+        times = pd.DatetimeIndex(ds["time"].values)
+        wanted = pd.DatetimeIndex([checks.timestamp(t, "--init") for t in init])
+        missing = wanted[~wanted.isin(times)]
+        if len(missing):
+            raise errors.UserError(
+                f"{', '.join(missing.astype(str))} not in {str(store)!r} "
+                f"({times[0]} .. {times[-1]})",
+                param="--init",
+            )
+    with errors.user_errors(FileNotFoundError, param="--workdir"):
+        predictor = earth_forecast.load(workdir)
+    names = ", ".join(sorted(predictor.tasks))
+    if task is None and len(predictor.tasks) > 1:
+        raise errors.UserError(
+            f"{str(workdir)!r} was trained on several tasks: name one ({names})", param="--task"
+        )
+    if task is not None and task not in predictor.tasks:
+        raise errors.UserError(
+            f"task {task!r} is not one of {str(workdir)!r}'s: {names}", param="--task"
+        )
+    data = predictor.tasks[task] if task else next(iter(predictor.tasks.values()))
+    if data.index and steps != 1:
+        raise errors.UserError(
+            f"task {data.name!r} forecasts its {data.index} index at leads 1..{data.lead} at "
+            f"once; expected 1, got {steps}",
+            param="--steps",
+        )
+    with errors.user_errors(ValueError, param="--store"):  # variables, levels, grid
+        result = predictor.rollout(
+            ds, task=data.name, init_time=wanted if init else None, steps=steps
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_zarr(out, mode="w", zarr_format=3, consolidated=False)
+    leads = result["prediction_timedelta"].values
+    unit = result["prediction_timedelta"].attrs.get("units")
+    shown = [f"{x} {unit}" if unit else str(pd.Timedelta(x)) for x in (leads[0], leads[-1])]
+    typer.echo(
+        f"{out}: task {result.attrs['task']!r}, {len(result.data_vars)} variable(s) from "
+        f"{result.sizes['time']} init(s) at {len(leads)} lead(s), {shown[0]} .. {shown[1]}"
+    )
+
+
+__all__ = ["finetune", "forecast_earth", "pretrain"]

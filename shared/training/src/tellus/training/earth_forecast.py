@@ -39,6 +39,7 @@ from tellus.training import finetuning
 from tellus.training import pretraining as pt
 
 INIT_TIME, LEAD = "init_time", "lead"
+PREDICTION_TIMEDELTA = "prediction_timedelta"
 
 
 class EarthPredictor:
@@ -194,6 +195,62 @@ class EarthPredictor:
         out.attrs.update(task=data.name, time_step=step, source=self.source)
         return out
 
+    def rollout(
+        self,
+        ds: xr.Dataset,
+        *,
+        task: str | None = None,
+        init_time: Any = None,
+        steps: int = 1,
+        time_step: str | None = None,
+    ) -> xr.Dataset:
+        """``steps`` forecasts of a field task chained (each from the one before), in the
+        WeatherBench2 forecast layout.
+
+        Args:
+          ds, task, init_time, time_step: as :meth:`forecast`.
+          steps: forecasts to chain; an index task forecasts all its leads in one, so it
+            takes 1 only.
+
+        Returns:
+          Dims ``(time, prediction_timedelta, [level or depth], latitude, longitude)``:
+          ``time`` the init, ``prediction_timedelta`` the lead, a timedelta for an hourly
+          task and whole months (integers, ``units="months"``) for a monthly one. An index
+          task: its index by ``(time, prediction_timedelta)`` for leads 1..lead.
+
+        Raises:
+          ValueError: as :meth:`forecast`, or ``steps`` below 1 or above 1 for an index task.
+        """
+        data = self._task(task)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        if data.index and steps != 1:
+            raise ValueError(
+                f"task {data.name!r} forecasts its index at leads 1..{data.lead} in one call; "
+                f"steps must be 1, got {steps}"
+            )
+        out = self.forecast(ds, task=data.name, init_time=init_time, time_step=time_step)
+        step = out.attrs["time_step"]
+        monthly = step == "MS"
+        offset = pd.tseries.frequencies.to_offset(step)
+        if data.index:
+            leads = out[LEAD].values
+            out = out.rename({INIT_TIME: schema.TIME, LEAD: PREDICTION_TIMEDELTA})
+            return out.assign_coords({PREDICTION_TIMEDELTA: _leads(leads, step, monthly)})
+        inits = pd.DatetimeIndex(out[INIT_TIME].values)
+        fields = [out.drop_vars("lead_time")]
+        for k in range(1, steps):  # each forecast read back as the states it starts from
+            state = fields[-1].rename({INIT_TIME: schema.TIME})
+            state = state.assign_coords({schema.TIME: inits + k * data.lead * offset})
+            fc = self.forecast(state, task=data.name, time_step=step)
+            fields.append(fc.drop_vars("lead_time").assign_coords({INIT_TIME: inits}))
+        result = xr.concat(fields, dim=PREDICTION_TIMEDELTA).rename({INIT_TIME: schema.TIME})
+        result = result.transpose(schema.TIME, PREDICTION_TIMEDELTA, ...)
+        leads = data.lead * np.arange(1, steps + 1)
+        result = result.assign_coords({PREDICTION_TIMEDELTA: _leads(leads, step, monthly)})
+        result.attrs = {**out.attrs, "steps": steps}
+        return result
+
     def _run(self, earth: pt.EarthTask):
         """The task's forward pass, compiled once per task, grid, levels and valid cells
         (each a constant of the program)."""
@@ -206,6 +263,16 @@ class EarthPredictor:
         if key not in self._compiled:
             self._compiled[key] = nnx.jit(lambda m, b: earth(m, b)[0])
         return self._compiled[key]
+
+
+def _leads(steps: np.ndarray, time_step: str, monthly: bool) -> xr.DataArray:
+    """Leads in store steps as the ``prediction_timedelta`` coordinate: whole months for a
+    monthly task, else timedeltas."""
+    if monthly:
+        return xr.DataArray(steps, dims=PREDICTION_TIMEDELTA, attrs={"units": "months"})
+    return xr.DataArray(
+        pd.to_timedelta(steps * pd.Timedelta(time_step)).values, dims=PREDICTION_TIMEDELTA
+    )
 
 
 def _all_levels(ds: xr.Dataset, names: Sequence[str]) -> stacking.ChannelLayout:

@@ -79,6 +79,33 @@ def test_what_a_forecast_refuses(ocean):
         predictor.forecast(ds.isel(depth=[0, 1]), init_time="2000-02-01")
 
 
+def test_a_rollout_chains_forecasts_each_from_the_one_before(ocean):
+    """Step 2 of the rollout is the forecast started from step 1's forecast, by hand; the
+    layout is WeatherBench2's, leads in whole months for the monthly ocean."""
+    ds, _, model, config = ocean
+    predictor = earth_forecast.EarthPredictor(model, config)
+    ro = predictor.rollout(ds, init_time=["2000-01-01", "2000-02-01"], steps=3)
+    theta, ssh = OCEAN
+    assert ro[theta].dims == ("time", "prediction_timedelta", "depth", "latitude", "longitude")
+    assert list(ro["prediction_timedelta"].values) == [2, 4, 6]  # the task's lead is 2 months
+    assert ro["prediction_timedelta"].attrs["units"] == "months"
+    first = predictor.forecast(ds, init_time=["2000-01-01", "2000-02-01"])
+    np.testing.assert_array_equal(ro[ssh].isel(prediction_timedelta=0).values, first[ssh].values)
+    # Step 1's forecast as the states of a Dataset at the months it is valid for.
+    again = first.drop_vars("lead_time").rename(init_time="time")
+    again = again.assign_coords(time=pd.DatetimeIndex(["2000-03-01", "2000-04-01"]))
+    second = predictor.forecast(again)
+    for v in OCEAN:
+        np.testing.assert_allclose(
+            ro[v].isel(prediction_timedelta=1).values, second[v].values, rtol=1e-6, atol=1e-6
+        )
+    land = np.isnan(ds[ssh].values[0])
+    assert np.array_equal(np.isnan(ro[ssh].values), np.broadcast_to(land, ro[ssh].shape))
+    assert len(predictor._compiled) == 1  # the chained steps reuse the first's program
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        predictor.rollout(ds, steps=0)
+
+
 def test_an_index_task_forecasts_its_index_by_lead_in_its_own_units(tmp_path):
     from tellus.data import schema
 
@@ -114,3 +141,9 @@ def test_an_index_task_forecasts_its_index_by_lead_in_its_own_units(tmp_path):
     np.testing.assert_allclose(
         fc["nino"].values, np.asarray(pred["nino"]) * task.index_std, rtol=1e-5
     )
+    ro = predictor.rollout(ds, init_time=["1900-02-01"])  # the same in the forecast layout
+    assert ro["nino"].dims == ("time", "prediction_timedelta")
+    assert list(ro["prediction_timedelta"].values) == [1, 2, 3]
+    np.testing.assert_array_equal(ro["nino"].values, fc["nino"].values)
+    with pytest.raises(ValueError, match=r"leads 1\.\.3 in one call; steps must be 1, got 2"):
+        predictor.rollout(ds, steps=2)
