@@ -266,10 +266,13 @@ def test_enso_train_and_evaluate_end_to_end(tmp_path):
         str(report),
         "--long-test-years",
         "30",
+        "--explain-steps",
+        "2",  # the attributions' quality is tested in tellus.enso.explain_test
     )
     assert "resonet beats persistence" in out and "30 independent observed-world years" in out
     summary = json.loads((report / "summary.json").read_text())
     assert summary["n_test"] > 100 and summary["members"] == 1
+    assert summary["explanation"]["steps"] == 2
     assert set(summary["correlation"]) >= {"resonet", "persistence", "damped_persistence", "lim"}
     # every month of 30 years but the first 2 and the last 25
     assert summary["long_test"]["n_starts"] == 360 - 2 - 25

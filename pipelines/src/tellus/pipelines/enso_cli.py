@@ -235,6 +235,14 @@ def evaluate_enso(
             min=0,
         ),
     ] = 1200,
+    explain_steps: Annotated[
+        int,
+        typer.Option(
+            help="Integration points of the integrated-gradients explanations (more: "
+            "attributions that add up more closely to the forecast, slower).",
+            min=1,
+        ),
+    ] = 16,
 ) -> None:
     """Skill by lead and season against persistence, damped persistence, a LIM and the
     exact optimum, on the observed test years and on a long independent draw of the
@@ -264,7 +272,12 @@ def evaluate_enso(
             train.load_ensemble(workdir, phase=phase)
     model_ds, observed_ds = open_worlds(worlds)
     summary, _ = skill.evaluate_ensemble(
-        workdir, model_ds, observed_ds, report, long_test_years=long_test_years
+        workdir,
+        model_ds,
+        observed_ds,
+        report,
+        long_test_years=long_test_years,
+        explain_steps=explain_steps,
     )
     console = Console()
     _print_skill(console, summary, f"the last {summary['test_years']} observed years")

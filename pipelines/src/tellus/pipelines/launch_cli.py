@@ -19,7 +19,6 @@ for and divides its batch, so that a mistake costs no allocation.
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import socket
 import subprocess
@@ -214,6 +213,8 @@ def launch_local(
     command: Annotated[str, typer.Option(help=COMMAND_HELP)] = "pretrain",
 ) -> None:
     """Run an experiment in several local processes (CPU), as a pod would."""
+    from tellus.training import distributed
+
     _command(command)
     _checked(config, processes * devices_per_process, check_stores=True)
     port = _free_port()
@@ -221,9 +222,7 @@ def launch_local(
     procs = []
     for pid in range(processes):
         env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+            **distributed.cpu_process_env(devices_per_process),  # the user's other XLA flags kept
             "TELLUS_COORDINATOR": f"127.0.0.1:{port}",
             "TELLUS_NUM_PROCESSES": str(processes),
             "TELLUS_PROCESS_ID": str(pid),

@@ -566,6 +566,7 @@ def evaluate_ensemble(
         "long_test": long_info,
         "explanation": {
             "method": comp.attrs["method"],
+            "steps": explain_steps,
             "box": dataclasses.asdict(explain.WP_HEAT_BOX),
             "fair_share": round(fair, 4),
             "wp_heat_fraction": {

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +126,18 @@ def initialize_from_env(env: Mapping[str, str] | None = None) -> Cluster | None:
     return cluster
 
 
+def cpu_process_env(devices: int, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process that runs on ``devices`` simulated CPU devices:
+    ``env`` (default this process's) with ``JAX_PLATFORMS=cpu`` and the device count in
+    ``XLA_FLAGS`` replaced; the other XLA flags (a dump folder, an optimization level) are
+    kept."""
+    env = dict(os.environ if env is None else env)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = f"{flags.strip()} --xla_force_host_platform_device_count={devices}".strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
 def global_batch(local: Any, sharding: jax.sharding.Sharding) -> Any:
     """Assembles per-process host batches (this process's rows) into global arrays."""
     return jax.tree.map(
@@ -132,4 +145,11 @@ def global_batch(local: Any, sharding: jax.sharding.Sharding) -> Any:
     )
 
 
-__all__ = ["OFF_ENV", "Cluster", "detect", "global_batch", "initialize_from_env"]
+__all__ = [
+    "OFF_ENV",
+    "Cluster",
+    "cpu_process_env",
+    "detect",
+    "global_batch",
+    "initialize_from_env",
+]

@@ -69,3 +69,23 @@ def test_slurm_start_up_leaves_the_rest_to_jax(monkeypatch):
     assert calls == [((), {"coordinator_address": "h:7", "num_processes": 2, "process_id": 0})]
     calls.clear()
     assert distributed.initialize_from_env({}) is None and calls == []
+
+
+def test_a_child_process_env_replaces_the_device_count_and_keeps_the_other_xla_flags():
+    parent = {
+        "XLA_FLAGS": "--xla_dump_to=/tmp/d --xla_force_host_platform_device_count=8 "
+        "--xla_backend_optimization_level=0",
+        "JAX_PLATFORMS": "cuda",
+        "HOME": "/h",
+    }
+    env = distributed.cpu_process_env(2, parent)
+    assert env["XLA_FLAGS"].split() == [
+        "--xla_dump_to=/tmp/d",
+        "--xla_backend_optimization_level=0",
+        "--xla_force_host_platform_device_count=2",
+    ]
+    assert env["JAX_PLATFORMS"] == "cpu" and env["HOME"] == "/h"
+    assert "8" in parent["XLA_FLAGS"]  # the parent's own mapping is left as it was
+    assert distributed.cpu_process_env(1, {})["XLA_FLAGS"] == (
+        "--xla_force_host_platform_device_count=1"
+    )

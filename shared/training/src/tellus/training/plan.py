@@ -37,7 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -360,14 +359,6 @@ def _mesh_sizes(mesh: str | Mapping[str, int]) -> dict[str, int]:
     return {a: sizes.get(a, 1) for a in mesh_lib.AXES}
 
 
-def _subprocess_env(devices: int) -> dict[str, str]:
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = f"{flags.strip()} --xla_force_host_platform_device_count={devices}".strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def plan(
     target: str,
     batch: int,
@@ -421,10 +412,12 @@ def plan(
             train_preset,
             "--remat" if remat else "--no-remat",
         ]
+        from tellus.training import distributed
+
         try:
             proc = subprocess.run(
                 cmd,
-                env=_subprocess_env(devices),
+                env=distributed.cpu_process_env(devices),
                 capture_output=True,
                 text=True,
                 timeout=timeout,

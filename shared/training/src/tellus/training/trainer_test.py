@@ -12,8 +12,8 @@ import pytest
 
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as config_lib
+from tellus.training import distributed, streams, toy_model, trainer
 from tellus.training import step as step_lib
-from tellus.training import streams, toy_model, trainer
 
 # Two domains sharing a trunk, each with its own head and batches: a save killed half way, and
 # two trainings on one workdir. (The SIGKILL-and-resume curve of two real domains is
@@ -50,9 +50,7 @@ trainer.fit(toy_model.multi_model_from_dict, toy_model.ToyMultiConfig(), cfg, do
 
 
 def _env():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
-    env["JAX_PLATFORMS"] = "cpu"
+    env = distributed.cpu_process_env(1)  # the suite's XLA flags: its optimization level
     env["PYTHONWARNINGS"] = "ignore"
     return env
 
