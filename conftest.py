@@ -18,9 +18,9 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 # The suite's programs are tiny and compiled once or twice each, so compiling is most of its
-# time: XLA's CPU code generator at optimization level 0 instead of the default 3 takes the
-# whole suite from about 13.5 to 10.7 minutes on 2 cores, for slower steps in the few tests
-# that run many (docs/contributing.md). Child processes keep it
+# time: XLA's CPU code generator at optimization level 0 instead of the default 3 took the
+# whole suite from 13.4 to 10.7 minutes on 2 cores, for slower steps in the few tests that
+# run many (docs/contributing.md). Child processes keep it
 # (tellus.training.distributed.cpu_process_env). A test that compares two different programs
 # bit for bit compiles them at the default level, as the product does (entropy_test.py).
 if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
