@@ -236,6 +236,11 @@ def test_prune_commands(places, tmp_path):
     refused([*distilled, p["folder"]], "--teacher", "no forecaster.json")
     refused([*atm, "--source", lead, "--teacher", lead], "--teacher", "--distill weight above 0")
     refused([*atm, "--source", lead, "--distill", "1.5"], "--distill", "less than or equal to 1")
+    refused(
+        [*atm, "--source", lead, "--one-at-a-time", "--layers", "1,4"],
+        "--one-at-a-time",
+        "give --fraction, not --layers",
+    )
     enso = ["prune", "enso", "--out", tmp_path / "enso"]
     refused([*enso, "--source", p["missing"]], "--source", "does not exist")
     refused([*enso, "--source", p["folder"]], "--source", "ensemble.json missing")

@@ -139,6 +139,14 @@ def prune_atmosphere(
             "the unpruned model fine-tuned as long, a `tellus study prune` 0 % row)."
         ),
     ] = None,
+    one_at_a_time: Annotated[
+        bool,
+        typer.Option(
+            "--one-at-a-time",
+            help="Remove the layers one per round, measuring the entropy again on the model "
+            "each round leaves (the --steps shared equally among the rounds).",
+        ),
+    ] = False,
 ) -> None:
     """Prune a trained atmosphere lead model: rank its attention layers by the entropy they
     add, fine-tune with the chosen ones' residual annealed into the identity, remove them;
@@ -162,6 +170,12 @@ def prune_atmosphere(
             )
         if distill == 0.0:
             raise errors.UserError("a teacher needs a --distill weight above 0", param="--teacher")
+    if one_at_a_time and layers is not None:
+        raise errors.UserError(
+            "one layer at a time removes the layers the entropy chooses; give --fraction, "
+            "not --layers",
+            param="--one-at-a-time",
+        )
     store = store or paths.default_store("atmosphere")
     checks.schema_store(store, "--store")
     plan = prune.PrunePlan(
@@ -177,13 +191,17 @@ def prune_atmosphere(
         teacher=teacher,
     )
     try:
-        record = prune.prune_lead(plan)
+        record = (prune.prune_one_at_a_time if one_at_a_time else prune.prune_lead)(plan)
     except ValueError as e:
+        if "rounds" in str(e):
+            raise errors.UserError(errors.one_line(str(e)), param="--steps") from None
         if "teacher" in str(e):
             raise errors.UserError(errors.one_line(str(e)), param="--teacher") from None
         if "layer" in str(e):
             raise errors.UserError(errors.one_line(str(e)), param="--layers") from None
         raise
+    for k, r in enumerate(record.get("rounds", ()), 1):
+        typer.echo(f"round {k} ({r['steps']} steps): removed {r['removed'][0]}")
     _report(record)
     typer.echo(f"pruned lead model: {out}/lead_{record['lead_hours']}h")
 

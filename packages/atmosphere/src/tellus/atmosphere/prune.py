@@ -12,6 +12,9 @@ model goes to ``out/lead_{H}h``, a lead-model folder that ``tellus evaluate atmo
 :func:`speed` measures configs' training and inference throughput and the training steps'
 compiled memory on random fields (the figures of ``just bench``), the pruned and unpruned
 models timed against each other round by round in one process.
+
+:func:`prune_one_at_a_time` removes the layers one per round instead, measuring the entropy
+again on what each round leaves (``tellus prune atmosphere --one-at-a-time``).
 """
 
 from __future__ import annotations
@@ -217,6 +220,59 @@ def prune_lead(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
     return record
 
 
+def prune_one_at_a_time(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any]:
+    """``plan``'s fraction of the attention layers removed one layer per round, the entropy
+    measured again on the model each round leaves: round k prunes the one layer that adds the
+    least to the model of round k - 1 (:func:`prune_lead`, a fraction of one layer), over an
+    equal share of ``plan.steps`` (lambda annealed over ``plan.spec.anneal`` of each round).
+    The rounds before the last go to ``out/rounds/{k}``, the last to ``out/lead_{H}h``; a
+    killed run resumes at its round. Returns the last round's record with ``rounds`` (each
+    round's ranking and removed layer), also written to its ``prune.json``.
+
+    Raises:
+      ValueError: named ``layers`` (one at a time removes what the entropy chooses), or
+        fewer steps than rounds.
+    """
+    if plan.spec.layers is not None:
+        raise ValueError(
+            "one layer at a time removes the layers the entropy chooses; named layers are "
+            "removed together"
+        )
+    cfg = source_config(plan.source)
+    remaining = sum(cfg.model.depths) - len(cfg.model.pruned)
+    n = round(plan.spec.fraction * remaining)
+    if n < 2:  # one layer or none: the same as all at once
+        return prune_lead(plan, show_progress)
+    per, extra = divmod(plan.steps, n)
+    if per < 1:
+        raise ValueError(f"{plan.steps} fine-tuning steps cannot be shared among {n} rounds")
+    source, rounds = plan.source, []
+    for k in range(n):
+        last = k == n - 1
+        out = plan.out if last else plan.out / "rounds" / str(k + 1)
+        record = prune_lead(
+            dataclasses.replace(
+                plan,
+                source=source,
+                out=out,
+                spec=dataclasses.replace(plan.spec, fraction=1.0 / (remaining - k)),
+                steps=per + (extra if last else 0),
+                teacher=plan.teacher or plan.source,
+            ),
+            show_progress,
+        )
+        # A finished run's last round reads back the combined record written below.
+        this = record["rounds"][-1] if "rounds" in record else record
+        if len(this["removed"]) != 1:
+            raise RuntimeError(f"round {k + 1} removed {this['removed']}, not one layer")
+        rounds.append({k_: this[k_] for k_ in ("source", "steps", "removed", "ranking")})
+        source = train.lead_dir(out, cfg.lead_hours)
+    record = {**record, "fraction": plan.spec.fraction, "steps": plan.steps, "rounds": rounds}
+    record["removed"] = [r["removed"][0] for r in rounds]
+    (source / "prune.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
 def speed(
     cfgs: dict[str, model_config.PanguConfig], batch_size: int = 4, rounds: int = 15
 ) -> dict[str, dict[str, Any]]:
@@ -282,6 +338,7 @@ __all__ = [
     "PrunePlan",
     "forward",
     "prune_lead",
+    "prune_one_at_a_time",
     "source_config",
     "speed",
     "teacher_targets",

@@ -7,6 +7,7 @@ that the forecast tests reuse.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -434,6 +435,56 @@ def test_a_teachers_targets_blend_its_own_rollout_into_the_analyses(pangu_store,
     assert float(loss) < 1e-6
     with pytest.raises(ValueError, match="forecasts 3 steps; the batch has 2"):
         prune.teacher_targets(model, 3, 0.5)(batch)
+
+
+def test_one_at_a_time_measures_the_entropy_again_on_what_each_round_leaves(
+    pangu_store, trained, tmp_path
+):
+    from tellus.atmosphere import prune
+    from tellus.training import entropy, pruning
+
+    plan, _, _ = trained
+    source = train.lead_dir(plan.workdir, 6)
+    pp = prune.PrunePlan(
+        source=source,
+        out=tmp_path / "one",
+        store=pangu_store,
+        spec=pruning.PruneSpec(fraction=1.0, anneal=0.5),
+        steps=5,
+        batch_size=2,
+        measure_batches=2,
+    )
+    record = prune.prune_one_at_a_time(pp, show_progress=False)
+    first, second = record["rounds"]
+    # Round 1 ranks both layers on the trained model and removes the one that adds least;
+    # round 2 measures the one left again, on round 1's fine-tuned model, and removes it.
+    assert first["source"] == str(train.final_phase(source)) and first["steps"] == 2
+    assert first["removed"] == [first["ranking"][0]["path"]] and len(first["ranking"]) == 2
+    ((left,),) = [[r for r in first["ranking"] if r["path"] not in first["removed"]]]
+    (again,) = second["ranking"]
+    assert again["path"] == left["path"] and second["removed"] == [left["path"]]
+    assert again["added"] != left["added"]  # measured on another model
+    assert second["steps"] == 3  # the remainder of the 5 steps
+    assert second["source"] == str(train.final_phase(tmp_path / "one" / "rounds" / "1" / "lead_6h"))
+    assert record["removed"] == [first["removed"][0], left["path"]]
+    assert record["pruned"] == [0, 1] and record["max_difference_from_lambda_zero"] == 0.0
+    (round1,) = train.load_models(tmp_path / "one" / "rounds" / "1").values()
+    assert round1.config.model.pruned == (first["ranking"][0]["index"],)
+    (lead,) = train.load_models(pp.out).values()
+    assert lead.config.model.pruned == (0, 1)
+    assert all(b.attn is None for b in entropy.blocks(lead).values())
+    # Resumed (every round finished): the same record, nothing trained again.
+    assert prune.prune_one_at_a_time(pp, show_progress=False) == record
+    saved = json.loads((pp.out / "lead_6h" / "prune.json").read_text())
+    assert saved["rounds"] == record["rounds"]
+    with pytest.raises(ValueError, match="named layers are removed together"):
+        prune.prune_one_at_a_time(
+            dataclasses.replace(pp, spec=pruning.PruneSpec(layers=(0, 1))), show_progress=False
+        )
+    with pytest.raises(ValueError, match="1 fine-tuning steps cannot be shared among 2 rounds"):
+        prune.prune_one_at_a_time(
+            dataclasses.replace(pp, steps=1, out=tmp_path / "x"), show_progress=False
+        )
 
 
 def test_pruning_removes_the_attention_that_adds_least_and_the_result_loads(
