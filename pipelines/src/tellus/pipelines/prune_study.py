@@ -9,6 +9,8 @@ Z500, T850 and T2M at 1 and 5 days against persistence and climatology), and tim
 and inference and reads the training step's compiled memory in this one process. For 0, 1
 and 2 of the ENSO Transformer's 2 blocks it prunes the ensemble (``tellus prune enso``) and
 scores the Nino3.4 correlation at 6, 12 and 24 months on the observed test years.
+``--one-at-a-time`` makes the entropy's rows remove their layers one per round, measuring
+the entropy again on the model each round leaves (``tellus prune atmosphere --one-at-a-time``).
 
 Everything is resumable (each pruning, each evaluation is kept); the table goes to
 ``OUT/table.md`` and ``OUT/study.json``.
@@ -53,10 +55,13 @@ def atmosphere_row(
     layers: tuple[int, ...] | None = None,
     distill: float = 0.0,
     teacher: Path | None = None,
+    one_at_a_time: bool = False,
 ) -> dict[str, Any]:
     """Prunes, evaluates and times one row (each part kept for a rerun): ``fraction`` of
     the attention layers by entropy, or the blocks ``layers`` (a control); with ``distill``
-    its fine-tuning targets blend in ``teacher``'s forecasts."""
+    its fine-tuning targets blend in ``teacher``'s forecasts; with ``one_at_a_time`` the
+    entropy's layers go one per round, measured again on what each round leaves
+    (:func:`tellus.atmosphere.prune.prune_one_at_a_time`, the rounds sharing ``steps``)."""
     from tellus.atmosphere import evaluate, prune
     from tellus.training import pruning
 
@@ -72,7 +77,7 @@ def atmosphere_row(
         teacher=teacher,
     )
     t0 = time.perf_counter()
-    record = prune.prune_lead(plan)
+    record = (prune.prune_one_at_a_time if one_at_a_time else prune.prune_lead)(plan)
     seconds = time.perf_counter() - t0
     report = out / "report"
     if not (report / "verdict.csv").exists():
@@ -102,6 +107,8 @@ def atmosphere_row(
         "fraction": fraction if layers is None else len(record["removed"]) / len(record["ranking"]),
         "chosen_by": "entropy" if layers is None else "named",
         "distill": distill,
+        "one_at_a_time": "rounds" in record,
+        "rounds": record.get("rounds", []),
         "removed": record["removed"],
         "pruned": record["pruned"],
         "ranking": record["ranking"],
@@ -195,6 +202,8 @@ def table(study: dict[str, Any]) -> str:
                     cells.append(f"{s['rmse']:.3g} ({change:+.1f} %)")
             wins = sum(s["beats_both"] for s in r["scores"].values())
             named = "" if r.get("chosen_by", "entropy") == "entropy" else " (named)"
+            if r.get("one_at_a_time"):
+                named += " (one at a time)"
             if r.get("distill"):
                 named += f" (distilled {r['distill']:g})"
             train = f"{r['train_samples_per_s'] / base['train_samples_per_s']:.2f}x"
@@ -278,6 +287,15 @@ def study(
             max=1.0,
         ),
     ] = 0.0,
+    one_at_a_time: Annotated[
+        bool,
+        typer.Option(
+            "--one-at-a-time",
+            help="The entropy's rows remove their layers one per round, the entropy measured "
+            "again on the model each round leaves (the rounds share --steps; `tellus prune "
+            "atmosphere --one-at-a-time`). Their folders end in _one_at_a_time.",
+        ),
+    ] = False,
 ) -> None:
     """Prune 0/25/40/50 % of the atmosphere model's attention layers and 0/1/2 of the ENSO
     Transformer's blocks; throughput, memory and skill of each, as a table."""
@@ -310,6 +328,7 @@ def study(
             "learning_rate": learning_rate,
             "enso_steps": enso_steps,
             "distill": distill,
+            "one_at_a_time": one_at_a_time,
         },
         "atmosphere": [],
         "enso": [],
@@ -323,7 +342,8 @@ def study(
     for f in shares:
         typer.echo(f"== atmosphere: removing {100 * f:.0f} % of the attention layers")
         weight = distill if f > 0.0 else 0.0
-        suffix = "_distilled" if weight > 0.0 else ""
+        suffix = "_one_at_a_time" if one_at_a_time and f > 0.0 else ""
+        suffix += "_distilled" if weight > 0.0 else ""
         result["atmosphere"].append(
             atmosphere_row(
                 atmosphere_source,
@@ -335,6 +355,7 @@ def study(
                 learning_rate,
                 distill=weight,
                 teacher=teacher if weight > 0.0 else None,
+                one_at_a_time=one_at_a_time and f > 0.0,
             )
         )
         (out / "study.json").write_text(json.dumps(result, indent=1))
