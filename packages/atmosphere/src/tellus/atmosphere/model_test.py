@@ -156,3 +156,22 @@ def test_a_spatially_sharded_step_equals_the_single_device_one():
         np.testing.assert_allclose(
             np.asarray(flat8[path][...]), np.asarray(g[...]), atol=2e-5, err_msg=str(path)
         )
+
+
+def test_mixed_precision_multiplies_in_bfloat16():
+    """`--bf16` (compute_dtype bfloat16): every matmul of the training step takes bfloat16
+    operands except the attention's float32 softmax weights; float32 steps stay float32."""
+    from tellus.atmosphere import bench, forecaster, plan_target
+    from tellus.training import benchmarking
+
+    cfg = config.preset("tiny")
+    batch = bench.random_batch(cfg, 1)
+
+    def count(dtype):
+        model = plan_target.placeholder_forecaster(cfg)
+        return benchmarking.step_matmul_dtypes(model, forecaster.loss_fn, batch, dtype)
+
+    low = count("bfloat16")
+    assert ("f32", "f32") not in low and low[("bf16", "bf16")] > 100
+    assert set(low) <= {("bf16", "bf16"), ("f32", "bf16")}  # the softmax weights x V / K
+    assert set(count("float32")) == {("f32", "f32")}

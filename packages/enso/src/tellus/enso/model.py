@@ -276,7 +276,11 @@ class ResoNet(nnx.Module):
     def __call__(self, x: jax.Array, month: jax.Array) -> jax.Array:
         """Args: x [B, history, var, lat, lon] normalized; month [B] (1..12).
         Returns: [B, n_leads] normalized index predictions."""
-        m = self.month(month_features(month))  # [B, E]
+        # The inputs take the weights' dtype (bfloat16 under mixed precision), so the
+        # network computes in it instead of promoting back to float32.
+        dtype = self.embed.kernel.dtype
+        x = x.astype(dtype)
+        m = self.month(month_features(month).astype(dtype))  # [B, E]
         t = self.embed(self.tokens(x)) + self.pos[None] + m[:, None, :]
         t = constrain(t, TOKENS)
         for blk in self.blocks:
@@ -298,7 +302,7 @@ class Forecaster(nnx.Module):
         """Args: x [B, history, var, lat, lon] anomalies (K); month [B] calendar month of
         the last input month. Returns: [B, n_leads] Nino3.4 3-month means (K)."""
         std = jnp.asarray(self.config.input_std, jnp.float32)[None, None, :, None, None]
-        return self.net(x / std, month) * self.config.target_std
+        return (self.net(x / std, month) * self.config.target_std).astype(x.dtype)
 
 
 @functools.lru_cache(maxsize=16)

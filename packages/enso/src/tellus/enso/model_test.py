@@ -96,3 +96,24 @@ def test_bad_config_raises():
         model_lib.ResoNetConfig(n_lat=22)
     with pytest.raises(ValueError, match="lead_rank=24"):
         model_lib.ResoNetConfig(lead_rank=24)
+
+
+def test_mixed_precision_multiplies_in_bfloat16():
+    """compute_dtype bfloat16: the stem's convolutions and every matmul take bfloat16
+    operands but the attention's float32 softmax weights (before, the float32 inputs
+    promoted the whole network back to float32)."""
+    from tellus.enso import train
+    from tellus.training import benchmarking
+
+    cfg = model_lib.preset("tiny")
+    x, month = _inputs(2)
+    batch = {"x": x, "month": month.astype(np.int32), "y": np.zeros((2, cfg.n_leads), np.float32)}
+
+    def count(dtype):
+        return benchmarking.step_matmul_dtypes(
+            model_lib.make_model(cfg), lambda m, b, rng=None: train.loss_fn(m, b), batch, dtype
+        )
+
+    low = count("bfloat16")
+    assert ("f32", "f32") not in low and low[("bf16", "bf16")] > 10
+    assert set(count("float32")) == {("f32", "f32")}

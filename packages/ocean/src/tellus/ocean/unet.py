@@ -338,8 +338,12 @@ class UNetDenoiser(nnx.Module):
         t = jnp.asarray(t)
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must be [batch = {x.shape[0]}] timesteps; got {t.shape}")
-        emb = self.time_out(jax.nn.silu(self.time_in(timestep_embedding(t, cfg.base))))
-        h = self.conv_in(_pad_grid(jnp.where(ocean, x, 0.0), cfg))
+        # The inputs take the weights' dtype (bfloat16 under mixed precision), so the
+        # network computes in it instead of promoting back to float32.
+        dtype = self.conv_in.conv.kernel.dtype
+        emb = timestep_embedding(t, cfg.base).astype(dtype)
+        emb = self.time_out(jax.nn.silu(self.time_in(emb)))
+        h = self.conv_in(_pad_grid(jnp.where(ocean, x, 0.0).astype(dtype), cfg))
         skips = [h]
         for layer in self.down:
             h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
@@ -354,7 +358,7 @@ class UNetDenoiser(nnx.Module):
                 h = layer(jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
         h = self.conv_out(jax.nn.silu(self.norm_out(h)))
         top = (cfg.padded[0] - cfg.n_lat) // 2
-        h = h[:, top : top + cfg.n_lat, : cfg.n_lon]
+        h = h[:, top : top + cfg.n_lat, : cfg.n_lon].astype(x.dtype)
         return jnp.where(ocean, h, 0.0)
 
 

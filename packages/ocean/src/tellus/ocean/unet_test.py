@@ -162,3 +162,23 @@ def test_paper_preset_parameter_count_by_hand():
                 total += 9 * ch * ch + ch  # conv after the 2x up-sampling
     total += 2 * ch + (9 * ch * 15 + 15)  # output norm and conv
     assert unet.count_parameters(cfg) == total == 94_003_583
+
+
+def test_mixed_precision_multiplies_in_bfloat16():
+    """compute_dtype bfloat16: the denoiser's convolutions and matmuls take bfloat16
+    operands (the noisy field and the timestep embedding follow the weights) but the
+    attention's float32 softmax weights."""
+    from tellus.ocean import bench, diffusion_loss
+    from tellus.training import benchmarking
+
+    cfg = _tiny()
+    batch = bench.denoiser_batch(cfg, 1)
+
+    def count(dtype):
+        with nnx.use_eager_sharding(False):
+            model = unet.UNetDenoiser(cfg, rngs=nnx.Rngs(0))
+        return benchmarking.step_matmul_dtypes(model, diffusion_loss.diffusion_loss, batch, dtype)
+
+    low = count("bfloat16")
+    assert ("f32", "f32") not in low and low[("bf16", "bf16")] > 50
+    assert set(count("float32")) == {("f32", "f32")}

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from tellus.kernels.continuous_bias import ContinuousTrunkBias
@@ -206,13 +207,18 @@ class EarthModel(nnx.Module):
             cell_masks=cell_masks,
         )
         biases = self.bias(enc.latitude, enc.longitude, enc.levels)
-        y = self.trunk(enc.tokens, biases, key=key, key_mask=enc.key_mask)
+        # The tokens take the trunk's weight dtype: under mixed precision (bfloat16
+        # weights) the trunk, most of the FLOPs, computes in it rather than promoting back
+        # to the float32 of the encoder's coordinate features.
+        dtype = jax.tree.leaves(nnx.state(self.trunk, nnx.Param))[0].dtype
+        y = self.trunk(enc.tokens.astype(dtype), biases, key=key, key_mask=enc.key_mask)
         if targets is None:
             targets = {n: levels.get(n) for n in fields}
             target_masks = cell_masks if target_masks is None else target_masks
         out = self.decoder(y, grid, targets, mask=mask, cell_masks=target_masks, fill=fill)
         for name in indices:
-            out[name] = self.indices[name](y, enc.latitude, enc.longitude, enc.key_mask)
+            index = self.indices[name](y, enc.latitude, enc.longitude, enc.key_mask)
+            out[name] = index.astype(jnp.float32)
         return out
 
 

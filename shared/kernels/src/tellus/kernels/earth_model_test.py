@@ -224,3 +224,35 @@ def test_the_model_runs_sharded_on_a_mesh_as_on_one_device():
         sharded = nnx.jit(lambda model, fields: model(fields, grid, **kw))(model, fields)
     for name, value in single.items():
         np.testing.assert_allclose(sharded[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_weights_run_the_trunk_in_bfloat16_and_return_float32(tiny, monkeypatch):
+    """Mixed precision: with the weights cast to bfloat16 the trunk receives bfloat16
+    tokens (not promoted back by the encoder's float32 coordinate features), and the fields
+    and indices come out float32 as with float32 weights."""
+    from tellus.kernels import earth_trunk
+
+    seen = []
+    call = earth_trunk.EarthTrunk.__call__
+
+    def spy(self, tokens, *args, **kwargs):
+        seen.append(tokens.dtype)
+        return call(self, tokens, *args, **kwargs)
+
+    monkeypatch.setattr(earth_trunk.EarthTrunk, "__call__", spy)
+    grid, ocean, x, ssh = _ocean()
+    graphdef, params, rest = nnx.split(tiny, nnx.Param, ...)
+
+    def run(params):
+        out = nnx.merge(graphdef, params, rest)(
+            {T: x, "sea_surface_height": ssh}, grid, levels={T: Levels((10.0, 100.0, 500.0), "m")},
+            lead_hours=jnp.array([720.0, 720.0]), domain="ocean", mask=ocean, indices=("nino34",),
+        )  # fmt: skip
+        return {k: v.dtype for k, v in out.items()}
+
+    for dtype in (jnp.float32, jnp.bfloat16):
+        cast = jax.tree.map(lambda a, d=dtype: a.astype(d), params)
+        seen.clear()
+        dtypes = []
+        jax.eval_shape(lambda p, out=dtypes: out.append(run(p)) or 0, cast)
+        assert seen == [dtype] and set(dtypes[0].values()) == {jnp.dtype(jnp.float32)}

@@ -226,8 +226,13 @@ class _PatchEmbed(nnx.Module):
                 f"C={self.in_channels}] (rank {n + 2}), got shape {tuple(x.shape)}"
             )
         fn = embed_conv if self.impl == "conv" else embed_matmul
+        kernel = self.kernel[...]
+        # The fields take the weights' dtype: under mixed precision (the step casts the
+        # parameters to bfloat16) the whole network then computes in it, instead of
+        # promoting every product back to the float32 of the inputs.
+        x = x.astype(kernel.dtype)
         x = constrain(x, ("batch", *_SPATIAL_NAMES[n], "channels"))  # split as the tokens are
-        y = fn(x, self.kernel[...], self.bias[...])
+        y = fn(x, kernel, self.bias[...])
         return constrain(y, ("batch", *_TOKEN_NAMES[n], "act_embed"))
 
 

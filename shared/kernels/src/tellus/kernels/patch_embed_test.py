@@ -202,3 +202,20 @@ def test_sharded_matches_single_device():
         got = _apply(recover, tokens)
     assert tokens.sharding.spec[0] == ("data", "fsdp")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["matmul", "conv"])
+def test_float32_fields_take_bfloat16_weights_dtype(impl):
+    """Under mixed precision (the step casts the weights to bfloat16) the float32 fields
+    are cast to the weights' dtype, so the tokens and everything after them are bfloat16,
+    and equal the embedding of the rounded fields; float32 weights keep float32."""
+    layer = _build(pe.PatchEmbed2D, 3, 8, (2, 2), impl=impl)
+    x = _x((1, *SHAPE_2D, 3))
+    assert _apply(layer, x).dtype == jnp.float32
+    nnx.update(layer, jax.tree.map(lambda a: a.astype(jnp.bfloat16), nnx.state(layer)))
+    tokens = _apply(layer, x)
+    assert tokens.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        np.asarray(tokens, np.float32),
+        np.asarray(_apply(layer, x.astype(jnp.bfloat16)), np.float32),
+    )

@@ -19,6 +19,8 @@ XLA's cost analysis counts a matmul of ``[m, k] x [k, n]`` as ``2 m k n`` FLOPs,
 
 from __future__ import annotations
 
+import collections
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -180,6 +182,33 @@ def compare_calls(
     return {name: min(t) if best else statistics.median(t) for name, t in times.items()}
 
 
+_CONTRACTION = re.compile(
+    r"stablehlo\.(?:dot_general|convolution)\b[^\n]*?: \(tensor<([^>]*)>, tensor<([^>]*)>\)"
+)
+
+
+def matmul_dtypes(fn: Callable, *args: Any) -> collections.Counter:
+    """How many matmuls and convolutions of ``jax.jit(fn)`` on ``args`` take each pair of
+    operand element types, ``{("bf16", "bf16"): n, ("f32", "f32"): m, ...}``, read from the
+    lowered program (before XLA's own rewrites): whether a mixed-precision step really
+    multiplies in bfloat16 or promotes its operands back to float32."""
+    text = jax.jit(fn).lower(*args).as_text()
+    return collections.Counter(
+        (a.rsplit("x", 1)[-1], b.rsplit("x", 1)[-1]) for a, b in _CONTRACTION.findall(text)
+    )
+
+
+def step_matmul_dtypes(
+    model: Any, loss_fn: step_lib.LossFn, batch: dict[str, Any], compute_dtype: str
+) -> collections.Counter:
+    """:func:`matmul_dtypes` of ``model``'s training step (``fit``'s program) with
+    ``compute_dtype``: under ``"bfloat16"`` a model that honours mixed precision multiplies
+    bfloat16 operands; float32 ones are work the cast did not reach."""
+    cfg = config_lib.warmup_cosine(10, 1, 1e-4, compute_dtype=compute_dtype)
+    fns, state = step_lib.init_train_state(model, cfg)
+    return matmul_dtypes(step_lib.make_train_step(fns, loss_fn), state, batch)
+
+
 def compiled_figures(fn: Callable, *args: Any) -> dict[str, Any]:
     """XLA's FLOPs and memory of ``jax.jit(fn)`` on ``args``, and the compiled call."""
     compiled = jax.jit(fn).lower(*args).compile()
@@ -198,7 +227,9 @@ __all__ = [
     "compare_calls",
     "compare_train_steps",
     "compiled_figures",
+    "matmul_dtypes",
     "matmul_rate",
+    "step_matmul_dtypes",
     "time_calls",
     "train_step_figures",
 ]

@@ -3,6 +3,7 @@ training step's figures on a one-layer model (its FLOPs at least forward plus ba
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -50,3 +51,42 @@ def test_models_timed_against_each_other_keep_their_own_figures():
         assert f["samples_per_s"] == 8 / f["step_s"] > 0
     calls = {"a": lambda: jnp.ones(3), "b": lambda: jnp.zeros(3)}
     assert all(t > 0 for t in benchmarking.compare_calls(calls, rounds=2).values())
+
+
+def test_matmul_dtypes_counts_each_product_by_its_operand_types():
+    def fn(a, b, x, k):
+        low = a.astype(jnp.bfloat16) @ b.astype(jnp.bfloat16)
+        conv = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME")
+        mixed = jnp.einsum("ij,jk->ik", a, b.astype(jnp.bfloat16))  # promoted to float32
+        return low.sum() + conv.sum() + (a @ b).sum() + mixed.sum()
+
+    a, x, k = jnp.ones((4, 4)), jnp.ones((1, 2, 5, 5)), jnp.ones((3, 2, 3, 3))
+    assert benchmarking.matmul_dtypes(fn, a, a, x, k) == {("bf16", "bf16"): 1, ("f32", "f32"): 3}
+
+
+def test_a_bfloat16_step_multiplies_in_bfloat16_once_the_inputs_follow_the_weights():
+    """The step casts the parameters; a model whose input stays float32 promotes every
+    product back to float32, one that casts it to its weights' dtype does not."""
+
+    class Net(nnx.Module):
+        def __init__(self, cast):
+            self.a, self.b, self.cast = (
+                nnx.Linear(8, 16, rngs=nnx.Rngs(0)),
+                nnx.Linear(16, 4, rngs=nnx.Rngs(1)),
+                cast,
+            )
+
+        def __call__(self, x):
+            if self.cast:
+                x = x.astype(self.a.kernel.dtype)
+            return self.b(jax.nn.gelu(self.a(x))).astype(jnp.float32)
+
+    def loss_fn(m, b, rng=None):
+        return jnp.mean((m(b["x"]) - b["y"]) ** 2)
+
+    batch = {"x": np.ones((2, 8), np.float32), "y": np.zeros((2, 4), np.float32)}
+    count = benchmarking.step_matmul_dtypes
+    assert set(count(Net(False), loss_fn, batch, "bfloat16")) == {("f32", "f32")}
+    low = count(Net(True), loss_fn, batch, "bfloat16")
+    assert set(low) == {("bf16", "bf16")} and sum(low.values()) >= 4  # forward and backward
+    assert set(count(Net(True), loss_fn, batch, "float32")) == {("f32", "f32")}

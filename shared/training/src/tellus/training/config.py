@@ -58,8 +58,10 @@ class TrainConfig:
       num_steps: optimizer steps to run.
       batch_size: global batch (samples per optimizer step).
       grad_accum_steps: micro-batches per optimizer step (must divide ``batch_size``).
-      compute_dtype: ``"bfloat16"`` casts params and inputs for the forward pass;
-        master params and optimizer state stay float32.
+      compute_dtype: ``"bfloat16"`` casts the params for the forward pass (master params
+        and optimizer state stay float32); the models cast their normalized inputs to their
+        weights' dtype, so the network computes in bfloat16 (the attention's softmax in
+        float32) and returns float32, and the loss is float32.
       remat: rematerialize the forward pass (``jax.checkpoint``) to save memory.
       nonfinite: ``"raise"`` stops with the step and first bad gradient leaf;
         ``"skip"`` leaves the state untouched for that step.
