@@ -148,6 +148,10 @@ def headline(res: dict[str, Any]) -> dict[str, float]:
         out["reference step s"] = r["best_step_s"]
         out["reference step / target"] = r["step_over_target"]
         out["reference fraction of matmul"] = r.get("fraction_of_peak", 0.0)
+        if "reference_train_bf16" in a:
+            low = a["reference_train_bf16"]
+            out["reference step bf16 s"] = low["best_step_s"]
+            out["bf16 matmul GFLOP/s"] = low["matmul_flops_per_s"] / 1e9
         out["atmosphere cpu train samples/s"] = a["cpu_train"]["samples_per_s"]
         out["atmosphere cpu infer samples/s"] = a["cpu_infer"]["samples_per_s"]
         for f in a["forecast_10d"]:

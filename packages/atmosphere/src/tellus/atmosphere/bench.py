@@ -11,6 +11,8 @@ hold on a noisy shared machine:
   shape (64 x 128, C = 96, 2/6/6/2 blocks, heads 3/6/6/3, window (2, 6, 12)), with XLA's
   FLOPs; ``target_step_s`` is :data:`REFERENCE_FLOPS` over 0.8 times the matmul rate
   measured here, the step time the issue asks for (today's FLOP count held fixed);
+* ``reference_train_bf16``: that step with bfloat16 compute (float32 master weights), its
+  fraction of the bfloat16 matmul rate measured here and its time over the float32 step's;
 * ``cpu_train`` / ``cpu_infer``: the CPU preset's training step (batch 4) and forward pass;
 * ``forecast_10d``: ten 24 h steps of the CPU preset for one member and for 8 members as one
   batch: wall time, the compiled step's temporaries, and the process's peak resident memory
@@ -133,6 +135,21 @@ def run(repeats: int = 3) -> dict[str, Any]:
     ref["step_over_target"] = ref["best_step_s"] / ref["target_step_s"]
     ref["peak_rss_bytes_so_far"] = peak_rss_bytes()
     out["reference_train"] = ref
+    # The same step with bfloat16 compute (`--bf16`: float32 master weights), against the
+    # bfloat16 matmul rate measured here.
+    peak_bf16 = benchmarking.matmul_rate(dtype=jnp.bfloat16)
+    low = benchmarking.train_step_figures(
+        plan_target.placeholder_forecaster(REFERENCE),
+        fc.loss_fn,
+        random_batch(REFERENCE, 1),
+        1,
+        peak=peak_bf16,
+        repeats=repeats,
+        compute_dtype="bfloat16",
+    )
+    low["matmul_flops_per_s"] = peak_bf16
+    low["over_float32_step"] = low["best_step_s"] / ref["best_step_s"]
+    out["reference_train_bf16"] = low
     cpu = pangu_config.preset("cpu")
     out["cpu_train"] = benchmarking.train_step_figures(
         plan_target.placeholder_forecaster(cpu), fc.loss_fn, random_batch(cpu, 4), 4, peak=peak
