@@ -159,12 +159,13 @@ class FieldDecoder(nnx.Module):
                 )
             head = self.heads[name]
             kinds, coord = SURFACE_LEVEL if lv is None else lv.encoded(name)
-            q = self.level_encoding(kinds, coord) + head.query[...]  # [L, dim]
+            query = head.query[...]  # float32 coordinate features, the weights' dtype sums
+            q = self.level_encoding(kinds, coord).astype(query.dtype) + query  # [L, dim]
             y = self.norm_out(self.attn(q, kv))  # [B, H', W', L, dim]
             n = y.shape[3]
             y = jnp.moveaxis(y, 3, 1).reshape(b * n, *y.shape[1:3], cfg.dim)
             field = recover_matmul(y, head.kernel[...], head.bias[...], grid.shape)
-            field = field.reshape(b, n, *grid.shape)
+            field = field.reshape(b, n, *grid.shape).astype(jnp.float32)
             if valid is not None:
                 field = jnp.where(valid[:, None], field, fill)
             if cell_masks and name in cell_masks:

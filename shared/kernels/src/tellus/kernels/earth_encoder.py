@@ -430,12 +430,16 @@ class EarthEncoder(nnx.Module):
                 x = jnp.where(field_mask(name, cell_masks[name], x.shape), x, 0.0)
             n = x.shape[1]
             t = self.embeddings[name](x.reshape(b * n, *hw, 1))
-            t = t.reshape(b, n, *t.shape[1:]) + self.level_encoding(kinds, coord)[:, None, None]
+            # The coordinate features are float32; the sums take the tokens' dtype (the
+            # weights': bfloat16 under mixed precision), so the encoder computes in it.
+            level = self.level_encoding(kinds, coord).astype(t.dtype)
+            t = t.reshape(b, n, *t.shape[1:]) + level[:, None, None]
             parts.append(t)
         tokens = self.aggregation(jnp.concatenate(parts, axis=1))  # [B, Z, H', W', C]
         lat, lon, area = grid.patches(cfg.patch)
-        tokens = tokens + self.horizontal(lat, lon, area)
+        tokens = tokens + self.horizontal(lat, lon, area).astype(tokens.dtype)
         lead = self.lead(fourier(jnp.log1p(jnp.asarray(lead_hours, jnp.float32)), self.lead_waves))
+        lead = lead.astype(tokens.dtype)
         if lead.shape != (b, cfg.dim):
             raise ValueError(f"lead_hours must be [batch = {b}]; got {jnp.shape(lead_hours)}")
         tokens = tokens + lead[:, None, None, None] + self.domain[domain][...]

@@ -227,9 +227,9 @@ def test_the_model_runs_sharded_on_a_mesh_as_on_one_device():
 
 
 def test_bfloat16_weights_run_the_trunk_in_bfloat16_and_return_float32(tiny, monkeypatch):
-    """Mixed precision: with the weights cast to bfloat16 the trunk receives bfloat16
-    tokens (not promoted back by the encoder's float32 coordinate features), and the fields
-    and indices come out float32 as with float32 weights."""
+    """Mixed precision: with the weights cast to bfloat16 the encoder's tokens and the
+    trunk's are bfloat16 (not promoted back by the float32 coordinate features), and the
+    fields and indices come out float32 as with float32 weights."""
     from tellus.kernels import earth_trunk
 
     seen = []
@@ -240,6 +240,13 @@ def test_bfloat16_weights_run_the_trunk_in_bfloat16_and_return_float32(tiny, mon
         return call(self, tokens, *args, **kwargs)
 
     monkeypatch.setattr(earth_trunk.EarthTrunk, "__call__", spy)
+    encoded = []
+    encode = earth_model.EarthEncoder.__call__
+    monkeypatch.setattr(
+        earth_model.EarthEncoder,
+        "__call__",
+        lambda self, *a, **k: encoded.append(encode(self, *a, **k)) or encoded[-1],
+    )
     grid, ocean, x, ssh = _ocean()
     graphdef, params, rest = nnx.split(tiny, nnx.Param, ...)
 
@@ -253,6 +260,8 @@ def test_bfloat16_weights_run_the_trunk_in_bfloat16_and_return_float32(tiny, mon
     for dtype in (jnp.float32, jnp.bfloat16):
         cast = jax.tree.map(lambda a, d=dtype: a.astype(d), params)
         seen.clear()
+        encoded.clear()
         dtypes = []
         jax.eval_shape(lambda p, out=dtypes: out.append(run(p)) or 0, cast)
         assert seen == [dtype] and set(dtypes[0].values()) == {jnp.dtype(jnp.float32)}
+        assert encoded[0].tokens.dtype == dtype  # the encoder computed in it too
