@@ -123,14 +123,15 @@ def run(repeats: int = 3) -> dict[str, Any]:
     peak = benchmarking.matmul_rate()
     out: dict[str, Any] = {"device": str(jax.devices()[0]), "matmul_flops_per_s": peak}
     out["gemm_at_model_shapes"] = gemm_rates(REFERENCE)
-    ref = benchmarking.train_step_figures(
-        plan_target.placeholder_forecaster(REFERENCE),
-        fc.loss_fn,
-        random_batch(REFERENCE, 1),
-        1,
-        peak=peak,
-        repeats=repeats,
-    )
+
+    def reference_step(peak: float, dtype: str) -> dict[str, Any]:
+        model = plan_target.placeholder_forecaster(REFERENCE)
+        batch = random_batch(REFERENCE, 1)
+        return benchmarking.train_step_figures(
+            model, fc.loss_fn, batch, 1, peak=peak, repeats=repeats, compute_dtype=dtype
+        )
+
+    ref = reference_step(peak, "float32")
     ref["target_step_s"] = REFERENCE_FLOPS / (0.8 * peak)
     ref["step_over_target"] = ref["best_step_s"] / ref["target_step_s"]
     ref["peak_rss_bytes_so_far"] = peak_rss_bytes()
@@ -138,15 +139,7 @@ def run(repeats: int = 3) -> dict[str, Any]:
     # The same step with bfloat16 compute (`--bf16`: float32 master weights), against the
     # bfloat16 matmul rate measured here.
     peak_bf16 = benchmarking.matmul_rate(dtype=jnp.bfloat16)
-    low = benchmarking.train_step_figures(
-        plan_target.placeholder_forecaster(REFERENCE),
-        fc.loss_fn,
-        random_batch(REFERENCE, 1),
-        1,
-        peak=peak_bf16,
-        repeats=repeats,
-        compute_dtype="bfloat16",
-    )
+    low = reference_step(peak_bf16, "bfloat16")
     low["matmul_flops_per_s"] = peak_bf16
     low["over_float32_step"] = low["best_step_s"] / ref["best_step_s"]
     out["reference_train_bf16"] = low
