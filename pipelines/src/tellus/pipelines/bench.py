@@ -14,7 +14,12 @@ matmul rate measured the same minute):
   (32 x 64, 6 variables, 3 levels, a day ahead) and its ENSO index task (24 x 72, Nino3.4
   at 24 leads), built from their shapes (:func:`tellus.training.targets.earth`);
 * ``loader``: :mod:`tellus.data.bench` (the grain loader's samples/s against raw Zarr read
-  and decode of the same store, and against the atmosphere CPU step's consumption).
+  and decode of the same store, and against the atmosphere CPU step's consumption);
+* ``pruning`` (not run unless named: it adds about 3 minutes): the attention layers' share
+  of the atmosphere training step and the speedup of removing 40 % of them
+  (:func:`tellus.atmosphere.prune.attention_share`), at the CPU preset (the blocks the
+  entropy removes in ``just prune-study``) and at the reference shape (6 of 16 blocks
+  spread through the trunk).
 
 ``--out`` (default ``runs/bench``) gets ``bench.json``; a ``bench.json`` already there is
 kept as ``previous.json`` and every headline figure is printed with its ratio to it.
@@ -33,6 +38,11 @@ import typer
 from tellus.pipelines import checks
 
 PARTS = ("atmosphere", "enso", "ocean", "earth", "loader")
+OPTIONAL = ("pruning",)
+"""Parts run only when ``--parts`` names them."""
+PRUNED_CPU = (1, 2, 4)
+"""The blocks the entropy removes from the ``cpu`` preset's lead model at 40 %, one at a
+time (``docs/performance.md``, the pruning table)."""
 
 
 def enso_figures(peak: float, repeats: int = 3) -> dict[str, Any]:
@@ -168,6 +178,10 @@ def headline(res: dict[str, Any]) -> dict[str, float]:
         out[f"earth {name} train samples/s"] = f["samples_per_s"]
     if res.get("loader"):
         out["loader samples/s"] = res["loader"]["loader_samples_per_s"]
+    for name, f in res.get("pruning", {}).items():
+        k, n = len(f["removed"]), f["blocks"]
+        out[f"{name}: attention share of the step"] = f["share"]
+        out[f"{name}: {k} of {n} attention layers removed, train speedup"] = f["speedup"]
     return out
 
 
@@ -205,6 +219,17 @@ def run(parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
         typer.echo("-- loader against raw Zarr")
         consumed = res.get("atmosphere", {}).get("cpu_train", {}).get("samples_per_s")
         res["loader"] = loader_figures(consumed)
+    if "pruning" in parts:
+        typer.echo("-- attention's share of the atmosphere step, and 40 % of it removed")
+        from tellus.atmosphere import bench as atmosphere_bench
+        from tellus.atmosphere import config as atmosphere_config
+        from tellus.atmosphere import prune
+
+        ref = atmosphere_bench.REFERENCE
+        res["pruning"] = {
+            "cpu preset": prune.attention_share(atmosphere_config.preset("cpu"), PRUNED_CPU),
+            "reference": prune.attention_share(ref, prune.spread(sum(ref.depths), 6), batch_size=1),
+        }
     res["seconds"] = time.perf_counter() - t0
     return res
 
@@ -217,7 +242,11 @@ def bench(
         ),
     ] = Path("runs/bench"),
     parts: Annotated[
-        str, typer.Option(help=f"Comma-separated parts to run, of {', '.join(PARTS)}.")
+        str,
+        typer.Option(
+            help=f"Comma-separated parts to run, of {', '.join(PARTS + OPTIONAL)} "
+            f"({', '.join(OPTIONAL)} only when named)."
+        ),
     ] = ",".join(PARTS),
 ) -> None:
     """Benchmark every model against this machine's matmul rate; write runs/bench/bench.json
@@ -226,10 +255,11 @@ def bench(
     from rich.table import Table
 
     chosen = tuple(p.strip() for p in parts.split(",") if p.strip())
-    unknown = sorted(set(chosen) - set(PARTS))
+    unknown = sorted(set(chosen) - set(PARTS + OPTIONAL))
     if unknown or not chosen:
         raise typer.BadParameter(
-            f"{unknown or parts!r}: choose from {', '.join(PARTS)}", param_hint="--parts"
+            f"{unknown or parts!r}: choose from {', '.join(PARTS + OPTIONAL)}",
+            param_hint="--parts",
         )
     res = run(chosen)
     out.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,28 @@ def test_the_reference_shape_has_the_token_count_counted_by_hand():
     )
     # ceil(13 / 2) level patches + the surface, 64 / 4 x 128 / 4 patches.
     assert atmosphere_bench.gemm_rates(cfg, repeats=1)["tokens"] == (7 + 1) * 16 * 32
+
+
+def test_the_pruning_part_runs_only_when_named_and_heads_its_speedups(tmp_path, monkeypatch):
+    asked = []
+
+    def run(parts):
+        asked.append(parts)
+        return {
+            **result(),
+            "pruning": {
+                "cpu preset": {"removed": [1, 2, 4], "blocks": 8, "share": 0.43, "speedup": 1.16}
+            },
+        }
+
+    monkeypatch.setattr(bench, "run", run)
+    h = bench.headline(run(()))
+    assert h["cpu preset: attention share of the step"] == 0.43
+    assert h["cpu preset: 3 of 8 attention layers removed, train speedup"] == 1.16
+    asked.clear()
+    for argv in ([], ["--parts", "pruning"]):
+        out = CliRunner().invoke(app, ["bench", "--out", str(tmp_path), *argv])
+        assert out.exit_code == 0, out.output
+    assert "pruning" not in asked[0] and asked[1] == ("pruning",)
+    bad = CliRunner().invoke(app, ["bench", "--out", str(tmp_path), "--parts", "prune"])
+    assert bad.exit_code == 2 and "choose from" in bad.output and "pruning" in bad.output

@@ -47,3 +47,48 @@ ENTRY %main.3 (x.1: f32[4,8]) -> f32[4,8] {
     names = bench._op_names(text)
     assert names["ynn_fusion.7"] == "transpose(jvp(a,b->c))/dot_general"
     assert names["ynn_fusion.8"] == "dot (no op name)"  # nothing inside it names an op
+
+
+def test_blocks_spread_through_the_trunk_counted_by_hand():
+    import pytest
+
+    from tellus.atmosphere import prune
+
+    assert prune.spread(16, 6) == (0, 2, 5, 8, 10, 13)
+    assert prune.spread(8, 3) == (0, 2, 5)
+    assert prune.spread(8, 8) == tuple(range(8)) and prune.spread(8, 0) == ()
+    with pytest.raises(ValueError, match="cannot choose 9 of 8"):
+        prune.spread(8, 9)
+
+
+def test_the_attention_share_times_the_trunk_with_all_some_and_no_attention(monkeypatch):
+    import pytest
+
+    from tellus.atmosphere import config, prune
+    from tellus.training import benchmarking
+
+    seen = {}
+    # Hand-made step times: 1.0 s with every layer, 0.8 s without 3 of 8, 0.5 s without any.
+    times = {"all": 1.0, "removed": 0.8, "none": 0.5}
+
+    def compare(cases, rounds):
+        for name, (model, _, batch, b) in cases.items():
+            seen[name] = (model.config.model.pruned, b, batch["inputs"].shape[0])
+        return {n: {"best_step_s": t, "flops_per_step": 10.0 * t} for n, t in times.items()}
+
+    monkeypatch.setattr(benchmarking, "compare_train_steps", compare)
+    cfg = config.preset("tiny")
+    f = prune.attention_share(cfg, (4, 1, 2), batch_size=2)
+    assert seen == {
+        "all": ((), 2, 2),
+        "removed": ((1, 2, 4), 2, 2),
+        "none": (tuple(range(8)), 2, 2),
+    }
+    assert f["removed"] == [1, 2, 4] and f["blocks"] == 8
+    assert f["share"] == pytest.approx(0.5)
+    assert f["speedup"] == pytest.approx(1.25)
+    assert f["speedup_without_attention"] == pytest.approx(2.0)
+    # Half the step in 8 equal layers: removing 3 leaves 1 - 0.5 * 3 / 8 of it.
+    assert f["uniform_estimate"] == pytest.approx(1 / (1 - 0.5 * 3 / 8))
+    with pytest.raises(ValueError, match="unpruned"):
+        prune.attention_share(config.preset("tiny", pruned=(1,)), (2,))

@@ -11,7 +11,9 @@ model goes to ``out/lead_{H}h``, a lead-model folder that ``tellus evaluate atmo
 
 :func:`speed` measures configs' training and inference throughput and the training steps'
 compiled memory on random fields (the figures of ``just bench``), the pruned and unpruned
-models timed against each other round by round in one process.
+models timed against each other round by round in one process; :func:`attention_share`
+how much of a config's training step its attention layers are (``just bench --parts
+pruning``), which bounds what removing a fraction of them can speed up.
 
 :func:`prune_one_at_a_time` removes the layers one per round instead, measuring the entropy
 again on what each round leaves (``tellus prune atmosphere --one-at-a-time``).
@@ -333,13 +335,76 @@ def speed(
     return out
 
 
+def spread(n: int, k: int) -> tuple[int, ...]:
+    """``k`` of ``n`` block indices spread evenly through the trunk (``spread(16, 6)``:
+    ``(0, 2, 5, 8, 10, 13)``): a fixed choice for timing, where no entropy was measured."""
+    if not 0 <= k <= n:
+        raise ValueError(f"cannot choose {k} of {n} blocks")
+    return tuple(i * n // k for i in range(k))
+
+
+def attention_share(
+    cfg: model_config.PanguConfig,
+    removed: tuple[int, ...],
+    batch_size: int = 4,
+    rounds: int = 5,
+) -> dict[str, Any]:
+    """How much of a config's training step its attention layers are, and what removing
+    ``removed`` of them buys: the step with every layer, without ``removed`` and without
+    any attention, timed against each other round by round
+    (:func:`tellus.training.benchmarking.compare_train_steps`, best rounds).
+
+    Returns ``{"blocks", "removed", "step_s": {"all", "removed", "none"}, "flops": {...},
+    "speedup": all / removed, "speedup_without_attention": all / none, "share": 1 - none /
+    all (the attention layers' share of the step's time), "uniform_estimate": 1 / (1 -
+    share * len(removed) / blocks)}``: the speedup if every layer cost the same, which
+    bounds what removing that fraction can give unless the removed layers are the dear ones.
+    """
+    n = sum(cfg.depths)
+    removed = tuple(sorted(removed))
+    if cfg.pruned:
+        raise ValueError(f"time an unpruned config; this one has pruned={cfg.pruned}")
+    cases = {
+        "all": cfg,
+        "removed": dataclasses.replace(cfg, pruned=removed),
+        "none": dataclasses.replace(cfg, pruned=tuple(range(n))),
+    }
+    timed = benchmarking.compare_train_steps(
+        {
+            name: (
+                plan_target.placeholder_forecaster(c),
+                fc.loss_fn,
+                bench.random_batch(c, batch_size),
+                batch_size,
+            )
+            for name, c in cases.items()
+        },
+        rounds=rounds,
+    )
+    t = {name: timed[name]["best_step_s"] for name in cases}
+    share = 1.0 - t["none"] / t["all"]
+    return {
+        "blocks": n,
+        "removed": list(removed),
+        "batch_size": batch_size,
+        "step_s": t,
+        "flops": {name: timed[name]["flops_per_step"] for name in cases},
+        "speedup": t["all"] / t["removed"],
+        "speedup_without_attention": t["all"] / t["none"],
+        "share": share,
+        "uniform_estimate": 1.0 / (1.0 - share * len(removed) / n),
+    }
+
+
 __all__ = [
     "PAPER_ANNEAL",
     "PrunePlan",
+    "attention_share",
     "forward",
     "prune_lead",
     "prune_one_at_a_time",
     "source_config",
     "speed",
+    "spread",
     "teacher_targets",
 ]
