@@ -358,7 +358,14 @@ class EarthSpecificBlock(nnx.Module, prunable.PrunableAttention):
                 raise ValueError("this block's MLP has no experts; expert must be None")
             m = self.mlp(self.norm2(x))
         x = x + drop_path(m, self.drop_rate, k2)
-        return constrain(x, TOKENS)
+        x = constrain(x, TOKENS)
+        if self.attn is None:
+            # Between two blocks without attention the residual stream passes through
+            # elementwise work only, and XLA's fusions then recompute it from every earlier
+            # block inside each block's gradient (docs/performance.md, pruning); the barrier
+            # makes each block's output a value computed once.
+            x = jax.lax.optimization_barrier(x)
+        return x
 
 
 class Stage(nnx.Module):
