@@ -73,7 +73,7 @@ def plan(
     FLOPs, per-device memory and a roofline step time per accelerator. Exits 1 when the step
     does not fit an accelerator's memory (with the mesh axis to grow), 2 on bad options."""
     from tellus.training import plan as plan_lib
-    from tellus.training import targets
+    from tellus.training import roofline, targets
 
     if config is not None:
         code = plan_experiment(
@@ -93,7 +93,7 @@ def plan(
             param="--batch",
         )
     for name in accelerator or ():
-        checks.choice(name, sorted(plan_lib.ACCELERATORS), "--accelerator")
+        checks.choice(name, sorted(roofline.ACCELERATORS), "--accelerator")
     if not 0 <= headroom < 1:
         raise errors.UserError(f"{headroom} is not in [0, 1)", param="--headroom")
     code = plan_lib.run_plan(
@@ -160,7 +160,7 @@ def plan_experiment(
     import tempfile
 
     from tellus.training import plan as plan_lib
-    from tellus.training import targets
+    from tellus.training import roofline, targets
 
     exp, specs = _task_specs(config)
     mesh = exp.train.mesh or "data=1"
@@ -172,7 +172,7 @@ def plan_experiment(
             param="--config",
         )
     for name in accelerator or ():
-        checks.choice(name, sorted(plan_lib.ACCELERATORS), "--accelerator")
+        checks.choice(name, sorted(roofline.ACCELERATORS), "--accelerator")
     codes = []
     with tempfile.TemporaryDirectory(prefix="tellus-plan-config-") as tmp:
         for spec in specs:

@@ -6,11 +6,12 @@ import pytest
 from rich.console import Console
 
 from tellus.training import plan as plan_lib
+from tellus.training import roofline as roofline_lib
 from tellus.training import targets
 
 MiB = 2**20
 # A made-up chip with round numbers: 100 TFLOP/s, 1 TB/s, 1 GiB.
-ROUND = plan_lib.Accelerator("round", 100e12, 1e12, 2**30, "test")
+ROUND = roofline_lib.Accelerator("round", 100e12, 1e12, 2**30, "test")
 
 
 def _result(**overrides) -> plan_lib.PlanResult:
@@ -50,20 +51,20 @@ def toy_plan() -> plan_lib.PlanResult:
 
 def test_roofline_by_hand():
     # 2e12 FLOP / 100e12 FLOP/s = 20 ms; 1e10 B / 1e12 B/s = 10 ms -> compute bound.
-    compute, memory, step, bound = plan_lib.roofline(2e12, 1e10, ROUND)
+    compute, memory, step, bound = roofline_lib.roofline(2e12, 1e10, ROUND)
     assert (compute, memory, step, bound) == pytest.approx((0.02, 0.01, 0.02, "compute"))
-    compute, memory, step, bound = plan_lib.roofline(1e12, 5e10, ROUND)
+    compute, memory, step, bound = roofline_lib.roofline(1e12, 5e10, ROUND)
     assert (step, bound) == (pytest.approx(0.05), "memory")
     # The table's own numbers: one second of v5e peak, one second of H100 bandwidth.
-    v5e, h100 = plan_lib.ACCELERATORS["tpu-v5e"], plan_lib.ACCELERATORS["h100-sxm"]
-    assert plan_lib.roofline(197e12, 0, v5e)[2] == pytest.approx(1)
-    assert plan_lib.roofline(0, 3.35e12, h100)[2] == pytest.approx(1)
+    v5e, h100 = roofline_lib.ACCELERATORS["tpu-v5e"], roofline_lib.ACCELERATORS["h100-sxm"]
+    assert roofline_lib.roofline(197e12, 0, v5e)[2] == pytest.approx(1)
+    assert roofline_lib.roofline(0, 3.35e12, h100)[2] == pytest.approx(1)
 
 
 def test_accelerator_table_has_sources():
-    for accel in plan_lib.ACCELERATORS.values():
+    for accel in roofline_lib.ACCELERATORS.values():
         assert "https://" in accel.source
-    assert plan_lib.ACCELERATORS["tpu-v5p"].memory_bytes == 95 * 2**30
+    assert roofline_lib.ACCELERATORS["tpu-v5p"].memory_bytes == 95 * 2**30
 
 
 def test_peak_is_arguments_plus_undonated_outputs_plus_temporaries():
@@ -73,12 +74,12 @@ def test_peak_is_arguments_plus_undonated_outputs_plus_temporaries():
 
 def test_estimate_fits_with_headroom():
     # Peak 404 MiB; 1 GiB with 10% headroom leaves 921.6 MiB; with 70% only 307.2 MiB.
-    (e,) = plan_lib.estimate(_result(), [ROUND])
+    (e,) = roofline_lib.estimate(_result(), [ROUND])
     assert e.fits and e.budget_bytes == int(2**30 * 0.9) and e.suggestion == ""
-    (e,) = plan_lib.estimate(_result(), [ROUND], headroom=0.7)
+    (e,) = roofline_lib.estimate(_result(), [ROUND], headroom=0.7)
     assert not e.fits
-    with pytest.raises(plan_lib.PlanDoesNotFit, match="round: needs 404 MiB"):
-        plan_lib.check_fits([e])
+    with pytest.raises(roofline_lib.PlanDoesNotFit, match="round: needs 404 MiB"):
+        roofline_lib.check_fits([e])
 
 
 def test_suggests_fsdp_when_state_dominates():
@@ -87,17 +88,17 @@ def test_suggests_fsdp_when_state_dominates():
         memory={"argument_size_in_bytes": 904 * MiB, "temp_size_in_bytes": 50 * MiB},
     )
     # Other buffers: 954 - 900 = 54 MiB; budget 400 MiB leaves 346 for the state: x4.
-    text = plan_lib.suggest(r, 400 * MiB)
+    text = roofline_lib.suggest(r, 400 * MiB)
     assert "grow fsdp x4 (fsdp=8)" in text and "--mesh fsdp=8" in text
 
 
 def test_suggests_data_or_remat_when_temporaries_dominate():
     # 300 MiB of temporaries + 4 MiB batch against 250 - 100 = 150 MiB of room: x4.
-    text = plan_lib.suggest(_result(), 250 * MiB)
+    text = roofline_lib.suggest(_result(), 250 * MiB)
     assert "activations/temporaries" in text and "grow data x4 (data=16" in text
     assert "--remat" in text
     # One sample per device: only the grid split (and remat) are left.
-    text = plan_lib.suggest(_result(batch=8, remat=True), 250 * MiB)
+    text = roofline_lib.suggest(_result(batch=8, remat=True), 250 * MiB)
     assert "grow spatial x4 (spatial=4)" in text and "remat" not in text
 
 
@@ -107,7 +108,7 @@ def test_bad_arguments_fail_before_compiling():
     with pytest.raises(plan_lib.PlanError, match="unknown mesh axes"):
         plan_lib.plan("toy", 8, "rows=8")
     with pytest.raises(plan_lib.PlanError, match="unknown accelerator"):
-        plan_lib.estimate(_result(), ["tpu-v9"])
+        roofline_lib.estimate(_result(), ["tpu-v9"])
 
 
 def test_targets_registry():
@@ -148,8 +149,8 @@ def test_cost_analysis_is_per_device(toy_plan):
 
 
 def test_run_plan_refuses_when_memory_is_tiny(toy_plan, monkeypatch, tmp_path):
-    tiny = plan_lib.Accelerator("Tiny", 1e12, 1e11, 4 * MiB, "test")
-    monkeypatch.setitem(plan_lib.ACCELERATORS, "tiny", tiny)
+    tiny = roofline_lib.Accelerator("Tiny", 1e12, 1e11, 4 * MiB, "test")
+    monkeypatch.setitem(roofline_lib.ACCELERATORS, "tiny", tiny)
     monkeypatch.setattr(plan_lib, "plan", lambda *a, **k: toy_plan)
     out = io.StringIO()
     console = Console(file=out, width=120)
