@@ -30,7 +30,7 @@ from tellus.data import normalization, sources, statistics
 from tellus.kernels import partitioning
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import streams, trainer
+from tellus.training import streams, trainer, transfer
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def _run_phase(
             f"LR {phase.learning_rate:g}"
         )
     return trainer.fit(
-        ckpt_lib.warm_start(previous, fc.make_forecaster, source_kind=fc.KIND),
+        transfer.warm_start(previous, fc.make_forecaster, source_kind=fc.KIND),
         fcfg,
         cfg,
         domain,

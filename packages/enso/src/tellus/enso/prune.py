@@ -25,8 +25,7 @@ import xarray as xr
 from tellus.data import schema, sources
 from tellus.enso import model as model_lib
 from tellus.enso import skill, train
-from tellus.training import checkpoint as ckpt_lib
-from tellus.training import pruning, trainer
+from tellus.training import pruning, trainer, transfer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +139,7 @@ def prune_ensemble(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any
         if show_progress:
             print(f"member {seed}: fine-tuning on {len(ft)} observed samples")
         trainer.fit(
-            ckpt_lib.warm_start(out / "pretrain", model_lib.make_model),
+            transfer.warm_start(out / "pretrain", model_lib.make_model),
             pruned_cfg,
             train._train_config(budget.finetune_steps, budget, budget.finetune_lr, seed),
             trainer.TrainDomain(

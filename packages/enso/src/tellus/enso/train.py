@@ -53,7 +53,7 @@ from tellus.enso import model as model_lib
 from tellus.enso import world
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import streams, trainer
+from tellus.training import streams, trainer, transfer
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ def train_enso(
                 f"{budget.finetune_steps} steps"
             )
         h_ft = trainer.fit(
-            ckpt_lib.warm_start(member / "pretrain", model_lib.make_model),
+            transfer.warm_start(member / "pretrain", model_lib.make_model),
             cfg,
             _train_config(budget.finetune_steps, budget, budget.finetune_lr, seed),
             trainer.TrainDomain("enso", loss_fn, batches(ft, budget.batch_size, seed + 1000)),

@@ -11,7 +11,7 @@ Both phases are :func:`tellus.training.trainer.fit` runs over the ocean Domain's
 :func:`tellus.ocean.forecaster.loss_fn`. The normalization statistics (per calendar month)
 are those of the model run, kept in the forecaster's config, so that the fine-tuned model
 normalizes as the pretrained one did. The fine-tuning starts from the pretraining's last
-checkpoint (:func:`tellus.training.checkpoint.warm_start`).
+checkpoint (:func:`tellus.training.transfer.warm_start`).
 
 Layout of ``workdir``: ``pretrain/`` and ``finetune/`` (each a ``fit`` workdir, resumable,
 checkpoints with the envelope ``{kind: ocean.forecaster, version, task}``) and
@@ -36,7 +36,7 @@ from tellus.ocean import forecaster as fc
 from tellus.ocean import model as model_lib
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
-from tellus.training import trainer
+from tellus.training import trainer, transfer
 
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 RUN_INFO = "ocean.json"
@@ -266,7 +266,7 @@ def train_ocean(
         )
     pre_factory, ft_factory = (
         fc.make_forecaster,
-        ckpt_lib.warm_start(workdir / PRETRAIN, fc.make_forecaster),
+        transfer.warm_start(workdir / PRETRAIN, fc.make_forecaster),
     )
     if cfg.anomaly_base:
         # Each phase's anomaly base is about the climatology of its own training months.

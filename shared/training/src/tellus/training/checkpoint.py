@@ -17,7 +17,7 @@ A :class:`Kind` names a kind of model, its current version and the :class:`Migra
 each older one; :func:`rebuild` checks a checkpoint against it and migrates older versions
 (version 0: written before the envelope, read by its own metadata). :func:`restore_latest`
 resumes from the newest checkpoint that can be read, moving damaged ones aside;
-:func:`warm_start` starts a new phase from an earlier one, in full or ``partial``.
+:mod:`tellus.training.transfer` starts a new phase from an earlier one's checkpoint.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -441,149 +440,6 @@ def rebuild(
     if state.rest:  # the model's other state (buffers, statistics) is in the checkpoint too
         nnx.update(model, nnx.State(state.rest))
     return model, fns, state, data_state
-
-
-@dataclasses.dataclass(frozen=True)
-class PartialLoad:
-    """Outcome of a partial restore."""
-
-    params: PyTree
-    loaded: list[str]
-    skipped: list[str]
-
-
-def load_matching_params(
-    ckpt: Checkpointer,
-    step: int,
-    factory: Callable[[dict[str, Any]], nnx.Module] | Kind,
-    new_params: PyTree,
-) -> PartialLoad:
-    """Loads checkpoint params into ``new_params`` where path and shape match.
-
-    Used to start a model with new heads from a pretrained trunk.
-
-    Args:
-      ckpt: checkpointer.
-      step: step to load.
-      factory: the checkpoint's :class:`Kind` (or a bare factory from its config dict).
-      new_params: pure params dict of the new model.
-
-    Returns:
-      New params plus the lists of loaded and skipped (new-model) paths.
-    """
-    _, _, state, _ = rebuild(ckpt, step, factory)
-    old = flatten_state(state.params)
-    loaded, skipped = [], []
-
-    def pick(path, x):
-        key = jax.tree_util.keystr(path)
-        if key in old and old[key].shape == x.shape and old[key].dtype == x.dtype:
-            loaded.append(key)
-            return jax.device_put(np.asarray(old[key]), getattr(x, "sharding", None))
-        skipped.append(key)
-        return x
-
-    params = jax.tree_util.tree_map_with_path(pick, new_params)
-    return PartialLoad(params, loaded, skipped)
-
-
-def warm_start(
-    source: str | Path,
-    factory: Callable[[dict[str, Any]], nnx.Module],
-    *,
-    source_kind: Kind | None = None,
-    partial: bool = False,
-    report: str | Path | None = None,
-) -> Callable[[dict[str, Any]], nnx.Module]:
-    """A model factory for :func:`tellus.training.trainer.fit` that starts a new training
-    phase (fine-tuning, a longer rollout) from the last checkpoint of an earlier one.
-
-    The returned factory builds the model from its config and loads every parameter from
-    the latest checkpoint in ``source/checkpoints``; optimizer state and step start afresh.
-    ``fit`` calls it on a resume too and then restores the new phase's own checkpoint over
-    it, so a killed phase resumes where it stopped (``source`` must still be there).
-
-    With ``partial`` (a pretrained trunk into a model with new adapters or heads), the
-    parameters the checkpoint has with the same path and shape are loaded, the others keep
-    their fresh initialization, and the split is logged and written to ``report`` (JSON
-    ``{"loaded": [...], "initialized": [...]}``).
-
-    Args:
-      source: the earlier phase's workdir (the one passed to ``fit``).
-      factory: builds a model from a config dict.
-      source_kind: the kind of the source checkpoint (checked, migrated); default: rebuilt
-        with ``factory`` (the same model for both phases).
-      partial: allow parameters the checkpoint lacks (else a ValueError).
-      report: where to write the loaded / initialized lists.
-
-    Raises (when called):
-      FileNotFoundError: ``source`` has no complete checkpoint.
-      ValueError: the new model has parameters the checkpoint lacks (or of another shape).
-    """
-    source = Path(source)
-
-    def build(cfg: dict[str, Any]) -> nnx.Module:
-        model = factory(cfg)
-        ck = Checkpointer(source / "checkpoints", async_save=False)
-        try:
-            step = ck.latest_step()
-            if step is None:
-                raise FileNotFoundError(
-                    f"no complete checkpoint in {source}/checkpoints to "
-                    "start from; run the earlier phase first"
-                )
-            params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-            out = load_matching_params(ck, step, source_kind or factory, params)
-        finally:
-            ck.close()
-        if partial:
-            log.info(
-                "warm start from %s: %d parameter arrays loaded, %d initialized fresh%s",
-                source,
-                len(out.loaded),
-                len(out.skipped),
-                f" ({', '.join(out.skipped[:4])}{', ...' if len(out.skipped) > 4 else ''})"
-                if out.skipped
-                else "",
-            )
-            if report is not None:
-                Path(report).parent.mkdir(parents=True, exist_ok=True)
-                Path(report).write_text(
-                    json.dumps(
-                        {
-                            "source": str(source),
-                            "step": step,
-                            "loaded": out.loaded,
-                            "initialized": out.skipped,
-                        },
-                        indent=1,
-                    )
-                )
-        elif out.skipped:
-            raise ValueError(
-                f"the checkpoint in {source} lacks {len(out.skipped)} parameters "
-                f"of the new model (or has them in another shape), e.g. "
-                f"{out.skipped[:3]}"
-            )
-        # Placed as the fresh parameters are (orbax restores onto a mesh of its own), so
-        # that a phase started warm compiles the same program as one started fresh (and a
-        # persistent compilation cache serves both).
-        placed = jax.tree.map(_placed_like, out.params, params)
-        nnx.update(model, nnx.State(placed))
-        return model
-
-    return build
-
-
-def _placed_like(value: Any, like: Any) -> Any:
-    """``value`` placed as ``like`` is, when ``like`` is a jax array: on its sharding when
-    ``like`` is committed to it, else uncommitted on the default device (a fresh model's
-    parameters are; a committed array would pin every step's arguments to a mesh)."""
-    if not (isinstance(like, jax.Array) and isinstance(value, jax.Array | np.ndarray)):
-        return value
-    if like.committed:
-        return jax.device_put(value, like.sharding)
-    return jnp.asarray(np.asarray(value), dtype=like.dtype)
 
 
 # What orbax 0.12 and tensorstore raise when a step's files cannot be read, found by

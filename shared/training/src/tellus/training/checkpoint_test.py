@@ -11,7 +11,7 @@ from tellus.kernels import mesh as mesh_lib
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as config_lib
 from tellus.training import step as step_lib
-from tellus.training import toy_model
+from tellus.training import toy_model, transfer
 
 CFG = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
 MCFG = toy_model.ToyConfig()
@@ -88,7 +88,7 @@ def test_partial_restore_new_head(tmp_path):
     ck.wait()
     new_model = toy_model.make_model(dataclasses.replace(MCFG, head_channels=3, seed=1))
     _, new_params, _ = step_lib.split_model(new_model)
-    out = ckpt_lib.load_matching_params(ck, 0, toy_model.model_from_dict, new_params)
+    out = transfer.load_matching_params(ck, 0, toy_model.model_from_dict, new_params)
     assert sorted(out.skipped) == ["['head']['bias']", "['head']['kernel']"]
     assert len(out.loaded) == 4 and all(p.startswith("['trunk']") for p in out.loaded)
     np.testing.assert_array_equal(
@@ -107,7 +107,7 @@ def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
     ck.close()
     # A differently seeded model of the same shape ends up with phase 1's parameters.
     other = dataclasses.replace(MCFG, seed=5)
-    warm = ckpt_lib.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(other.to_dict())
+    warm = transfer.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(other.to_dict())
     _, params, _ = step_lib.split_model(warm)
     fresh = step_lib.split_model(toy_model.make_model(other))[1]
     for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
@@ -120,9 +120,9 @@ def test_warm_start_loads_every_parameter_of_the_earlier_phase(tmp_path):
     # A new head the checkpoint lacks is an error, not a silently random layer.
     bigger = dataclasses.replace(MCFG, head_channels=3).to_dict()
     with pytest.raises(ValueError, match=r"\['head'\]"):
-        ckpt_lib.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(bigger)
+        transfer.warm_start(tmp_path / "phase1", toy_model.model_from_dict)(bigger)
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        ckpt_lib.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
+        transfer.warm_start(tmp_path / "nowhere", toy_model.model_from_dict)(MCFG.to_dict())
 
 
 # A failed orbax restore leaves reads in flight: their coroutines and completion callbacks

@@ -46,7 +46,7 @@ from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as train_config
 from tellus.training import pretraining as pt
 from tellus.training import step as step_lib
-from tellus.training import trainer
+from tellus.training import trainer, transfer
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def finetune(
     run_cfg = pt.PretrainConfig(
         split.model.to_dict(), (dataclasses.asdict(data),), {data.name: task.norm}
     )
-    factory = ckpt_lib.warm_start(
+    factory = transfer.warm_start(
         pretrained,
         pt.model_factory,
         source_kind=pt.KIND,

@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 
 from tellus.training import checkpoint as ckpt_lib
-from tellus.training import entropy, trainer
+from tellus.training import entropy, trainer, transfer
 from tellus.training import step as step_lib
 from tellus.training.config import TrainConfig
 
@@ -261,7 +261,7 @@ def prune(
             f"lambda 1 -> 0 over the first {anneal_steps if paths else 0}"
         )
     history = trainer.fit(
-        ckpt_lib.warm_start(source, annealed(factory, paths), source_kind=source_kind),
+        transfer.warm_start(source, annealed(factory, paths), source_kind=source_kind),
         model_config,
         train_config,
         domain,

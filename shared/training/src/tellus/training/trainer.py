@@ -141,7 +141,7 @@ def fit(
     Args:
       model_factory: builds the model from ``model_config.to_dict()`` (also on resume; a
         warm start from another checkpoint is a factory, see
-        :func:`tellus.training.checkpoint.warm_start`).
+        :func:`tellus.training.transfer.warm_start`).
       model_config: model config with ``to_dict()``.
       config: training config.
       domains: one domain or several sharing the model's shared parameters.

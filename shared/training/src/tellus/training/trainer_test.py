@@ -12,7 +12,7 @@ import pytest
 
 from tellus.training import checkpoint as ckpt_lib
 from tellus.training import config as config_lib
-from tellus.training import distributed, streams, toy_model, trainer
+from tellus.training import distributed, streams, toy_model, trainer, transfer
 from tellus.training import step as step_lib
 
 # Two domains sharing a trunk, each with its own head and batches: a save killed half way, and
@@ -219,7 +219,7 @@ def test_partial_warm_start_loads_the_trunk_and_initializes_new_heads(tmp_path):
     _, _, pre, _ = ckpt_lib.rebuild(ck, ck.latest_step(), toy_model.model_from_dict)
     ck.close()
     report = tmp_path / "init.json"
-    factory = ckpt_lib.warm_start(
+    factory = transfer.warm_start(
         tmp_path / "pre",
         toy_model.multi_model_from_dict,
         source_kind=ckpt_lib.Kind("model", 1, toy_model.model_from_dict),
@@ -243,7 +243,7 @@ def test_partial_warm_start_loads_the_trunk_and_initializes_new_heads(tmp_path):
     info = json.loads(report.read_text())
     assert len(info["loaded"]) == 4 and len(info["initialized"]) == 4
     with pytest.raises(ckpt_lib.CheckpointKindError, match=r"holds another model.*adapters/a"):
-        ckpt_lib.warm_start(tmp_path / "pre", toy_model.multi_model_from_dict)(
+        transfer.warm_start(tmp_path / "pre", toy_model.multi_model_from_dict)(
             toy_model.ToyMultiConfig().to_dict()
         )
 
