@@ -92,13 +92,13 @@ def earth_figures(peak: float, batch: int = 4, repeats: int = 3) -> dict[str, An
     from flax import nnx
 
     from tellus.kernels import earth_model as em
-    from tellus.pipelines import fm_study
+    from tellus.pipelines import fm_tasks
     from tellus.training import benchmarking, targets
 
-    stores = fm_study.study_stores(Path("data"), 300)
+    stores = fm_tasks.study_stores(Path("data"), 300)
     tasks = {
-        "atmosphere": (fm_study.pretraining_data(stores, "atmosphere")[0], (32, 64), 24.0),
-        "enso": (fm_study.task_data("enso", stores), (24, 72), 0.0),
+        "atmosphere": (fm_tasks.pretraining_data(stores, "atmosphere")[0], (32, 64), 24.0),
+        "enso": (fm_tasks.task_data("enso", stores), (24, 72), 0.0),
     }
     out = {}
     for name, (data, grid, lead_hours) in tasks.items():

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from tellus.pipelines import checks, fm_study, paths
+from tellus.pipelines import checks, fm_study, fm_tasks, paths
 
 PHASES = ("data", "pretrain", "finetune", "evaluate", "report")
 # The observed ENSO years the fine-tuning curve is scored on: after the training century
@@ -48,7 +48,7 @@ VALIDATION_START = "1952-01-01"
 MAP_STARTS = {"atmosphere": "2000-10-28", "ocean": None, "enso": "1990-12-01"}
 MAP_FIELDS = {
     "atmosphere": ("temperature", 850.0),
-    "ocean": ("sea_water_potential_temperature", fm_study.OCEAN_LEVELS[0]),
+    "ocean": ("sea_water_potential_temperature", fm_tasks.OCEAN_LEVELS[0]),
     "enso": ("sea_surface_temperature_anomaly", None),
 }
 SYSTEM = "finetuned_full"
@@ -121,7 +121,7 @@ def ocean_folder(preset: str) -> tuple[Path, str]:
 
 
 def build_data(cfg: DemoConfig, data: Path) -> dict[str, str]:
-    """Builds what is missing; the stores, named as :func:`fm_study.study_stores` names them."""
+    """Builds what is missing; the stores, named as :func:`fm_tasks.study_stores` names them."""
     from tellus.data import writing
     from tellus.enso import skill, world
     from tellus.pipelines import data_cli, enso_cli
@@ -160,7 +160,7 @@ def pretrain(cfg: DemoConfig, stores: dict[str, str], root: Path) -> Path:
     lr = fm_study.StudyConfig.pretrain_lr
     pt.pretrain(
         em.preset("tiny"),
-        fm_study.pretraining_data(stores),
+        fm_tasks.pretraining_data(stores),
         work,
         fm_study.schedule(cfg.pretrain_steps, cfg.batch, lr),
     )
@@ -175,7 +175,7 @@ def enso_runs(cfg: DemoConfig, stores: dict[str, str], root: Path, pre: Path) ->
     from tellus.training import pretraining as pt
 
     study = fm_study.StudyConfig()
-    data = fm_study.task_data("enso", stores, cfg.share)
+    data = fm_tasks.task_data("enso", stores, cfg.share)
     every = max(cfg.curve_every, 1)
     runs = {}
     for mode in cfg.modes:
@@ -226,18 +226,18 @@ class IndexWindows:
         from tellus.training import pretraining as pt
 
         self.data = data
-        task = fm_study.open_task(data, norms)
+        task = fm_tasks.open_task(data, norms)
         self.n = len(task.source)
         idx = np.arange(self.n)
-        self.batches = list(fm_study.window_batches(task, idx, batch, (pt.INPUTS, pt.DERIVED)))
+        self.batches = list(fm_tasks.window_batches(task, idx, batch, (pt.INPUTS, pt.DERIVED)))
         self.truth = np.concatenate([np.asarray(b[pt.DERIVED])[..., 0] for b in self.batches])
         self.truth = self.truth[: self.n].astype(np.float64)
         self.times = pd.DatetimeIndex(task.source.init_times)
 
     def forecast(self, model, norms: dict[str, Any]) -> np.ndarray:
         """``model``'s index forecasts [N, leads] (K), read with the run's own normalization."""
-        task = fm_study.open_task(self.data, norms)
-        out = fm_study.predict_task(model, task, self.batches)
+        task = fm_tasks.open_task(self.data, norms)
+        out = fm_tasks.predict_task(model, task, self.batches)
         fc = np.concatenate([p[self.data.name] for p, _ in out])[: self.n]
         return fc.astype(np.float64) * task.index_std
 
@@ -266,7 +266,7 @@ def curves(
     from tellus.training import checkpoint as ckpt_lib
 
     data = dataclasses.replace(
-        fm_study.task_data("enso", stores), start=VALIDATION_START, stop=None
+        fm_tasks.task_data("enso", stores), start=VALIDATION_START, stop=None
     )
     steps = {}
     for name, work in runs.items():
@@ -333,7 +333,7 @@ def evaluate(
     from tellus.evaluation import bootstrap
 
     data = dataclasses.replace(
-        fm_study.task_data("enso", stores), store=stores["enso_long"], start=None, stop=None
+        fm_tasks.task_data("enso", stores), store=stores["enso_long"], start=None, stop=None
     )
     windows = None
     forecasts = {}
@@ -356,7 +356,7 @@ def evaluate(
         got = _cached(work / f"demo-test-{cfg.test_years}y.npz", predict)
         forecasts[name] = got["forecast"]
         truth, times = got["truth"], pd.DatetimeIndex(got["times"])
-    train_stop = fm_study.task_data("enso", stores, cfg.share).stop
+    train_stop = fm_tasks.task_data("enso", stores, cfg.share).stop
     fc, base_truth, months, kept = baselines(stores, train_stop, times)
     truth = truth[kept]
     if not np.allclose(truth, base_truth, atol=1e-4):  # one target, two code paths
@@ -390,7 +390,7 @@ def domain_maps(pre: Path, stores: dict[str, str]) -> list[dict[str, Any]]:
     model, saved = pt.load(pre)
     observed = {"ocean": stores["ocean_observed"], "enso": stores["enso_observed"]}
     out = []
-    for data in fm_study.pretraining_data(stores):
+    for data in fm_tasks.pretraining_data(stores):
         d = dataclasses.replace(
             data,
             store=observed.get(data.name, data.store),
@@ -398,8 +398,8 @@ def domain_maps(pre: Path, stores: dict[str, str]) -> list[dict[str, Any]]:
             stop=None,
         )
         (task,) = pt.open_tasks([d], {d.name: saved["norms"][data.name]})
-        batch = next(fm_study.window_batches(task, np.array([0]), 1, (pt.INPUTS, pt.TARGETS)))
-        ((pred, target),) = fm_study.predict_task(model, task, [batch])
+        batch = next(fm_tasks.window_batches(task, np.array([0]), 1, (pt.INPUTS, pt.TARGETS)))
+        ((pred, target),) = fm_tasks.predict_task(model, task, [batch])
         now = {k: np.asarray(v) for k, v in task.fields(batch[pt.INPUTS][:, -1]).items()}
         var, level = MAP_FIELDS[data.name]
         sl = task.layout.slices()[var]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tellus.pipelines import demo, demo_report, fm_study
+from tellus.pipelines import demo, demo_report, fm_tasks
 
 
 def test_the_default_ocean_is_used_where_it_is_built(tmp_path, monkeypatch):
@@ -43,13 +43,13 @@ def test_the_baselines_forecast_the_earth_tasks_starts(enso_stores):
     holds the 3-month mean ending at the start, which is the lead-1 target of the start two
     months before."""
     data = dataclasses.replace(
-        fm_study.task_data("enso", enso_stores),
+        fm_tasks.task_data("enso", enso_stores),
         store=enso_stores["enso_long"],
         start=None,
         stop=None,
     )
     windows = demo.IndexWindows(data, None, batch=50)
-    assert windows.truth.shape == (len(windows.times), fm_study.ENSO_LEADS)
+    assert windows.truth.shape == (len(windows.times), fm_tasks.ENSO_LEADS)
     fc, truth, months, kept = demo.baselines(enso_stores, "1859-12-01", windows.times)
     # Only the first two starts lack the baselines' 3 months of history.
     assert not kept[:2].any() and kept[2:].all()

@@ -1,27 +1,29 @@
 """The study's bookkeeping against hand-made numbers (its runs are the commands tested
 elsewhere: pretraining, fine-tuning, the bootstrap)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tellus.pipelines import fm_study
+from tellus.pipelines import fm_study, fm_tasks
 
-STORES = fm_study.study_stores(fm_study.Path("/d"), 1200)
+STORES = fm_tasks.study_stores(Path("/d"), 1200)
 
 
 def test_shares_take_the_first_part_of_the_training_period():
-    enso = fm_study.task_data("enso", STORES, 0.1)
+    enso = fm_tasks.task_data("enso", STORES, 0.1)
     assert (enso.start, enso.stop) == ("1850-01-01", "1859-12-01")  # 120 of 1200 months
     assert enso.index == "nino34" and enso.lead == 24 and enso.store == "/d/enso/observed.zarr"
-    assert fm_study.task_data("enso", STORES).stop == "1949-12-01"
-    ocean = fm_study.task_data("ocean", STORES, 0.1)
+    assert fm_tasks.task_data("enso", STORES).stop == "1949-12-01"
+    ocean = fm_tasks.task_data("ocean", STORES, 0.1)
     assert ocean.stop == "2000-05-01"  # 5 of 48 months
-    atmos = fm_study.task_data("atmosphere_coarse", STORES, 0.3)
+    atmos = fm_tasks.task_data("atmosphere_coarse", STORES, 0.3)
     assert atmos.stop == "2000-03-22" and atmos.lead == 4  # the 328th of 1093 six-hourly times
     with pytest.raises(ValueError, match="unknown study task"):
-        fm_study.task_data("moon", STORES)
-    assert [d.name for d in fm_study.pretraining_data(STORES)] == ["atmosphere", "ocean", "enso"]
-    assert [d.name for d in fm_study.pretraining_data(STORES, "ocean")] == ["ocean"]
+        fm_tasks.task_data("moon", STORES)
+    assert [d.name for d in fm_tasks.pretraining_data(STORES)] == ["atmosphere", "ocean", "enso"]
+    assert [d.name for d in fm_tasks.pretraining_data(STORES, "ocean")] == ["ocean"]
 
 
 def test_comparisons_and_the_report():
