@@ -180,6 +180,8 @@ def test_atmosphere_commands(places, tmp_path):
     refused([*train, *store, "--loss", "l3"], "--loss", "mae or mse")
     refused([*train, *store, "--leads", "6"], str(p["mock"]), "16 times", "need at least 24")
     refused(["train", "atmosphere", *store, "--workdir", p["file"]], "--workdir", "is a file")
+    refused([*train, *store, "--profile-steps", "10"], "--profile-steps", "FIRST:STOP", "'10'")
+    refused([*train, *store, "--profile-steps", "5:5"], "--profile-steps", "0 <= FIRST < STOP")
     assert not (tmp_path / "new").exists()
 
 
@@ -196,6 +198,7 @@ def test_enso_commands(places, tmp_path):
     refused([*train, "--finetune-years", "2"], "--finetune-years", "no sample")
     refused([*train, "--batch", "5000"], "--batch: 5000 is more than the 1173 samples")
     refused(["train", "enso", "--workdir", p["file"]], "--workdir", "is a file")
+    refused([*train, "--profile-steps", "a:b"], "--profile-steps", "FIRST:STOP", "'a:b'")
     refused(["train", "enso", "--worlds", p["file"]], "--worlds", "is a file")
     assert not (tmp_path / "enso").exists() and not (tmp_path / "worlds").exists()
     run = tmp_path / "run"
@@ -324,6 +327,7 @@ def test_ocean_commands(places, tmp_path):
     refused([*train, "--mesh", "data=x"], "--mesh")
     refused([*train, "--mesh", "data=8", "--batch", "2"], "--batch", "multiple of data x fsdp")
     refused(["train", "ocean", "--workdir", p["file"]], "--workdir", "is a file")
+    refused([*train, "--profile-steps", "3:1"], "--profile-steps", "0 <= FIRST < STOP")
     assert not (tmp_path / "ocean").exists()
     run = tmp_path / "run"
     evaluate = ["evaluate", "ocean", "--workdir", run]

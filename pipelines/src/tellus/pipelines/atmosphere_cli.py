@@ -178,6 +178,7 @@ def train_atmosphere(
         ),
     ] = False,
     bf16: Annotated[bool, typer.Option(help=devices.BF16_HELP)] = False,
+    profile_steps: Annotated[str | None, typer.Option(help=devices.PROFILE_HELP)] = None,
 ) -> None:
     """Train one model per lead time (resumes from the last checkpoint after a kill)."""
     from tellus.atmosphere import config, train
@@ -191,6 +192,7 @@ def train_atmosphere(
         raise typer.BadParameter(str(e.args[0]), param_hint="--preset") from e
     if loss not in ("mae", "mse"):
         raise typer.BadParameter(f"loss must be mae or mse, got {loss!r}", param_hint="--loss")
+    profile = devices.profile_steps(profile_steps)
     unrolls = _rollout(rollout)
     n_steps, by_lead = _steps(str(steps))
     phases = _finetune(finetune)
@@ -212,6 +214,7 @@ def train_atmosphere(
                 batch,
                 train.PEAK_LEARNING_RATE,
                 compute_dtype="bfloat16" if bf16 else "float32",
+                profile_steps=profile,
             ),
             splits=train.Splits.for_store(store),
             residual=residual,

@@ -1,4 +1,5 @@
-"""The devices a training command runs on: ``--mesh``, ``--remat`` and ``--bf16``.
+"""The devices a training command runs on: ``--mesh``, ``--remat`` and ``--bf16`` (and
+``--profile-steps``, the steps it traces).
 
 ``tellus train atmosphere`` and ``tellus train enso`` take the same options, so one command
 line trains on one CPU, a GPU node or a TPU slice:
@@ -41,6 +42,28 @@ MESH_HELP = (
     "process on data. The global --batch must be a multiple of data x fsdp."
 )
 BF16_HELP = "Compute in bfloat16; master weights and optimizer state stay float32."
+PROFILE_HELP = (
+    "Trace training steps FIRST:STOP (e.g. 10:13: steps 10, 11, 12) of every run with the "
+    "JAX profiler into its workdir's profile/ folder (xprof or TensorBoard's profile "
+    "plugin, or the .trace.json.gz in Perfetto). Start after step 0, which compiles."
+)
+
+
+def profile_steps(spec: str | None, param: str = "--profile-steps") -> tuple[int, int] | None:
+    """``"10:13"`` -> ``(10, 13)``: the steps :class:`TrainConfig.profile_steps` traces
+    (None: none); one :class:`UserError` line otherwise."""
+    if spec is None or not spec.strip():
+        return None
+    parts = spec.split(":")
+    try:
+        first, stop = (int(p) for p in parts)
+    except ValueError:
+        raise UserError(
+            f"expected FIRST:STOP steps, e.g. 10:13; got {spec!r}", param=param
+        ) from None
+    if not 0 <= first < stop:
+        raise UserError(f"expected 0 <= FIRST < STOP, got {spec!r}", param=param)
+    return first, stop
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,6 +176,7 @@ def train_enso(
         ),
     ] = False,
     bf16: Annotated[bool, typer.Option(help=devices.BF16_HELP)] = False,
+    profile_steps: Annotated[str | None, typer.Option(help=devices.PROFILE_HELP)] = None,
 ) -> None:
     """Pretrain on the model world, fine-tune on early observed years (resumes after a kill)."""
     from tellus.enso import train
@@ -184,6 +185,7 @@ def train_enso(
     t0 = time.perf_counter()
     split = train.ObservedSplit(finetune_years, test_years)
     _check_training(preset, lead_rank, batch, split, model_years, observed_years)
+    profile = devices.profile_steps(profile_steps)
     run_on = devices.resolve(mesh, batch)
     typer.echo(run_on.describe(remat="whole loss" if remat else "off", bf16=bf16))
     model_ds, observed_ds = build_worlds(worlds, model_years, observed_years)
@@ -201,6 +203,7 @@ def train_enso(
             batch,
             compute_dtype="bfloat16" if bf16 else "float32",
             remat=remat,
+            profile_steps=profile,
         ),
         split=split,
         mesh=run_on.mesh(),

@@ -124,6 +124,7 @@ def train_ocean(
         ),
     ] = False,
     bf16: Annotated[bool, typer.Option(help=devices.BF16_HELP)] = False,
+    profile_steps: Annotated[str | None, typer.Option(help=devices.PROFILE_HELP)] = None,
 ) -> None:
     """Train on the model run, fine-tune on the observed run's early years (resumes after a
     kill); the last years, after a 12-month gap, are the test years."""
@@ -148,6 +149,7 @@ def train_ocean(
             f"{base!r} base takes 0",
             param="--forcing-modes",
         )
+    profile = devices.profile_steps(profile_steps)
     run_on = devices.resolve(mesh, batch)  # the options first, then the data
     folder = _data_option(data)
     model_store = check_run(folder, "model", "--data")
@@ -164,6 +166,7 @@ def train_ocean(
         finetune_lr,
         compute_dtype="bfloat16" if bf16 else "float32",
         remat=remat,
+        profile_steps=profile,
     )
     with errors.user_errors(ValueError, param="--data"):  # a grid the preset is not for
         info = train.train_ocean(

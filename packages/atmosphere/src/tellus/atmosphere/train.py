@@ -380,6 +380,7 @@ def _run_phase(
         compute_dtype=plan.train.compute_dtype,
         remat=plan.train.remat,
         validate_every=plan.train.validate_every,
+        profile_steps=plan.train.profile_steps,
     )
     domain, task, n = _domain(plan, phase.lead, phase.rollout, cfg.seed, cfg.batch_size)
     if show_progress:

@@ -370,6 +370,7 @@ class Budget:
     finetune_lr: float = 3e-4
     compute_dtype: str = "float32"
     remat: bool = False
+    profile_steps: tuple[int, int] | None = None  # each phase's TrainConfig.profile_steps
 
 
 def _train_config(steps: int, budget: Budget, lr: float, seed: int) -> train_config.TrainConfig:
@@ -383,6 +384,7 @@ def _train_config(steps: int, budget: Budget, lr: float, seed: int) -> train_con
         seed=seed,
         compute_dtype=budget.compute_dtype,
         remat=budget.remat,
+        profile_steps=budget.profile_steps,
     )
 
 

@@ -136,6 +136,7 @@ class Budget:
     finetune_lr: float = 2e-4
     compute_dtype: str = "float32"
     remat: bool = False
+    profile_steps: tuple[int, int] | None = None  # each phase's TrainConfig.profile_steps
     seed: int = 0
 
 
@@ -150,6 +151,7 @@ def _train_config(steps: int, budget: Budget, lr: float) -> train_config.TrainCo
         seed=budget.seed,
         compute_dtype=budget.compute_dtype,
         remat=budget.remat,
+        profile_steps=budget.profile_steps,
     )
 
 

@@ -72,6 +72,9 @@ class TrainConfig:
       log_every: progress lines every N steps (when not on a terminal).
       validate_every: validation loss of every domain with a validation stream every N
         steps (and at the last one); None for none.
+      profile_steps: ``(first, stop)``: steps ``first .. stop - 1`` traced with the JAX
+        profiler into ``workdir/profile`` (TensorBoard's profile plugin / XProf, and a
+        Perfetto trace); None for none. Start after the first step, which compiles.
     """
 
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -87,6 +90,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     validate_every: int | None = None
+    profile_steps: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.grad_accum_steps < 1 or self.batch_size % self.grad_accum_steps:
@@ -99,6 +103,14 @@ class TrainConfig:
             raise ValueError(f"unknown compute_dtype {self.compute_dtype!r}")
         if self.validate_every is not None and self.validate_every < 1:
             raise ValueError(f"validate_every must be >= 1 or None, got {self.validate_every}")
+        if self.profile_steps is not None:
+            steps = tuple(int(v) for v in self.profile_steps)  # a JSON list comes back too
+            if len(steps) != 2 or not 0 <= steps[0] < steps[1]:
+                raise ValueError(
+                    f"profile_steps must be (first, stop) with 0 <= first < stop, "
+                    f"got {self.profile_steps}"
+                )
+            object.__setattr__(self, "profile_steps", steps)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (nested optimizer config included)."""

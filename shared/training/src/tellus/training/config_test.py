@@ -52,3 +52,14 @@ def test_clipping_matches_optax():
     same = optimizer_lib.clip_by_global_norm(grads, norm, 20.0)
     np.testing.assert_array_equal(np.asarray(same["w"]), np.asarray(grads["w"]))
     assert optimizer_lib.clip_by_global_norm(grads, norm, None) is grads
+
+
+def test_profile_steps_are_a_range_of_steps_and_survive_the_json_round_trip():
+    cfg = config_lib.TrainConfig(profile_steps=[3, 6])  # as a JSON envelope gives it back
+    assert cfg.profile_steps == (3, 6)
+    back = config_lib.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert config_lib.TrainConfig.from_dict({}).profile_steps is None  # older envelopes
+    for bad in ((3, 3), (-1, 2), (1, 2, 3)):
+        with pytest.raises(ValueError, match="profile_steps must be"):
+            config_lib.TrainConfig(profile_steps=bad)

@@ -38,6 +38,7 @@ from tellus.data import locking
 from tellus.data import progress as progress_lib
 from tellus.kernels import partitioning
 from tellus.training import checkpoint as ckpt_lib
+from tellus.training import profiling
 from tellus.training import step as step_lib
 from tellus.training.config import TrainConfig
 from tellus.training.streams import Prefetch, Stream
@@ -253,6 +254,7 @@ def fit(
         # loses nothing.
         pending: _Pending | None = None
         reported_at = time.perf_counter()
+        profiler = profiling.StepProfiler(workdir, config.profile_steps)
 
         def report(p: _Pending) -> float:
             nonlocal reported_at
@@ -278,19 +280,24 @@ def fit(
             with display:
                 for step in range(start, config.num_steps):
                     d = domains[domain_schedule(weights, config.seed, step)]
-                    batch = next(streams[d.name])
-                    lr = step_lib.host_learning_rate(config, step)
-                    if rest_schedule is not None:
-                        state = _scheduled_rest(state, rest_schedule(step, state.rest))
-                    if d.name not in compiled:
-                        compiled[d.name] = step_lib.compile_train_step(
-                            steps[d.name], state, batch, lr
-                        )
-                        c = compiled[d.name]
-                        log.info(
-                            "compiled the %s step: memory %s, flops %s", d.name, c.memory, c.flops
-                        )
-                    state, metrics = compiled[d.name](state, batch, lr)
+                    with profiler.step(step):  # the batch read, the dispatch
+                        batch = next(streams[d.name])
+                        lr = step_lib.host_learning_rate(config, step)
+                        if rest_schedule is not None:
+                            state = _scheduled_rest(state, rest_schedule(step, state.rest))
+                        if d.name not in compiled:
+                            compiled[d.name] = step_lib.compile_train_step(
+                                steps[d.name], state, batch, lr
+                            )
+                            c = compiled[d.name]
+                            log.info(
+                                "compiled the %s step: memory %s, flops %s",
+                                d.name,
+                                c.memory,
+                                c.flops,
+                            )
+                        state, metrics = compiled[d.name](state, batch, lr)
+                    profiler.dispatched(step, metrics)
                     if pending is not None:
                         report(pending)
                     pending = _Pending(step, d.name, metrics, d.batch_size or config.batch_size)
@@ -330,6 +337,7 @@ def fit(
                         ck.save(done, state, cfg_json, data_state, metrics=metrics_out)
             ck.wait()
         finally:
+            profiler.close()
             for s in streams.values():
                 s.close()
             writer.close()

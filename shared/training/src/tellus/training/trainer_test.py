@@ -430,3 +430,31 @@ def test_a_rest_schedule_sets_the_model_state_each_step_and_a_resume_sets_it_aga
     history = first + resumed
     assert [s for s, _ in history] == list(range(6))
     assert all((v == 0.0) == (s % 2 == 0) for s, v in history), history
+
+
+def test_profile_steps_trace_exactly_those_steps_of_the_loop(tmp_path):
+    """``profile_steps=(2, 4)``: one trace in ``workdir/profile`` (XProf's xplane and a
+    Perfetto trace) holding the step markers of steps 2 and 3 and no other, with the
+    compiled step's device work inside it."""
+    import dataclasses
+    import glob
+    import gzip
+
+    trainer.fit(
+        toy_model.multi_model_from_dict,
+        toy_model.ToyMultiConfig(),
+        dataclasses.replace(CFG, num_steps=6, checkpoint_every=6, profile_steps=(2, 4)),
+        _domains(),
+        tmp_path,
+        show_progress=False,
+    )
+    profile = tmp_path / "profile"
+    assert glob.glob(f"{profile}/plugins/profile/*/*.xplane.pb")
+    (path,) = glob.glob(f"{profile}/plugins/profile/*/*.trace.json.gz")
+    with gzip.open(path) as f:
+        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    marked = sorted(int(e["args"]["step_num"]) for e in events if e["name"] == "train")
+    assert marked == [2, 3]
+    # The device's work of those steps: the compiled program's fused operations ran inside
+    # the trace (an XLA fusion is named after its kind: add_select_fusion.3, ynn_fusion...).
+    assert sum("fusion" in e["name"] for e in events) >= 10
