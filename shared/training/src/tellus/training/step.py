@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,7 +30,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tellus.kernels import partitioning
-from tellus.training.config import TrainConfig
+from tellus.training.config import OptimizerConfig, TrainConfig
 from tellus.training.optimizer import clip_by_global_norm, learning_rate_schedule, moments
 
 PyTree = Any
@@ -404,8 +405,23 @@ def check_finite(metrics: dict, step: int, params: PyTree, policy: str) -> bool:
 
 def host_learning_rate(cfg: TrainConfig, step: int) -> np.ndarray:
     """The schedule's learning rate at ``step``, as the float32 scalar a step taking
-    ``lr`` from the host expects (the value the in-program schedule would compute)."""
-    return np.asarray(learning_rate_schedule(cfg.optimizer)(step), np.float32)
+    ``lr`` from the host expects (the value the in-program schedule would compute).
+
+    Read from a table of every step's rate, computed once per schedule and run length
+    (:func:`learning_rate_table`): evaluating the schedule each step would put a few small
+    device computations behind the step in flight, and the host would wait for that step
+    to finish before it could queue the next one."""
+    return np.asarray(learning_rate_table(cfg.optimizer, max(cfg.num_steps, step + 1))[step])
+
+
+@functools.lru_cache(maxsize=8)
+def learning_rate_table(optimizer: OptimizerConfig, steps: int) -> np.ndarray:
+    """``[steps]`` float32: the schedule's learning rate at steps ``0 .. steps - 1``, in one
+    compiled call (cached: a run's loop reads it at every step)."""
+    schedule = jax.jit(jax.vmap(learning_rate_schedule(optimizer)))
+    table = np.asarray(schedule(jnp.arange(steps, dtype=jnp.int32)), np.float32)
+    table.setflags(write=False)
+    return table
 
 
 def jit_train_step(

@@ -10,6 +10,7 @@ from tellus.kernels import mesh as mesh_lib
 from tellus.training import config as config_lib
 from tellus.training import step as step_lib
 from tellus.training import toy_model
+from tellus.training.optimizer import learning_rate_schedule
 
 CFG = dataclasses.replace(config_lib.preset("tiny"), batch_size=8)
 
@@ -242,3 +243,26 @@ def test_a_program_compiled_before_in_the_process_is_reused():
         compiled.append(step_lib.compile_train_step(jitted, state, batch, lr).compiled)
     assert compiled[1] is compiled[0]
     assert compiled[2] is not compiled[0]
+
+
+def test_the_host_learning_rate_is_the_schedule_evaluated_once_per_run(monkeypatch):
+    cfg = config_lib.warmup_cosine(40, 4, 1e-3)  # 4 warm-up steps, then the cosine
+    schedule = learning_rate_schedule(cfg.optimizer)
+    rates = [float(step_lib.host_learning_rate(cfg, k)) for k in range(45)]  # past the end
+    expected = [float(schedule(k)) for k in range(45)]
+    # float32 cosines, fused in one program against evaluated one by one: 1e-6 relative
+    np.testing.assert_allclose(rates, expected, rtol=1e-5, atol=1e-12)
+    assert rates[0] == 0.0 and max(rates) == pytest.approx(1e-3)
+    # The loop asks for it at every step while a step runs on the device, where a
+    # schedule evaluated each time would queue behind that step: it is built once.
+    built = []
+
+    def counted(opt):
+        built.append(opt)
+        return learning_rate_schedule(opt)
+
+    monkeypatch.setattr(step_lib, "learning_rate_schedule", counted)
+    other = config_lib.warmup_cosine(60, 4, 2e-3)
+    got = [float(step_lib.host_learning_rate(other, k)) for k in range(60)]
+    assert len(built) == 1
+    assert got[30] == pytest.approx(float(learning_rate_schedule(other.optimizer)(30)), rel=1e-5)
