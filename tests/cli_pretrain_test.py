@@ -29,6 +29,7 @@ depths = [1, 0, 0, 1]
 steps = 2
 batch = 2
 mesh = "{mesh}"
+profile_steps = [1, 2]
 [[tasks]]
 name = "ocean"
 domain = "ocean"
@@ -92,6 +93,8 @@ def test_pretrain_then_finetune_from_files(tmp_path):
     out = _run("pretrain", "--config", str(pre))
     assert "mesh data=1 on 1 of 8 cpu device(s)" in out and "ocean: loss" in out
     assert "over 2 steps" in out and "pretrain done" in out
+    # train.profile_steps reached the loop: step 1 traced into the run's profile folder
+    assert list((tmp_path / "pre" / "profile").glob("plugins/profile/*/*.xplane.pb"))
     assert "ocean: already trained" in _run("pretrain", "--config", str(pre))
 
     out = _run("finetune", "--config", str(ft))

@@ -11,6 +11,7 @@ A file names the model, the training and every store the model pretrains on::
     batch = 2
     learning_rate = 1e-3
     mesh = "data=1"                      # as --mesh; default every device on data
+    profile_steps = [20, 26]             # optional: steps traced, as --profile-steps 20:26
     [[tasks]]
     name = "atmosphere"                  # the loss is logged as train/atmosphere/loss
     domain = "atmosphere"                # the domain embedding
@@ -67,6 +68,14 @@ class TrainSection(_Strict):
     seed: int = 0
     mesh: str | None = None
     checkpoint_every: int | None = Field(default=None, gt=0)
+    profile_steps: tuple[int, int] | None = None  # [first, stop]: traced, as --profile-steps
+
+    @pydantic.field_validator("profile_steps")
+    @classmethod
+    def _step_range(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 0 <= v[0] < v[1]:
+            raise ValueError("must be [first, stop] with 0 <= first < stop")
+        return v
 
 
 class TaskSection(_Strict):

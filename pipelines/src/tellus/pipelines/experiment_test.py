@@ -40,6 +40,10 @@ def test_a_good_file(tmp_path):
     exp = experiment.parse(__import__("tomllib").loads(text))
     assert exp.model.preset == "tiny" and exp.train.batch == 2 and exp.tasks[0].lead == 1
     assert exp.workdir_path == tmp_path / "run"
+    traced = experiment.parse(
+        __import__("tomllib").loads(text.replace("batch = 2", "batch = 2\nprofile_steps = [2, 5]"))
+    )
+    assert traced.train.profile_steps == (2, 5) and exp.train.profile_steps is None
 
 
 @pytest.mark.parametrize(
@@ -57,6 +61,11 @@ def test_a_good_file(tmp_path):
         (("s.zarr", "missing.zarr"), "tasks[0].store: no store at"),
         (("batch = 2", "batch = 3\nmesh = 'data=2'"), "train.batch: 3 is not a multiple"),
         (("[[tasks]]", "[[taskz]]"), "unknown key 'taskz'"),
+        (
+            ("batch = 2", "batch = 2\nprofile_steps = [5, 5]"),
+            "train.profile_steps: must be [first, stop] with 0 <= first < stop, got [5, 5]",
+        ),
+        (("batch = 2", "batch = 2\nprofile_steps = [5]"), "train.profile_steps"),
         (("steps = 3", "steps = 3 ="), "not valid TOML"),
     ],
 )

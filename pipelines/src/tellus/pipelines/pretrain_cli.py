@@ -55,7 +55,9 @@ def _setup(config: Path, *, finetune: bool = False):
         with errors.user_errors(ValueError, what=f"{config}: model"):
             model = dataclasses.replace(model, trunk=dataclasses.replace(model.trunk, **trunk))
     t = exp.train
-    overrides = {} if t.checkpoint_every is None else {"checkpoint_every": t.checkpoint_every}
+    overrides: dict = {} if t.checkpoint_every is None else {"checkpoint_every": t.checkpoint_every}
+    if t.profile_steps is not None:
+        overrides["profile_steps"] = t.profile_steps
     train = train_config.warmup_cosine(t.steps, t.batch, t.learning_rate, seed=t.seed, **overrides)
     if t.warmup is not None:
         train = dataclasses.replace(
