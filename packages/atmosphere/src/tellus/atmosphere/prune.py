@@ -288,18 +288,7 @@ def speed(
     Inference is ``CHAINED`` 24 h steps of ``batch_size`` states; training an AdamW step on
     the one-step loss.
     """
-    train = benchmarking.compare_train_steps(
-        {
-            name: (
-                plan_target.placeholder_forecaster(cfg),
-                fc.loss_fn,
-                bench.random_batch(cfg, batch_size),
-                batch_size,
-            )
-            for name, cfg in cfgs.items()
-        },
-        rounds=rounds,
-    )
+    train = _compare_train_steps(cfgs, batch_size, rounds)
     calls, flops = {}, {}
     for name, cfg in cfgs.items():
         model = plan_target.placeholder_forecaster(cfg)
@@ -333,6 +322,25 @@ def speed(
             "infer_flops": flops[name],
         }
     return out
+
+
+def _compare_train_steps(
+    cfgs: dict[str, model_config.PanguConfig], batch_size: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """The configs' training steps on random fields, timed against each other
+    (:func:`tellus.training.benchmarking.compare_train_steps`)."""
+    return benchmarking.compare_train_steps(
+        {
+            name: (
+                plan_target.placeholder_forecaster(cfg),
+                fc.loss_fn,
+                bench.random_batch(cfg, batch_size),
+                batch_size,
+            )
+            for name, cfg in cfgs.items()
+        },
+        rounds=rounds,
+    )
 
 
 def spread(n: int, k: int) -> tuple[int, ...]:
@@ -369,18 +377,7 @@ def attention_share(
         "removed": dataclasses.replace(cfg, pruned=removed),
         "none": dataclasses.replace(cfg, pruned=tuple(range(n))),
     }
-    timed = benchmarking.compare_train_steps(
-        {
-            name: (
-                plan_target.placeholder_forecaster(c),
-                fc.loss_fn,
-                bench.random_batch(c, batch_size),
-                batch_size,
-            )
-            for name, c in cases.items()
-        },
-        rounds=rounds,
-    )
+    timed = _compare_train_steps(cases, batch_size, rounds)
     t = {name: timed[name]["best_step_s"] for name in cases}
     share = 1.0 - t["none"] / t["all"]
     return {
