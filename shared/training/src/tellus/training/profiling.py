@@ -14,7 +14,8 @@ The trace starts before step ``first`` is dispatched and stops once step ``stop 
 finished on the device (the loop otherwise leaves a step in flight). Start after the first
 step of a run: it compiles, and a trace of the compile says little about the step. A run
 resumed past ``first`` traces nothing; one resumed inside the range traces what is left.
-Only process 0 traces (one trace per job).
+Only process 0 traces (one trace per job). Where a trace is already running (one
+process traces once at a time), the run goes on untraced with a warning.
 
 The host side alone is py-spy's (``py-spy record -o host.svg -- tellus train ...``):
 ``docs/performance.md`` shows both on a training run.
@@ -56,9 +57,14 @@ class StepProfiler:
         """Marks ``step`` (and starts the trace before the first traced one)."""
         if self.steps is not None and not self.active and self.steps[0] <= step < self.steps[1]:
             self.dir.mkdir(parents=True, exist_ok=True)
-            jax.profiler.start_trace(str(self.dir), create_perfetto_trace=True)
-            self.active = True
-            log.info("profiling steps %d..%d into %s", step, self.steps[1] - 1, self.dir)
+            try:
+                jax.profiler.start_trace(str(self.dir), create_perfetto_trace=True)
+            except RuntimeError as e:  # a trace already running: train on, untraced
+                log.warning("not profiling steps %s: %s", self.steps, e)
+                self.steps = None
+            else:
+                self.active = True
+                log.info("profiling steps %d..%d into %s", step, self.steps[1] - 1, self.dir)
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
             yield
         if self.active:

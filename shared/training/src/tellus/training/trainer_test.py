@@ -458,3 +458,25 @@ def test_profile_steps_trace_exactly_those_steps_of_the_loop(tmp_path):
     # The device's work of those steps: the compiled program's fused operations ran inside
     # the trace (an XLA fusion is named after its kind: add_select_fusion.3, ynn_fusion...).
     assert sum("fusion" in e["name"] for e in events) >= 10
+
+
+def test_a_trace_already_running_leaves_the_training_untraced_not_stopped(tmp_path, caplog):
+    import dataclasses
+    import logging
+
+    jax.profiler.start_trace(str(tmp_path / "outer"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="tellus.training.profiling"):
+            history = trainer.fit(
+                toy_model.multi_model_from_dict,
+                toy_model.ToyMultiConfig(),
+                dataclasses.replace(CFG, num_steps=3, checkpoint_every=3, profile_steps=(1, 2)),
+                _domains(),
+                tmp_path / "run",
+                show_progress=False,
+            )
+    finally:
+        jax.profiler.stop_trace()
+    assert [s for s, _ in history] == [0, 1, 2]
+    assert "not profiling steps (1, 2)" in caplog.text
+    assert not list((tmp_path / "run" / "profile").glob("plugins/profile/*/*.xplane.pb"))
