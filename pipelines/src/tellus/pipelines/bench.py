@@ -15,7 +15,7 @@ matmul rate measured the same minute):
   at 24 leads), built from their shapes (:func:`tellus.training.targets.earth`);
 * ``loader``: :mod:`tellus.data.bench` (the grain loader's samples/s against raw Zarr read
   and decode of the same store, and against the atmosphere CPU step's consumption);
-* ``pruning`` (not run unless named: it adds about 3 minutes): the attention layers' share
+* ``pruning`` (not run unless named: it adds about 2 minutes): the attention layers' share
   of the atmosphere training step and the speedup of removing 40 % of them
   (:func:`tellus.atmosphere.prune.attention_share`), at the CPU preset (the blocks the
   entropy removes in ``just prune-study``) and at the reference shape (6 of 16 blocks

@@ -1,7 +1,8 @@
 """``tellus plan``: what a training step needs on a pod, compiled on simulated devices.
 
 The command parses its options and calls :func:`tellus.training.plan.run_plan`; the
-planning (subprocess compile, roofline, fit check, suggestions) lives there.
+compile (in a subprocess) lives there, the roofline, fit check and suggestions in
+:mod:`tellus.training.roofline`.
 """
 
 from __future__ import annotations

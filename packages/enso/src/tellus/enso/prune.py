@@ -93,7 +93,8 @@ def prune_ensemble(plan: PrunePlan, show_progress: bool = True) -> dict[str, Any
             "`tellus train enso`"
         )
     info = json.loads(info_file.read_text())
-    budget = train.Budget(**info["budget"])
+    # The pruning runs are not the training: a trace asked of the training is not theirs.
+    budget = dataclasses.replace(train.Budget(**info["budget"]), profile_steps=None)
     split = train.ObservedSplit(**info["split"])
     members = sorted(plan.source.glob("member_*"), key=lambda p: int(p.name.split("_")[1]))
     records = []

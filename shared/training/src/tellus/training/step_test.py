@@ -262,6 +262,7 @@ def test_the_host_learning_rate_is_the_schedule_evaluated_once_per_run(monkeypat
         return learning_rate_schedule(opt)
 
     monkeypatch.setattr(step_lib, "learning_rate_schedule", counted)
+    step_lib.learning_rate_table.cache_clear()  # whatever earlier tests left cached
     other = config_lib.warmup_cosine(60, 4, 2e-3)
     got = [float(step_lib.host_learning_rate(other, k)) for k in range(60)]
     assert len(built) == 1

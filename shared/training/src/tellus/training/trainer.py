@@ -337,11 +337,13 @@ def fit(
                         ck.save(done, state, cfg_json, data_state, metrics=metrics_out)
             ck.wait()
         finally:
-            profiler.close()
-            for s in streams.values():
-                s.close()
-            writer.close()
-            ck.close()
+            try:
+                for s in streams.values():
+                    s.close()
+                writer.close()
+                ck.close()
+            finally:
+                profiler.close()
     return history
 
 
